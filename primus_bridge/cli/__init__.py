@@ -1,0 +1,1 @@
+"""The `primus-bridge` command and the shared way every verb reports errors."""

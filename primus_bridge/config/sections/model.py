@@ -1,0 +1,26 @@
+"""`model:` — where the starting weights come from and which layer implementation runs them."""
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import Section
+
+
+class ModelConfig(Section):
+    load: str | None = None
+    """Megatron checkpoint to start from (flag --load)."""
+    tokenizer: str | None = None
+    """Tokenizer folder or hub id; defaults to hf_model_name_or_path."""
+    transformer_impl: Literal["auto", "transformer_engine", "local"] = "auto"
+    """Megatron layer spec: TransformerEngine when it imports (auto), or the local spec with SDPA attention."""
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2", "flex_attention"] = "auto"
+    """HF engine attention kernel; auto picks the best available."""
+    trust_remote_code: bool = False
+    """Allow model code from the model folder (HF engine)."""
+    max_position_embeddings: int | None = Field(default=None, gt=0)
+    """Model's position limit, when known before loading (recipes fill it in)."""
+    num_attention_heads: int | None = Field(default=None, gt=0)
+    """Attention heads, when known before loading (recipes fill it in); used to check TP."""
+    num_query_groups: int | None = Field(default=None, gt=0)
+    """KV heads (GQA groups), when known before loading; used to check TP."""
