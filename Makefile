@@ -40,3 +40,6 @@ demo: setup
 
 clean:
 	rm -rf .cache runs outputs .pytest_cache
+
+# Container images (docker/images.mk) and other target groups live beside the code they build.
+-include docker/images.mk
