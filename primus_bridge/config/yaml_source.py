@@ -11,6 +11,7 @@ import yaml
 
 from .errors import ConfigError
 
+MAX_VALUES = 100_000  # bound on values after YAML aliases expand ("billion laughs")
 ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 
 
@@ -41,6 +42,19 @@ def _key_lines(node, prefix: str, origin: str, out: dict[str, str]) -> None:
         dotted = f"{prefix}{key_node.value}"
         out[dotted] = f"{origin}:{key_node.start_mark.line + 1}"
         _key_lines(value_node, dotted + ".", origin, out)
+
+
+def _count_values(value, budget: int) -> int:
+    """Values in a loaded tree, counting shared (aliased) subtrees each time they appear; stops past budget."""
+    stack, count = [value], 0
+    while stack and count <= budget:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
 
 
 def _interpolate(value, where: str):
@@ -101,6 +115,8 @@ def _parse(path: Path) -> tuple[dict, dict[str, str]]:
         raise ConfigError(f"{origin}: invalid YAML: nesting too deep") from None
     if data is None:
         return {}, {}
+    if _count_values(data, MAX_VALUES) > MAX_VALUES:
+        raise ConfigError(f"{origin}: config too large: more than {MAX_VALUES} values (after expanding aliases)")
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}:1: expected a mapping of config sections at the top, got {type(data).__name__}")
     lines: dict[str, str] = {}
