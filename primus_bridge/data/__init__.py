@@ -1,0 +1,1 @@
+"""Instruction and chat data: readers, prompt templates, loss masks, packing, cache."""
