@@ -1,0 +1,1 @@
+"""Model builders the project ships (the tiny demo Llama)."""

@@ -1,0 +1,1 @@
+"""Engine-independent run plumbing: preemption signals, checkpoint folders, output guards, secrets, reports."""

@@ -1,0 +1,71 @@
+"""Checkpoint folders in Megatron's layout, written so that a crash never leaves the latest one unloadable.
+
+Order of a save: the iteration folder is written under a temporary name, fsynced and renamed into
+place; then `latest_checkpointed_iteration.txt` is replaced atomically; only then are old folders pruned.
+"""
+
+import logging
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from ..checkpoint_info import LATEST_FILE, iteration_dir, latest_iteration
+from ..utils.atomic import atomic_dir, atomic_write_text
+
+ITER_NAME = re.compile(r"^iter_(\d{7})$")
+STALE_TEMP = re.compile(r"^\.(iter_\d{7}|latest_checkpointed_iteration\.txt)\.(.*\.tmp|old-\d+)$")
+
+log = logging.getLogger("primus_bridge")
+
+
+def saved_steps(save: Path) -> list[int]:
+    """Steps of the complete-looking iteration folders under `save`, oldest first."""
+    if not save.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in save.iterdir() if p.is_dir() and (m := ITER_NAME.match(p.name)))
+
+
+def write_checkpoint(save: Path, step: int, fill: Callable[[Path], None], keep_last: int | None = None) -> Path:
+    """Call fill(folder) on a temporary folder, publish it as iter_<step>, move the pointer, prune."""
+    final = iteration_dir(save, step)
+    with atomic_dir(final, replace=True) as tmp:
+        fill(tmp)
+    atomic_write_text(Path(save) / LATEST_FILE, f"{step}\n")
+    if keep_last:
+        prune_checkpoints(Path(save), keep_last)
+    return final
+
+
+def prune_checkpoints(save: Path, keep_last: int) -> list[int]:
+    """Delete all but the newest `keep_last` iteration folders; the one the pointer names is always kept."""
+    latest = latest_iteration(save)
+    steps = [s for s in saved_steps(save) if latest is None or s <= latest]
+    doomed = [s for s in steps[:-keep_last] if s != latest]
+    for step in doomed:
+        shutil.rmtree(iteration_dir(save, step), ignore_errors=True)
+    if doomed:
+        log.info("checkpoints: pruned %s (keep_last=%d)", ", ".join(f"iter_{s:07d}" for s in doomed), keep_last)
+    return doomed
+
+
+def remove_stale_temporaries(save: Path) -> list[str]:
+    """Remove half-written temporaries left by a crash during a save (they were never published)."""
+    removed = []
+    if not save.is_dir():
+        return removed
+    for path in save.iterdir():
+        if STALE_TEMP.match(path.name):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
+
+
+def remove_checkpoints(save: Path) -> None:
+    """Forget every checkpoint in `save` (pointer first, so no reader sees a pointer to a missing folder)."""
+    (Path(save) / LATEST_FILE).unlink(missing_ok=True)
+    for step in saved_steps(Path(save)):
+        shutil.rmtree(iteration_dir(save, step), ignore_errors=True)
