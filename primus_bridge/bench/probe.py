@@ -1,0 +1,32 @@
+"""The device and its measured matmul peak, in a process of its own:
+`python -m primus_bridge.bench.probe --dtype bf16 --size 8192 --out probe.json`."""
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from ..utils.atomic import atomic_write_text
+from .environment import current_device_info
+from .peak import measure_matmul_peak
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m primus_bridge.bench.probe", description=__doc__)
+    parser.add_argument("--dtype", required=True, choices=["bf16", "fp16", "fp32"])
+    parser.add_argument("--size", required=True, type=int)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    device = current_device_info()
+    torch_device = "cuda:0" if device.kind == "cuda" else "cpu"
+    peak = measure_matmul_peak(torch_device, args.dtype, args.size, args.repeats)
+    record = {"device": dataclasses.asdict(device), "peak": dataclasses.asdict(peak)}
+    atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
+    print(f"{device.name}: {args.dtype} {args.size}^3 matmul {peak.tflops_median:.1f} TFLOP/s (median)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

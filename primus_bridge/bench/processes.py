@@ -1,0 +1,67 @@
+"""Start a benchmark subprocess with its output in a log file, and end it (its whole group) on timeout.
+
+Output goes to a file, not a pipe: a grandchild that outlives its parent would hold a pipe open.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+KILL_GRACE_S = 20
+
+
+@dataclass(frozen=True)
+class Finished:
+    returncode: int | None
+    """None when the process was stopped at its timeout."""
+    wall_s: float
+
+
+def python_command(module: str, args: list[str], gpus: int) -> list[str]:
+    """`python -m module args`; under torchrun (one process per GPU) when the run uses GPUs."""
+    if gpus <= 0:
+        return [sys.executable, "-m", module, *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}",
+            "-m", module, *args]
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=KILL_GRACE_S)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_logged(command: list[str], log: Path, timeout_s: float, cwd: Path) -> Finished:
+    """Run to completion or timeout, appending stdout and stderr to `log`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    start = time.monotonic()
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(f"$ {' '.join(command)}\n")
+        handle.flush()
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd, env=env,
+                                   start_new_session=True)
+        try:
+            returncode = process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _stop_group(process)
+            returncode = None
+    return Finished(returncode, time.monotonic() - start)
+
+
+def log_tail(log: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""

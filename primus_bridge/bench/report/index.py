@@ -1,0 +1,52 @@
+"""benchmarks/reports/README.md: every committed run with its headline numbers, rebuilt from the runs' results.json."""
+
+from pathlib import Path
+
+from ...utils.atomic import atomic_write_text
+from ..results import RESULTS_FILE, BenchResults, load_results
+from .markdown import fmt, pct, table
+from .rows import comparisons
+
+INDEX_FILE = "README.md"
+INTRO = """# Benchmark reports
+
+One folder per run, `<date>-<device>-<suite>/`, written by `primus-bridge bench --suite NAME`: `results.json`
+(every number), `results.csv`, `report.md` (tables, comparison, targets) and PNG plots. This index is
+rebuilt from the folders' `results.json` after every run. Ratios are the first system of the suite over
+the last one (primus-bridge's megatron engine over the HF Transformers + PEFT baseline) on identical batches.
+"""
+
+
+def _case_rows(folder: str, results: BenchResults) -> list[list[str]]:
+    ratios = {c.case: c for c in comparisons(results)}
+    met = sum(t.met is True for t in results.targets)
+    targets = f"{met}/{len(results.targets)} met" if results.targets else "–"
+    rows = []
+    for case in results.cases:
+        cells = []
+        for system in results.systems:
+            run = results.run(case.name, system)
+            m = run.metrics if run is not None and run.status == "ok" else None
+            cells.append(f"{system} {fmt(m.tokens_per_s_per_gpu)} ({pct(m.mfu_measured)})" if m else
+                         f"{system} {run.status if run else 'not run'}")
+        ratio = ratios.get(case.name)
+        rows.append([f"[{folder}]({folder}/report.md)", results.environment.device.name, case.name, " / ".join(cells),
+                     fmt(ratio.speed_ratio if ratio else None, ".2f", "x"),
+                     fmt(ratio.memory_ratio if ratio else None, ".2f", "x"), targets])
+    return rows
+
+
+def index_text(root: Path) -> str:
+    rows = []
+    for results_file in sorted(Path(root).glob(f"*/{RESULTS_FILE}"), reverse=True):
+        rows += _case_rows(results_file.parent.name, load_results(results_file.parent))
+    header = ["run", "device", "case", "tokens/s/GPU (MFU vs measured peak), per system", "speed ratio",
+              "memory ratio", "targets"]
+    body = table(header, rows) if rows else ["No runs yet."]
+    return INTRO + "\n" + "\n".join(body) + "\n"
+
+
+def write_index(root: Path) -> Path:
+    path = Path(root) / INDEX_FILE
+    atomic_write_text(path, index_text(root))
+    return path

@@ -1,0 +1,145 @@
+"""report.md: environment, ceilings, the method, the results table, the comparison, targets and plots."""
+
+from pathlib import Path
+
+from ...utils.atomic import atomic_write_text
+from ..anchors import ANCHORS
+from ..results import BenchResults, SystemRun
+from .plots import LOSS_PNG, MEMORY_PNG, THROUGHPUT_PNG
+from .rows import comparisons, gib, memory_bytes
+
+NOTES_FILE = "notes.md"
+"""Hand-written findings kept beside a run's report (what was changed, what it gained); included verbatim."""
+
+
+def fmt(value, spec: str = ",.0f", suffix: str = "") -> str:
+    return "–" if value is None else f"{value:{spec}}{suffix}"
+
+
+def pct(value: float | None) -> str:
+    return fmt(None if value is None else 100 * value, ".1f", "%")
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def environment_section(results: BenchResults) -> list[str]:
+    env, device = results.environment, results.environment.device
+    libraries = ", ".join(f"{name} {version or 'absent'}" for name, version in env.libraries.items())
+    gpu = f"{device.name} x{device.count}" if device.kind == "cuda" else f"CPU: {device.name} ({env.cpu_count} cores)"
+    if device.memory_bytes:
+        gpu += f", {device.memory_bytes / 1024**3:.0f} GiB, compute capability {device.capability}"
+    runtime = f"CUDA {env.torch_cuda}" if env.torch_cuda else (f"HIP {env.torch_hip}" if env.torch_hip else "CPU")
+    revision = f"{env.git_revision or 'unknown'}{' (uncommitted changes)' if env.git_dirty else ''}"
+    rows = [["device", gpu], ["driver", env.driver or "–"], ["torch", f"{env.libraries.get('torch')} ({runtime})"],
+            ["libraries", libraries], ["python / platform", f"{env.python} / {env.platform}"],
+            ["code revision", revision]]
+    return ["## Environment", ""] + table(["", ""], rows)
+
+
+def method_section(results: BenchResults) -> list[str]:
+    peak, datasheet = results.measured_peak, results.datasheet_peak_tflops
+    versus = f" ({peak.tflops_median / datasheet:.0%} of the datasheet's {datasheet:g})" if datasheet else \
+        " (no datasheet peak for this device)"
+    return ["## Method", "",
+            f"- Each system runs every case in a fresh process: {results.warmup_steps} warm-up + "
+            f"{results.timed_steps} timed optimizer steps on the same random-weight checkpoint and the same packed "
+            f"rows (the data fingerprint below), {results.precision}.",
+            "- tokens/s/GPU = global batch x seq_length / mean timed step time / GPUs. Step time p50/p90 over the "
+            "timed steps.",
+            f"- {results.flops_formula}",
+            "- MFU = model TFLOP/s per GPU / peak: against the matmul peak measured here and against the datasheet.",
+            f"- Measured peak: {peak.dtype} {peak.size}x{peak.size}x{peak.size} matmul on random data, "
+            f"{peak.tflops_median:,.1f} TFLOP/s median of {peak.repeats} (max {peak.tflops_max:,.1f}){versus}."]
+
+
+def _result_row(run: SystemRun) -> list[str]:
+    m = run.metrics
+    if run.status != "ok" or m is None:
+        return [run.case, run.system] + ["–"] * 8 + [run.status]
+    loss = f"{fmt(m.loss_first, '.3f')} → {fmt(m.loss_last, '.3f')}"
+    return [run.case, run.system, fmt(m.tokens_per_s_per_gpu), fmt(m.model_tflops_per_gpu, ".1f"),
+            pct(m.mfu_measured), pct(m.mfu_datasheet), fmt(m.step_time_p50_s, ".3f"), fmt(m.step_time_p90_s, ".3f"),
+            f"{fmt(gib(memory_bytes(run)), '.1f')} / {fmt(gib(run.peak_memory_reserved), '.1f')}", loss, "ok"]
+
+
+def results_section(results: BenchResults) -> list[str]:
+    order = {c.name: i for i, c in enumerate(results.cases)}
+    runs = sorted(results.runs, key=lambda r: (order.get(r.case, len(order)), list(results.systems).index(r.system)))
+    memory = "peak mem GiB (alloc / reserved)" if results.environment.device.kind != "cpu" else "peak RSS GiB / –"
+    header = ["case", "system", "tokens/s/GPU", "TFLOP/s/GPU", "MFU (measured)", "MFU (datasheet)", "step p50 s",
+              "step p90 s", memory, "loss first → last", "status"]
+    cases = [[c.name, c.shape, c.mode, str(c.seq_length), f"{c.micro_batch_size} / {c.global_batch_size}",
+              fmt(c.tokens_per_step), fmt(c.flops_per_token / 1e9, ".2f"), (c.data_fingerprint or "–")[:12]]
+             for c in results.cases]
+    return (["## Cases", ""] + table(["case", "shape", "mode", "seq", "micro / global batch", "tokens/step",
+                                      "GFLOP/token", "data sha256"], cases)
+            + ["", "## Results", ""] + table(header, [_result_row(r) for r in runs]))
+
+
+def comparison_section(results: BenchResults) -> list[str]:
+    found = comparisons(results)
+    if not found:
+        return []
+    first = found[0]
+    rows = [[c.case, fmt(c.speed_ratio, ".2f", "x"), fmt(c.memory_ratio, ".2f", "x"),
+             f"{fmt(c.loss_first[0], '.4f')} / {fmt(c.loss_first[1], '.4f')}"] for c in found]
+    return (["", f"## {first.subject} vs {first.baseline} (same batches)", "",
+             f"Speed ratio: {first.subject} tokens/s over {first.baseline}'s; memory ratio: peak memory over "
+             f"{first.baseline}'s. Both start from the same weights on the same first batch, so their first-step "
+             "losses should agree.", ""]
+            + table(["case", "speed ratio", "memory ratio", f"first-step loss ({first.subject} / {first.baseline})"],
+                    rows))
+
+
+def targets_section(results: BenchResults) -> list[str]:
+    if not results.targets:
+        return []
+    verdict = {True: "**met**", False: "**not met**", None: "not measured"}
+    rows = [[t.title, fmt(t.value, ".3f"), f"{t.op} {t.threshold:g}", verdict[t.met], t.description]
+            for t in results.targets]
+    met = sum(t.met is True for t in results.targets)
+    missed = [t.title for t in results.targets if t.met is False]
+    unmeasured = [t.title for t in results.targets if t.met is None]
+    summary = f"Targets met: {met} of {len(results.targets)}."
+    summary += f" Not met: {'; '.join(missed)}." if missed else ""
+    summary += f" Not measured (a run missing or failed): {'; '.join(unmeasured)}." if unmeasured else ""
+    return ["", "## Targets", "", summary, ""] + table(["target", "value", "target", "verdict", "definition"], rows)
+
+
+def problems_section(results: BenchResults) -> list[str]:
+    lines = []
+    for run in results.runs:
+        if run.status in ("failed", "timeout"):
+            lines += ["", f"### {run.case} / {run.system}: {run.status}", "", "```", (run.reason or "").strip(), "```"]
+        elif run.status == "skipped":
+            lines += ["", f"- {run.case} / {run.system}: skipped ({run.reason})"]
+    return ["", "## Skipped and failed runs"] + lines if lines else []
+
+
+def anchors_section() -> list[str]:
+    rows = [[a.what, a.hardware, a.number, a.source] for a in ANCHORS]
+    return ["", "## Published numbers (context; not measured here)", ""] + table(
+        ["what", "hardware", "number", "source"], rows)
+
+
+def markdown_text(results: BenchResults, notes: str | None = None) -> str:
+    device = results.environment.device
+    title = f"# Benchmark `{results.suite}` on {device.name} ({results.started[:10]})"
+    lines = [title, "", results.description + ".", "", f"Updated {results.updated}.", ""]
+    lines += environment_section(results) + [""] + method_section(results) + [""] + results_section(results)
+    lines += comparison_section(results) + targets_section(results)
+    lines += ["", "## Plots", "", f"![throughput]({THROUGHPUT_PNG})", "", f"![memory]({MEMORY_PNG})", "",
+              f"![loss]({LOSS_PNG})"]
+    lines += problems_section(results) + anchors_section()
+    if notes:
+        lines += ["", "## Notes", "", notes.strip()]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(results: BenchResults, path: Path) -> Path:
+    notes_path = path.parent / NOTES_FILE
+    notes = notes_path.read_text(encoding="utf-8") if notes_path.is_file() else None
+    atomic_write_text(path, markdown_text(results, notes))
+    return path

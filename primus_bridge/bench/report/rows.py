@@ -1,0 +1,68 @@
+"""Flat per-run rows and the system comparison, shared by the CSV, Markdown and index writers."""
+
+from dataclasses import dataclass
+
+from ..results import BenchResults, CaseInfo, SystemRun
+
+GIB = 1024**3
+
+
+def gib(value: int | None) -> float | None:
+    return value / GIB if value else None
+
+
+def memory_bytes(run: SystemRun) -> int | None:
+    """Peak GPU memory allocated; the process's peak RSS on CPU."""
+    return run.peak_memory_allocated or run.peak_rss
+
+
+def run_row(run: SystemRun, case: CaseInfo | None) -> dict:
+    """Every number of one run, flat (one CSV row)."""
+    metrics = run.metrics.model_dump() if run.metrics else {}
+    case_fields = case.model_dump(exclude={"lora_targets", "data_fingerprint", "name"}) if case else {}
+    return {
+        "case": run.case, "system": run.system, "status": run.status, **case_fields,
+        **{key: metrics.get(key) for key in (
+            "tokens_per_s_per_gpu", "model_tflops_per_gpu", "mfu_measured", "mfu_datasheet", "step_time_mean_s",
+            "step_time_p50_s", "step_time_p90_s", "loss_first", "loss_last", "warmup_steps", "timed_steps")},
+        "peak_memory_allocated_gib": gib(run.peak_memory_allocated),
+        "peak_memory_reserved_gib": gib(run.peak_memory_reserved),
+        "peak_rss_gib": gib(run.peak_rss),
+        "trainable_params": run.trainable_params, "total_params": run.total_params, "gpus": run.gpus,
+        "wall_s": run.wall_s, "reason": (run.reason or "").splitlines()[0] if run.reason else None,
+    }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Subject system vs baseline system on one case (identical batches)."""
+
+    case: str
+    subject: str
+    baseline: str
+    speed_ratio: float | None
+    memory_ratio: float | None
+    loss_first: tuple[float | None, float | None]
+
+
+def _ok(run: SystemRun | None) -> bool:
+    return run is not None and run.status == "ok" and run.metrics is not None
+
+
+def compare(results: BenchResults, case: str, subject: str, baseline: str) -> Comparison:
+    a, b = results.run(case, subject), results.run(case, baseline)
+    speed = memory = None
+    if _ok(a) and _ok(b):
+        speed = a.metrics.tokens_per_s_per_gpu / b.metrics.tokens_per_s_per_gpu
+        mem_a, mem_b = memory_bytes(a), memory_bytes(b)
+        memory = mem_a / mem_b if mem_a and mem_b else None
+    losses = (a.metrics.loss_first if _ok(a) else None, b.metrics.loss_first if _ok(b) else None)
+    return Comparison(case, subject, baseline, speed, memory, losses)
+
+
+def comparisons(results: BenchResults) -> list[Comparison]:
+    """The first system of the suite against the last (ours against the baseline), case by case."""
+    systems = list(results.systems)
+    if len(systems) < 2:
+        return []
+    return [compare(results, case.name, systems[0], systems[-1]) for case in results.cases]

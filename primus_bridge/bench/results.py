@@ -1,0 +1,126 @@
+"""Everything a benchmark run measured, as one typed object that round-trips through results.json."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from ..utils.atomic import atomic_write_text
+from .environment import Environment
+from .peak import MatmulPeak
+
+RESULTS_FILE = "results.json"
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CaseInfo(Record):
+    """A case as it ran: its definition plus the numbers derived from it."""
+
+    name: str
+    shape: str
+    mode: Literal["sft", "lora"]
+    seq_length: int
+    micro_batch_size: int
+    global_batch_size: int
+    lora_rank: int | None
+    lora_targets: list[str] | None
+    tokens_per_step: int
+    flops_per_token: int
+    data_fingerprint: str | None = None
+    """sha256 of the packed rows the run's steps consume (input_ids, labels, position_ids)."""
+    data_rows: int | None = None
+
+
+class RunMetrics(Record):
+    warmup_steps: int
+    timed_steps: int
+    step_time_mean_s: float
+    step_time_p50_s: float
+    step_time_p90_s: float
+    tokens_per_s_per_gpu: float
+    model_tflops_per_gpu: float
+    mfu_measured: float | None
+    mfu_datasheet: float | None
+    loss_first: float | None
+    loss_last: float | None
+
+
+class SystemRun(Record):
+    """One system on one case, in its own process."""
+
+    case: str
+    system: str
+    status: Literal["ok", "failed", "timeout", "skipped"]
+    reason: str | None = None
+    wall_s: float | None = None
+    gpus: int = 1
+    step_times: list[float] = []
+    losses: list[float] = []
+    tokens_per_step: int | None = None
+    trainable_params: int | None = None
+    total_params: int | None = None
+    peak_memory_allocated: int | None = None
+    peak_memory_reserved: int | None = None
+    peak_rss: int | None = None
+    engine_details: dict = {}
+    metrics: RunMetrics | None = None
+    log: str | None = None
+    """Log file name in the run folder's logs/ (kept out of the report files)."""
+
+
+class TargetResult(Record):
+    title: str
+    description: str
+    threshold: float
+    op: Literal[">=", "<="]
+    value: float | None
+    met: bool | None
+    """None when a run it needs is missing or failed."""
+
+
+class BenchResults(Record):
+    suite: str
+    description: str
+    started: str
+    updated: str
+    precision: str
+    warmup_steps: int
+    timed_steps: int
+    systems: dict[str, str]
+    environment: Environment
+    measured_peak: MatmulPeak
+    datasheet_peak_tflops: float | None
+    flops_formula: str
+    cases: list[CaseInfo] = []
+    runs: list[SystemRun] = []
+    targets: list[TargetResult] = []
+
+    def run(self, case: str, system: str) -> SystemRun | None:
+        return next((r for r in self.runs if r.case == case and r.system == system), None)
+
+    def put_run(self, run: SystemRun) -> None:
+        """Add a run, replacing an earlier one of the same case and system."""
+        self.runs = [r for r in self.runs if (r.case, r.system) != (run.case, run.system)] + [run]
+
+    def put_case(self, case: CaseInfo) -> None:
+        self.cases = [c for c in self.cases if c.name != case.name] + [case]
+
+    def case_info(self, name: str) -> CaseInfo | None:
+        return next((c for c in self.cases if c.name == name), None)
+
+
+def save_results(results: BenchResults, folder: Path) -> Path:
+    path = Path(folder) / RESULTS_FILE
+    atomic_write_text(path, results.model_dump_json(indent=2) + "\n")
+    return path
+
+
+def load_results(folder: Path) -> BenchResults:
+    path = Path(folder) / RESULTS_FILE
+    try:
+        return BenchResults.model_validate_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no results to read; run the suite first (primus-bridge bench)") from None

@@ -1,0 +1,200 @@
+"""Run a suite: probe the device once, then every case on every system in a fresh process, saving as it goes.
+
+Results and reports are rewritten after each run, so a run stopped at its time budget (or killed)
+still leaves a complete report of what finished; `resume` continues where it stopped.
+"""
+
+import dataclasses
+import datetime
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .environment import DeviceInfo, capture_environment
+from .flops import FORMULA_TEXT, flops_per_token
+from .metrics import compute_metrics
+from .peak import MatmulPeak, datasheet_peak_tflops
+from .processes import log_tail, python_command, run_logged
+from .report import write_reports
+from .results import RESULTS_FILE, BenchResults, CaseInfo, SystemRun, load_results, save_results
+from .shapes import shape_from_hf_config
+from .suites import SYSTEMS, BenchCase, Suite
+from .targets import evaluate
+from .workspace import REPO, Workspace, build_config, case_values, ensure_model, prepare_case_data, remove_model, \
+    write_run_config
+
+log = logging.getLogger("primus_bridge")
+PROBE_TIMEOUT_S = 300
+DONE = ("ok", "skipped")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    suite: Suite
+    out_dir: Path
+    workspace: Workspace
+    cases: tuple[BenchCase, ...]
+    resume: bool = False
+    time_budget_s: float | None = None
+    """Start no run that could end after this many seconds from the start."""
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def probe_device(suite: Suite, workspace: Workspace) -> tuple[DeviceInfo, MatmulPeak]:
+    out, log_file = workspace.root / "probe.json", workspace.root / "logs" / "probe.log"
+    args = ["--dtype", suite.precision, "--size", str(suite.peak_matmul_size), "--out", str(out)]
+    finished = run_logged(python_command("primus_bridge.bench.probe", args, gpus=0), log_file, PROBE_TIMEOUT_S, REPO)
+    if finished.returncode != 0:
+        raise RuntimeError(f"the device probe failed ({finished.returncode=}):\n{log_tail(log_file)}")
+    record = json.loads(out.read_text())
+    return DeviceInfo(**record["device"]), MatmulPeak(**record["peak"])
+
+
+def new_results(suite: Suite, workspace: Workspace) -> BenchResults:
+    device, peak = probe_device(suite, workspace)
+    if suite.device == "gpu" and device.kind != "cuda":
+        raise RuntimeError(f"suite {suite.name} runs on GPUs and this machine has none; try --suite cpu-smoke")
+    log.info("measured %s matmul peak: %.1f TFLOP/s on %s", peak.dtype, peak.tflops_median, device.name)
+    return BenchResults(
+        suite=suite.name, description=suite.description, started=now(), updated=now(), precision=suite.precision,
+        warmup_steps=suite.warmup_steps, timed_steps=suite.timed_steps,
+        systems={name: SYSTEMS[name][2] for name in suite.systems},
+        environment=capture_environment(device, REPO), measured_peak=peak,
+        datasheet_peak_tflops=datasheet_peak_tflops(device.gpu_type, suite.precision), flops_formula=FORMULA_TEXT,
+    )
+
+
+def case_info(case: BenchCase, model_dir: Path, rows: int, fingerprint: str) -> CaseInfo:
+    shape = shape_from_hf_config(model_dir / "config.json")
+    lora = case.lora_spec()
+    return CaseInfo(
+        name=case.name, shape=case.shape, mode=case.mode, seq_length=case.seq_length,
+        micro_batch_size=case.micro_batch_size, global_batch_size=case.global_batch_size,
+        lora_rank=lora.rank if lora else None, lora_targets=list(lora.target_modules) if lora else None,
+        tokens_per_step=case.tokens_per_step, flops_per_token=flops_per_token(shape, case.seq_length, lora),
+        data_fingerprint=fingerprint, data_rows=rows,
+    )
+
+
+def run_from_record(case: BenchCase, system: str, suite: Suite, record: dict, wall_s: float) -> SystemRun:
+    train = record["train_result"]
+    return SystemRun(
+        case=case.name, system=system, status="ok", wall_s=wall_s, gpus=max(suite.gpus, 1),
+        step_times=train.get("step_times") or [], losses=train.get("losses") or [],
+        tokens_per_step=train.get("tokens_per_step"), trainable_params=train.get("trainable_params"),
+        total_params=train.get("total_params"), peak_memory_allocated=train.get("peak_memory_allocated"),
+        peak_memory_reserved=train.get("peak_memory_reserved"), peak_rss=record.get("peak_rss"),
+        engine_details=train.get("extra") or {},
+    )
+
+
+def run_system(case: BenchCase, system: str, options: RunOptions, model_dir: Path, data_file: Path) -> SystemRun:
+    """Train one system on one case in its own process and read back what it measured."""
+    suite, workspace = options.suite, options.workspace
+    if SYSTEMS[system][1] and suite.gpus == 0:
+        return SystemRun(case=case.name, system=system, status="skipped", reason="needs a GPU; this suite runs on CPU")
+    run_dir, log_file = workspace.run_dir(case, system), workspace.log_file(case, system)
+    values = case_values(case, suite, system, model_dir, data_file, workspace)
+    build_config(values, case, suite.gpus)
+    config, out = write_run_config(values, run_dir), run_dir / "result.json"
+    out.unlink(missing_ok=True)
+    command = python_command("primus_bridge.bench.worker", ["--config", str(config), "--out", str(out)], suite.gpus)
+    log.info("%s / %s: running (log %s)", case.name, system, log_file)
+    finished = run_logged(command, log_file, case.timeout_s, REPO)
+    if finished.returncode is None:
+        return SystemRun(case=case.name, system=system, status="timeout", wall_s=finished.wall_s,
+                         reason=f"stopped after {case.timeout_s} s:\n{log_tail(log_file)}")
+    if finished.returncode != 0 or not out.is_file():
+        return SystemRun(case=case.name, system=system, status="failed", wall_s=finished.wall_s,
+                         reason=f"exit code {finished.returncode}:\n{log_tail(log_file)}")
+    return run_from_record(case, system, suite, json.loads(out.read_text()), finished.wall_s)
+
+
+def with_metrics(run: SystemRun, info: CaseInfo, results: BenchResults) -> SystemRun:
+    if run.status != "ok":
+        return run
+    try:
+        metrics = compute_metrics(run, info, results.warmup_steps, results.measured_peak.tflops_median,
+                                  results.datasheet_peak_tflops)
+    except ValueError as err:
+        return run.model_copy(update={"status": "failed", "reason": str(err)})
+    return run.model_copy(update={"metrics": metrics})
+
+
+def publish(results: BenchResults, options: RunOptions) -> None:
+    """Re-evaluate the targets, then write results.json and every report file."""
+    results.targets = [evaluate(target, results) for target in options.suite.targets]
+    results.updated = now()
+    save_results(results, options.out_dir)
+    write_reports(results, options.out_dir)
+
+
+def start_results(options: RunOptions) -> BenchResults:
+    if options.resume and (options.out_dir / RESULTS_FILE).is_file():
+        results = load_results(options.out_dir)
+        if results.suite != options.suite.name:
+            raise ValueError(f"{options.out_dir} holds suite {results.suite!r}, not {options.suite.name!r}")
+        return results
+    return new_results(options.suite, options.workspace)
+
+
+def pending_systems(results: BenchResults, case: BenchCase, options: RunOptions) -> list[str]:
+    def done(system: str) -> bool:
+        run = results.run(case.name, system)
+        return options.resume and run is not None and run.status in DONE
+
+    return [system for system in options.suite.systems if not done(system)]
+
+
+def prepare_case(case: BenchCase, results: BenchResults, options: RunOptions) -> tuple[Path, Path, CaseInfo]:
+    """(model folder, data file, case info) shared by every system of the case."""
+    log_file = options.workspace.root / "logs" / f"{case.name}-prepare.log"
+    model_dir = ensure_model(options.workspace, case, options.suite, log_file)
+    data_file, rows, fingerprint = prepare_case_data(case, options.suite, model_dir, options.workspace)
+    info = case_info(case, model_dir, rows, fingerprint)
+    results.put_case(info)
+    return model_dir, data_file, info
+
+
+def run_case(case: BenchCase, systems: list[str], results: BenchResults, options: RunOptions, time_left) -> bool:
+    """Run the case's pending systems; False when the time budget stopped it before the end."""
+    if time_left() < case.timeout_s:
+        log.info("%s: not started, the time budget is nearly spent (resume to continue)", case.name)
+        return False
+    try:
+        model_dir, data_file, info = prepare_case(case, results, options)
+    except (RuntimeError, OSError, ValueError) as err:
+        for system in systems:
+            results.put_run(SystemRun(case=case.name, system=system, status="failed", reason=f"preparing: {err}"))
+        publish(results, options)
+        return True
+    for system in systems:
+        if time_left() < case.timeout_s:
+            log.info("%s / %s: not started, the time budget is nearly spent", case.name, system)
+            return False
+        results.put_run(with_metrics(run_system(case, system, options, model_dir, data_file), info, results))
+        publish(results, options)
+    return True
+
+
+def run_suite(options: RunOptions) -> BenchResults:
+    start = time.monotonic()
+
+    def time_left() -> float:
+        return float("inf") if options.time_budget_s is None else options.time_budget_s - (time.monotonic() - start)
+
+    results = start_results(options)
+    publish(results, options)
+    for index, case in enumerate(options.cases):
+        systems = pending_systems(results, case, options)
+        if systems and not run_case(case, systems, results, options, time_left):
+            break
+        if all(c.shape != case.shape for c in options.cases[index + 1:]):
+            remove_model(options.workspace, case.shape)
+    publish(results, options)
+    return results

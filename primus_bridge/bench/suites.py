@@ -1,0 +1,133 @@
+"""Benchmark suites as data: which model shapes, modes, lengths and batches, for which systems.
+
+Every system in a suite trains the same case on the same tokens: same random-weight checkpoint,
+same packed rows (same data file, tokenizer, seq_length and seed), same precision and batch sizes.
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .flops import LoraSpec
+
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+SYSTEMS = {  # system -> (engine name, needs a GPU, what it is)
+    "megatron": ("megatron", True, "primus-bridge megatron engine (Megatron-Bridge finetune(); TE when present, "
+                                   "else the local spec with SDPA attention)"),
+    "hf": ("hf", False, "HF Transformers + PEFT baseline (best attention implementation available)"),
+}
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    """One configuration; every system of the suite runs it."""
+
+    name: str
+    shape: str
+    mode: Literal["sft", "lora"]
+    seq_length: int
+    micro_batch_size: int
+    global_batch_size: int
+    lora_rank: int = 16
+    lora_targets: tuple[str, ...] = ALL_LINEAR
+    timeout_s: int = 420
+    """Seconds one system may take for this case (start-up, model load, all steps)."""
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.global_batch_size * self.seq_length
+
+    def lora_spec(self) -> LoraSpec | None:
+        return LoraSpec(self.lora_rank, self.lora_targets) if self.mode == "lora" else None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A benchmark target: metric of (case, system), optionally divided by the same metric of a reference."""
+
+    title: str
+    metric: Literal["tokens_per_s_per_gpu", "peak_memory_allocated", "mfu_measured", "step_time_mean"]
+    subject: tuple[str, str]
+    op: Literal[">=", "<="]
+    threshold: float
+    reference: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    device: Literal["gpu", "cpu"]
+    systems: tuple[str, ...]
+    warmup_steps: int
+    timed_steps: int
+    cases: tuple[BenchCase, ...]
+    peak_matmul_size: int
+    """Side of the square matmul whose speed is the measured peak."""
+    targets: tuple[Target, ...] = ()
+    gpus: int = 0
+    """GPUs each system trains on (0: CPU)."""
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.device == "gpu" else "fp32"
+
+    def case(self, name: str) -> BenchCase:
+        for case in self.cases:
+            if case.name == name:
+                return case
+        raise KeyError(f"suite {self.name} has no case {name!r}; cases: {', '.join(c.name for c in self.cases)}")
+
+
+def _cases(rows: list[tuple]) -> tuple[BenchCase, ...]:
+    """Rows of (name, shape, mode, seq_length, micro_batch, global_batch[, timeout_s])."""
+    return tuple(BenchCase(*row) if len(row) == 6 else BenchCase(*row[:6], timeout_s=row[6]) for row in rows)
+
+
+# Ordered by model shape so each random-weight checkpoint is built once and removed after its last case.
+# The 8B sequence sweep keeps the tokens per step fixed (32768).
+H200_CASES = _cases([
+    ("llama3.2-1b-sft-s4096", "llama3.2-1b", "sft", 4096, 2, 16, 300),
+    ("llama3.2-1b-lora-s4096", "llama3.2-1b", "lora", 4096, 2, 16, 300),
+    ("llama3.2-3b-sft-s4096", "llama3.2-3b", "sft", 4096, 1, 8, 360),
+    ("llama3-8b-lora-s4096", "llama3-8b", "lora", 4096, 1, 8),
+    ("llama3-8b-lora-s2048", "llama3-8b", "lora", 2048, 2, 16),
+    ("llama3-8b-lora-s8192", "llama3-8b", "lora", 8192, 1, 4),
+])
+
+H200_TARGETS = (
+    Target("8B LoRA tokens/s vs HF + PEFT", "tokens_per_s_per_gpu", ("llama3-8b-lora-s4096", "megatron"), ">=", 1.3,
+           reference=("llama3-8b-lora-s4096", "hf")),
+    Target("8B LoRA peak memory vs HF + PEFT", "peak_memory_allocated", ("llama3-8b-lora-s4096", "megatron"), "<=",
+           0.8, reference=("llama3-8b-lora-s4096", "hf")),
+    Target("1B full SFT MFU (measured peak)", "mfu_measured", ("llama3.2-1b-sft-s4096", "megatron"), ">=", 0.55),
+    Target("3B full SFT MFU (measured peak)", "mfu_measured", ("llama3.2-3b-sft-s4096", "megatron"), ">=", 0.55),
+    Target("1B LoRA step time vs full SFT (same batch)", "step_time_mean", ("llama3.2-1b-lora-s4096", "megatron"),
+           "<=", 0.85, reference=("llama3.2-1b-sft-s4096", "megatron")),
+)
+
+SUITES = {
+    "h200": Suite(
+        name="h200",
+        description="Llama-3 shapes on one H200: 8B LoRA r16 (all linear layers) at seq 2k/4k/8k, "
+                    "1B and 3B full SFT at seq 4k, 1B LoRA for the LoRA-vs-SFT check; bf16, packed rows",
+        device="gpu", systems=("megatron", "hf"), warmup_steps=3, timed_steps=10,
+        cases=H200_CASES, peak_matmul_size=8192, targets=H200_TARGETS, gpus=1,
+    ),
+    "cpu-smoke": Suite(
+        name="cpu-smoke",
+        description="The tiny model on CPU, 5 steps: tests the harness and the report code",
+        device="cpu", systems=("megatron", "hf"), warmup_steps=2, timed_steps=3,
+        cases=_cases([
+            ("tiny-sft-s256", "tiny", "sft", 256, 2, 4, 240),
+            ("tiny-lora-s256", "tiny", "lora", 256, 2, 4, 240),
+        ]),
+        peak_matmul_size=1024,
+    ),
+}
+
+
+def get_suite(name: str) -> Suite:
+    if name not in SUITES:
+        raise KeyError(f"unknown suite {name!r}; suites: {', '.join(SUITES)}")
+    return SUITES[name]

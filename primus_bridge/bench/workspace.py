@@ -1,0 +1,149 @@
+"""Per-case inputs: the random-weight model, the benchmark data file, and each system's config.
+
+Both systems of a case get the same model folder, data file, tokenizer, seq_length, seed and batch
+sizes, so they train on the same packed rows; the harness fingerprints those rows once per case.
+"""
+
+import hashlib
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config.layers import Layer
+from ..config.resolve import resolve
+from ..config.schema import PrimusConfig
+from ..utils.atomic import atomic_write_text
+from .processes import log_tail, python_command, run_logged
+from .suites import SYSTEMS, BenchCase, Suite
+
+REPO = Path(__file__).resolve().parents[2]
+TOKENIZER_DIR = REPO / "examples" / "tokenizer"
+SAMPLE_DATA = REPO / "examples" / "data" / "alpaca_sample.jsonl"
+DEFAULT_WORKDIR = REPO / ".cache" / "primus-bridge" / "bench"
+LEARNING_RATES = {"sft": 1.0e-5, "lora": 2.0e-4}  # the contract's guidance ranges
+MAX_DATA_ATTEMPTS = 4
+BUILD_TIMEOUT_S = 900
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Scratch space of a benchmark run (models, data, per-run configs and logs); not part of the report."""
+
+    root: Path
+
+    def model_dir(self, shape: str) -> Path:
+        return self.root / "models" / shape
+
+    def data_file(self, copies: int) -> Path:
+        return self.root / "data" / f"{SAMPLE_DATA.stem}-x{copies}.jsonl"
+
+    def run_dir(self, case: BenchCase, system: str) -> Path:
+        return self.root / "runs" / case.name / system
+
+    def log_file(self, case: BenchCase, system: str) -> Path:
+        return self.root / "logs" / f"{case.name}-{system}.log"
+
+
+def ensure_model(workspace: Workspace, case: BenchCase, suite: Suite, log: Path) -> Path:
+    """The case's random-weight HF checkpoint; built once per shape (in a subprocess on GPU)."""
+    out = workspace.model_dir(case.shape)
+    if case.shape == "tiny":
+        from ..models.tiny import ensure_tiny_llama
+
+        return ensure_tiny_llama(TOKENIZER_DIR, out)[0]
+    device = "cuda" if suite.device == "gpu" else "cpu"
+    args = ["--shape", case.shape, "--tokenizer", str(TOKENIZER_DIR), "--out", str(out), "--device", device,
+            "--dtype", suite.precision]
+    finished = run_logged(python_command("primus_bridge.bench.build_model", args, gpus=0), log, BUILD_TIMEOUT_S, REPO)
+    if finished.returncode != 0:
+        raise RuntimeError(f"building the {case.shape} model failed ({finished.returncode=}):\n{log_tail(log)}")
+    return out
+
+
+def remove_model(workspace: Workspace, shape: str) -> None:
+    shutil.rmtree(workspace.model_dir(shape), ignore_errors=True)
+
+
+def write_repeated_data(copies: int, out: Path) -> Path:
+    """The sample data repeated `copies` times: enough packed rows for every step of a case."""
+    if not out.is_file():
+        text = SAMPLE_DATA.read_text(encoding="utf-8")
+        atomic_write_text(out, (text if text.endswith("\n") else text + "\n") * copies)
+    return out
+
+
+def case_values(case: BenchCase, suite: Suite, system: str, model_dir: Path, data_file: Path,
+                workspace: Workspace) -> dict:
+    """The config of one system on one case, in the YAML layout."""
+    on_gpu = suite.device == "gpu"
+    return {
+        "engine": SYSTEMS[system][0],
+        "hf_model_name_or_path": str(model_dir),
+        "convert_from_hf": True,
+        "model": {"tokenizer": str(TOKENIZER_DIR)},
+        "training": {
+            "micro_batch_size": case.micro_batch_size, "global_batch_size": case.global_batch_size,
+            "train_iters": suite.warmup_steps + suite.timed_steps, "lr": LEARNING_RATES[case.mode],
+            "min_lr": 0.0, "lr_warmup_iters": 0, "eval_iters": 0, "log_interval": 1, "seed": 1234,
+        },
+        "precision": {"bf16": on_gpu},
+        "data": {
+            "data_path": str(data_file), "dataset_format": "alpaca", "prompt_template": "alpaca",
+            "split": "100,0,0", "seq_length": case.seq_length, "packing": True,
+            "cache_dir": str(workspace.root / "data-cache"),
+        },
+        "lora": lora_values(case),
+        "checkpointing": {"save": None},
+    }
+
+
+def lora_values(case: BenchCase) -> dict:
+    """LoRA keys only for LoRA cases (the config refuses LoRA settings without use_lora)."""
+    if case.mode != "lora":
+        return {}
+    return {"use_lora": True, "lora_rank": case.lora_rank, "lora_alpha": 2 * case.lora_rank, "lora_dropout": 0.0,
+            "lora_target_modules": list(case.lora_targets)}
+
+
+def build_config(values: dict, case: BenchCase, gpus: int) -> PrimusConfig:
+    """Validate with the same checks a user's config gets."""
+    return resolve([Layer(f"bench case {case.name}", values)], world_size=max(gpus, 1))[0]
+
+
+def rows_needed(case: BenchCase, suite: Suite) -> int:
+    return case.global_batch_size * (suite.warmup_steps + suite.timed_steps)
+
+
+def fingerprint_rows(split) -> str:
+    """sha256 over every packed row's input_ids, labels and position_ids."""
+    digest = hashlib.sha256()
+    for index in range(len(split)):
+        row = split[index]
+        for array in (row.input_ids, row.labels, row.position_ids):
+            digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def prepare_case_data(case: BenchCase, suite: Suite, model_dir: Path, workspace: Workspace) -> tuple[Path, int, str]:
+    """(data file, packed training rows, fingerprint): repeat the sample until every step has fresh rows."""
+    from ..data import prepare_data
+    from ..data.tokenizer import load_tokenizer
+
+    copies, needed = 1, rows_needed(case, suite)
+    for _ in range(MAX_DATA_ATTEMPTS):
+        data_file = write_repeated_data(copies, workspace.data_file(copies))
+        cfg = build_config(case_values(case, suite, suite.systems[-1], model_dir, data_file, workspace), case, suite.gpus)
+        prepared = prepare_data(cfg, load_tokenizer(cfg))
+        rows = len(prepared.train)
+        if rows >= needed:
+            return data_file, rows, fingerprint_rows(prepared.train)
+        copies = max(copies + 1, math.ceil(copies * needed * 1.15 / max(rows, 1)))
+    raise RuntimeError(f"{case.name}: could not make {needed} packed rows from {SAMPLE_DATA}")
+
+
+def write_run_config(values: dict, run_dir: Path) -> Path:
+    path = run_dir / "bench_config.json"
+    atomic_write_text(path, json.dumps(values, indent=2) + "\n")
+    return path

@@ -1,0 +1,44 @@
+import pytest
+
+from primus_bridge.bench.metrics import compute_metrics
+from primus_bridge.bench.results import SystemRun
+
+
+def test_metrics_from_known_step_times(sample_results):
+    run = sample_results.run("lora-4k", "megatron")
+    m = run.metrics
+    assert m.timed_steps == 4
+    assert m.step_time_mean_s == pytest.approx(2.0)
+    assert m.tokens_per_s_per_gpu == pytest.approx(8 * 4096 / 2.0)
+    assert m.model_tflops_per_gpu == pytest.approx(16384 * 33_491_517_440 / 1e12)
+    assert m.mfu_measured == pytest.approx(m.model_tflops_per_gpu / 790.0)
+    assert m.mfu_datasheet == pytest.approx(m.model_tflops_per_gpu / 989.4)
+    assert (m.loss_first, m.loss_last) == (11.8, 10.6)
+
+
+def test_per_gpu_throughput_divides_by_gpus(sample_results):
+    case = sample_results.case_info("lora-4k")
+    run = SystemRun(case="lora-4k", system="x", status="ok", gpus=8, step_times=[1.0, 1.0], losses=[1.0, 1.0])
+    assert compute_metrics(run, case, 1, None, None).tokens_per_s_per_gpu == pytest.approx(case.tokens_per_step / 8)
+
+
+def test_no_peak_gives_no_mfu(sample_results):
+    case = sample_results.case_info("lora-4k")
+    run = SystemRun(case="lora-4k", system="x", status="ok", step_times=[1.0, 1.0])
+    m = compute_metrics(run, case, 1, 100.0, None)
+    assert m.mfu_datasheet is None and m.mfu_measured is not None
+
+
+def test_engine_tokens_per_step_must_match_the_case(sample_results):
+    case = sample_results.case_info("lora-4k")
+    run = SystemRun(case="lora-4k", system="x", status="ok", step_times=[1.0, 1.0], tokens_per_step=4096)
+    with pytest.raises(ValueError, match="4096 tokens per step"):
+        compute_metrics(run, case, 1, None, None)
+
+
+def test_targets_met_not_met_and_not_measured(sample_results):
+    by_title = {t.title: t for t in sample_results.targets}
+    assert by_title["speed"].value == pytest.approx(1.5) and by_title["speed"].met is True
+    assert by_title["memory"].value == pytest.approx(40 / 60) and by_title["memory"].met is True
+    assert by_title["mfu 8k"].met is False
+    assert by_title["hf 8k"].met is None and by_title["hf 8k"].value is None

@@ -1,0 +1,68 @@
+"""The report writers on a hand-made result: every file, the numbers in them, and the index."""
+
+import csv
+
+import pytest
+
+from primus_bridge.bench.report import write_reports
+from primus_bridge.bench.report.index import write_index
+from primus_bridge.bench.report.markdown import markdown_text
+from primus_bridge.bench.results import load_results
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_results_json_round_trips(sample_results, tmp_path):
+    write_reports(sample_results, tmp_path)
+    assert load_results(tmp_path) == sample_results
+
+
+def test_every_report_file_is_written(sample_results, tmp_path):
+    paths = write_reports(sample_results, tmp_path)
+    names = sorted(p.name for p in paths)
+    assert names == ["loss.png", "memory.png", "report.md", "results.csv", "results.json", "throughput.png"]
+    for png in ("loss.png", "memory.png", "throughput.png"):
+        assert (tmp_path / png).read_bytes().startswith(PNG_MAGIC)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+def test_csv_has_one_row_per_run_with_its_numbers(sample_results, tmp_path):
+    write_reports(sample_results, tmp_path)
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert [(r["case"], r["system"], r["status"]) for r in rows] == [
+        ("lora-4k", "megatron", "ok"), ("lora-4k", "hf", "ok"), ("lora-8k", "megatron", "ok"),
+        ("lora-8k", "hf", "failed")]
+    assert float(rows[0]["tokens_per_s_per_gpu"]) == pytest.approx(16384.0)
+    assert float(rows[1]["peak_memory_allocated_gib"]) == pytest.approx(60.0)
+    assert rows[3]["reason"] == "exit code 1:"
+    assert rows[3]["tokens_per_s_per_gpu"] == ""
+
+
+def test_markdown_holds_table_comparison_targets_and_failures(sample_results):
+    text = markdown_text(sample_results)
+    assert "| lora-4k | megatron | 16,384 |" in text
+    assert "| lora-4k | 1.50x | 0.67x |" in text
+    assert "Targets met: 2 of 4. Not met: mfu 8k. Not measured (a run missing or failed): hf 8k." in text
+    assert "CUDA out of memory" in text
+    assert "790.0 TFLOP/s median" in text and "80% of the datasheet's 989.4" in text
+    assert "transformer-engine absent" in text
+    assert "![throughput](throughput.png)" in text
+
+
+def test_notes_file_is_included(sample_results, tmp_path):
+    (tmp_path / "notes.md").write_text("Fused the adapters: +20%.\n")
+    write_reports(sample_results, tmp_path)
+    assert "## Notes\n\nFused the adapters: +20%." in (tmp_path / "report.md").read_text()
+
+
+def test_index_lists_each_run_with_headline_numbers(sample_results, tmp_path):
+    write_reports(sample_results, tmp_path / "2026-11-29-h200-h200")
+    index = write_index(tmp_path).read_text()
+    assert "[2026-11-29-h200-h200](2026-11-29-h200-h200/report.md)" in index
+    assert "megatron 16,384 (69.5%) / hf 10,923 (46.3%)" in index
+    assert "| 1.50x | 0.67x | 2/4 met |" in index
+    assert "hf failed" in index
+
+
+def test_empty_index(tmp_path):
+    assert "No runs yet." in write_index(tmp_path).read_text()

@@ -1,0 +1,64 @@
+"""Every suite's cases are well-formed and build a valid config for every system; targets point at real runs."""
+
+from pathlib import Path
+
+import pytest
+
+from primus_bridge.bench.shapes import SHAPES
+from primus_bridge.bench.suites import SUITES, SYSTEMS, get_suite
+from primus_bridge.bench.workspace import Workspace, build_config, case_values, rows_needed
+
+CASES = [(suite, case) for suite in SUITES.values() for case in suite.cases]
+
+
+@pytest.mark.parametrize("suite,case", CASES, ids=[f"{s.name}:{c.name}" for s, c in CASES])
+def test_case_builds_a_valid_config_for_every_system(suite, case, tmp_path):
+    assert case.shape in SHAPES or case.shape == "tiny"
+    assert case.global_batch_size % case.micro_batch_size == 0
+    for system in suite.systems:
+        values = case_values(case, suite, system, tmp_path / "model", tmp_path / "data.jsonl", Workspace(tmp_path))
+        cfg = build_config(values, case, suite.gpus)
+        assert cfg.engine == SYSTEMS[system][0]
+        assert cfg.mode == case.mode
+        assert cfg.data.seq_length == case.seq_length
+        assert cfg.training.train_iters == suite.warmup_steps + suite.timed_steps
+        assert cfg.checkpointing.save is None
+
+
+@pytest.mark.parametrize("suite", SUITES.values(), ids=list(SUITES))
+def test_targets_refer_to_cases_and_systems_of_their_suite(suite):
+    names = {case.name for case in suite.cases}
+    for target in suite.targets:
+        for case, system in filter(None, (target.subject, target.reference)):
+            assert case in names and system in suite.systems
+
+
+def test_h200_suite_covers_the_issue():
+    suite = get_suite("h200")
+    lora_8b = {c.seq_length for c in suite.cases if c.shape == "llama3-8b" and c.mode == "lora"}
+    assert lora_8b == {2048, 4096, 8192}
+    assert {c.shape for c in suite.cases if c.mode == "sft"} == {"llama3.2-1b", "llama3.2-3b"}
+    assert all(c.seq_length == 4096 for c in suite.cases if c.mode == "sft")
+    assert set(suite.systems) == {"megatron", "hf"}
+    assert all(set(c.lora_targets) == set(SHAPES["llama3-8b"].linear_dims()) for c in suite.cases)
+
+
+def test_h200_cases_fit_in_three_device_calls():
+    """Each case's two systems within one 9-minute call, the whole suite within three."""
+    suite = get_suite("h200")
+    assert all(2 * case.timeout_s <= 900 for case in suite.cases)
+    assert rows_needed(suite.cases[0], suite) == 16 * 13
+
+
+def test_cpu_smoke_is_five_steps_of_the_tiny_model():
+    suite = get_suite("cpu-smoke")
+    assert suite.warmup_steps + suite.timed_steps == 5
+    assert {c.shape for c in suite.cases} == {"tiny"}
+    assert suite.gpus == 0
+
+
+def test_unknown_suite_and_case_name_the_known_ones():
+    with pytest.raises(KeyError, match="cpu-smoke"):
+        get_suite("nope")
+    with pytest.raises(KeyError, match="tiny-sft-s256"):
+        get_suite("cpu-smoke").case("nope")
