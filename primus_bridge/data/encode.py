@@ -1,0 +1,51 @@
+"""Tokenize rendered samples in batches with the fast tokenizer and attach their trained label spans."""
+
+from dataclasses import dataclass
+
+from tokenizers import Tokenizer
+
+from ..config.sections.data import DataConfig
+from .masking import label_spans, trained_char_spans
+from .records import Conversation
+from .templates import Rendered, Template
+from .truncate import Fitted, fit
+
+
+@dataclass(slots=True)
+class EncodedSample:
+    ids: list[int]
+    spans: list[tuple[int, int]]
+    """Label positions [start, end) that are trained; empty means nothing to train (the sample is dropped)."""
+    truncation: str | None
+    ordinal: int
+    where: str
+
+
+def backend_of(tokenizer) -> Tokenizer:
+    """A private copy of the fast tokenizer's backend with truncation and padding off (ids are never cut here)."""
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_truncation()
+    backend.no_padding()
+    return backend
+
+
+class SampleEncoder:
+    def __init__(self, tokenizer, template: Template, data: DataConfig):
+        self.backend = backend_of(tokenizer)
+        self.template, self.data = template, data
+
+    def encode_one(self, text: str):
+        return self.backend.encode(text, add_special_tokens=False)
+
+    def encode(self, batch: list[tuple[Conversation, Rendered]]) -> list[EncodedSample]:
+        """One batched tokenizer call for the chunk; over-long samples are re-rendered one by one."""
+        encodings = self.backend.encode_batch([rendered.text for _, rendered in batch], add_special_tokens=False)
+        return [self._sample(conv, Fitted(rendered, enc, None)) for (conv, rendered), enc in zip(batch, encodings)]
+
+    def _sample(self, conversation: Conversation, fitted: Fitted) -> EncodedSample:
+        seq_length = self.data.seq_length
+        fitted = fit(conversation, fitted, self.template, self.encode_one, seq_length)
+        ids = fitted.encoding.ids[:seq_length]
+        char_spans = trained_char_spans(fitted.rendered, self.data.train_on_prompt, self.data.mask_history)
+        spans = label_spans(fitted.encoding, char_spans, len(ids))
+        return EncodedSample(ids, spans, fitted.kind, conversation.ordinal, conversation.where)

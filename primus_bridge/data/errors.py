@@ -1,0 +1,14 @@
+"""Data errors: each names where (file:line, or file plus record / row index) and what is wrong."""
+
+from ..config.errors import ConfigError
+
+
+class DataError(ConfigError, ValueError):
+    """A bad data file or record. A ConfigError, so every CLI verb prints it on one line and exits 2.
+
+    `kind` is a short category ("invalid JSON", "missing field", ...) used to count skipped records.
+    """
+
+    def __init__(self, where: str, problem: str, kind: str = "bad record"):
+        self.where, self.problem, self.kind = where, problem, kind
+        super().__init__(f"{where}: {problem}")

@@ -1,0 +1,137 @@
+"""What the pipeline did to the data: counts, trainable share, truncation, packing, and marked samples."""
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .store import DocumentStore
+
+TRAIN_OPEN, TRAIN_CLOSE = "⟦", "⟧"
+HISTOGRAM_BINS = 8
+MAX_SKIP_EXAMPLES = 20
+
+
+@dataclass
+class SplitReport:
+    samples: int
+    rows: int
+    tokens: int
+    packing_efficiency: float
+    """Real tokens / (rows x seq_length)."""
+
+
+@dataclass
+class DataReport:
+    data_files: list[str]
+    dataset_format: str
+    template: str
+    seq_length: int
+    packing: bool
+    records_read: int = 0
+    samples_kept: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Bad records skipped (data.skip_bad_records), by kind."""
+    skipped_examples: list[str] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
+    """Parsed samples not trained, by reason (e.g. no trainable tokens left)."""
+    truncated: dict[str, int] = field(default_factory=dict)
+    """Samples cut to fit seq_length, by the step that made them fit."""
+    tokens: int = 0
+    trainable_tokens: int = 0
+    trainable_pct: float = 0.0
+    packing_efficiency: float = 0.0
+    splits: dict[str, SplitReport] = field(default_factory=dict)
+    length_histogram: list[dict] = field(default_factory=list)
+    """Sample lengths in tokens: [{"from": a, "to": b, "count": n}], bins over [0, seq_length]."""
+    samples: list[str] = field(default_factory=list)
+    """Two rendered samples with the trained spans between ⟦ and ⟧."""
+    cache_dir: str = ""
+    cache_hit: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DataReport":
+        splits = {name: SplitReport(**s) for name, s in values.get("splits", {}).items()}
+        return cls(**{**values, "splits": splits})
+
+
+class BuildCounts:
+    """Counters filled while records stream through the pipeline."""
+
+    def __init__(self):
+        self.records_read, self.skipped, self.dropped, self.truncated = 0, {}, {}, {}
+        self.skipped_examples: list[str] = []
+
+    def skip(self, message: str, kind: str) -> None:
+        self.skipped[kind] = self.skipped.get(kind, 0) + 1
+        if len(self.skipped_examples) < MAX_SKIP_EXAMPLES:
+            self.skipped_examples.append(message)
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def truncate(self, kind: str) -> None:
+        self.truncated[kind] = self.truncated.get(kind, 0) + 1
+
+
+def length_histogram(lengths: np.ndarray, seq_length: int) -> list[dict]:
+    edges = np.linspace(0, seq_length, HISTOGRAM_BINS + 1).round().astype(int)
+    counts, _ = np.histogram(lengths, bins=edges)
+    return [{"from": int(edges[i]) + (1 if i else 0), "to": int(edges[i + 1]), "count": int(c)}
+            for i, c in enumerate(counts)]
+
+
+def marked_sample(store: DocumentStore, doc: int, tokenizer) -> str:
+    """Document `doc` decoded, with every trained token between ⟦ and ⟧."""
+    ids, spans = store.document(doc)
+    ids = np.asarray(ids).tolist()
+    pieces, cursor = [], 0
+    for start, end in np.asarray(spans).tolist():
+        first, stop = start + 1, end + 1
+        pieces.append(tokenizer.decode(ids[cursor:first], skip_special_tokens=False))
+        pieces.append(TRAIN_OPEN + tokenizer.decode(ids[first:stop], skip_special_tokens=False) + TRAIN_CLOSE)
+        cursor = stop
+    pieces.append(tokenizer.decode(ids[cursor:], skip_special_tokens=False))
+    return "".join(pieces)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _counts(values: dict[str, int]) -> str:
+    total = sum(values.values())
+    return f"{total}" + (f"  ({', '.join(f'{k}: {v}' for k, v in sorted(values.items()))})" if total else "")
+
+
+def format_text(report: DataReport) -> str:
+    """The report as aligned lines for a terminal."""
+    files = report.data_files[0] if len(report.data_files) == 1 else f"{len(report.data_files)} files"
+    lines = [
+        f"data              {files}",
+        f"format / template {report.dataset_format} / {report.template}   seq_length {report.seq_length}"
+        f"   packing {'on' if report.packing else 'off'}",
+        f"records read      {report.records_read}",
+        f"samples kept      {report.samples_kept}",
+        f"skipped (bad)     {_counts(report.skipped)}",
+        *[f"                  {example}" for example in report.skipped_examples],
+        f"dropped           {_counts(report.dropped)}",
+        f"truncated         {_counts(report.truncated)}",
+        f"tokens            {report.tokens}   trainable {report.trainable_tokens} ({_pct(report.trainable_pct / 100)})",
+        f"packing           efficiency {_pct(report.packing_efficiency)}",
+    ]
+    for name, split in report.splits.items():
+        lines.append(f"  {name:<6}          {split.samples} samples -> {split.rows} rows, {split.tokens} tokens, "
+                     f"efficiency {_pct(split.packing_efficiency)}")
+    lines += ["length histogram (tokens per sample)", *_histogram_lines(report.length_histogram)]
+    for i, sample in enumerate(report.samples, 1):
+        lines += [f"--- sample {i} (trained text between {TRAIN_OPEN} and {TRAIN_CLOSE}) ---", sample]
+    lines.append(f"cache             {report.cache_dir} ({'hit' if report.cache_hit else 'built'})")
+    return "\n".join(lines)
+
+
+def _histogram_lines(bins: list[dict]) -> list[str]:
+    peak = max((b["count"] for b in bins), default=0) or 1
+    return [f"  {b['from']:>6}-{b['to']:<6} {b['count']:>8}  {'#' * round(40 * b['count'] / peak)}" for b in bins]

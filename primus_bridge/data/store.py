@@ -1,0 +1,74 @@
+"""Every kept document's token ids back to back, with its trained label spans and its record ordinal."""
+
+from array import array
+from dataclasses import dataclass
+
+import numpy as np
+
+from .encode import EncodedSample
+
+
+@dataclass(frozen=True)
+class DocumentStore:
+    tokens: np.ndarray
+    """int32: the ids of every document, one after another."""
+    doc_offsets: np.ndarray
+    """int64 [documents + 1]: document d is tokens[doc_offsets[d]:doc_offsets[d + 1]]."""
+    spans: np.ndarray
+    """int32 [spans, 2]: trained label positions [start, end), relative to their document."""
+    span_offsets: np.ndarray
+    """int64 [documents + 1]: document d's spans are spans[span_offsets[d]:span_offsets[d + 1]]."""
+    ordinals: np.ndarray
+    """int64 [documents]: each document's record position in the input (the split key)."""
+
+    ARRAYS = ("tokens", "doc_offsets", "spans", "span_offsets", "ordinals")
+
+    def __len__(self) -> int:
+        return len(self.doc_offsets) - 1
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.doc_offsets)
+
+    def document(self, d: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, spans) of document d."""
+        ids = self.tokens[self.doc_offsets[d]:self.doc_offsets[d + 1]]
+        return ids, self.spans[self.span_offsets[d]:self.span_offsets[d + 1]]
+
+    def trained_counts(self) -> np.ndarray:
+        """Trained label positions per document."""
+        widths = (self.spans[:, 1] - self.spans[:, 0]).astype(np.int64)
+        per_doc = np.zeros(len(self), dtype=np.int64)
+        owners = np.repeat(np.arange(len(self)), np.diff(self.span_offsets))
+        np.add.at(per_doc, owners, widths)
+        return per_doc
+
+
+class StoreBuilder:
+    """Appends documents into growable typed arrays (4 bytes a token)."""
+
+    def __init__(self):
+        self.tokens, self.lengths = array("i"), array("q")
+        self.spans, self.span_counts, self.ordinals = array("i"), array("q"), array("q")
+
+    def add(self, sample: EncodedSample) -> None:
+        self.tokens.extend(sample.ids)
+        self.lengths.append(len(sample.ids))
+        for start, end in sample.spans:
+            self.spans.extend((start, end))
+        self.span_counts.append(len(sample.spans))
+        self.ordinals.append(sample.ordinal)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def build(self) -> DocumentStore:
+        def offsets(counts: array) -> np.ndarray:
+            return np.concatenate([[0], np.cumsum(np.frombuffer(counts, dtype=np.int64))]).astype(np.int64)
+
+        return DocumentStore(
+            tokens=np.frombuffer(self.tokens, dtype=np.int32).copy(),
+            doc_offsets=offsets(self.lengths),
+            spans=np.frombuffer(self.spans, dtype=np.int32).reshape(-1, 2).copy(),
+            span_offsets=offsets(self.span_counts),
+            ordinals=np.frombuffer(self.ordinals, dtype=np.int64).copy(),
+        )

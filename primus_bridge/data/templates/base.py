@@ -1,0 +1,56 @@
+"""What a prompt template produces: the full text and the character spans of each assistant reply."""
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ...config import ConfigError
+from ..records import Conversation
+
+
+@dataclass(slots=True)
+class Rendered:
+    text: str
+    responses: list[tuple[int, int]]
+    """Character span [start, end) of each assistant reply plus the end-of-turn / EOS token that closes it."""
+    turn_starts: list[int]
+    """Character offset where each user turn begins (for mask_history with train_on_prompt)."""
+
+
+@dataclass(slots=True)
+class TextBuilder:
+    parts: list[str] = field(default_factory=list)
+    length: int = 0
+    responses: list[tuple[int, int]] = field(default_factory=list)
+    turn_starts: list[int] = field(default_factory=list)
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        self.length += len(text)
+
+    def add_response(self, text: str) -> None:
+        start = self.length
+        self.add(text)
+        self.responses.append((start, self.length))
+
+    def start_turn(self) -> None:
+        self.turn_starts.append(self.length)
+
+    def build(self) -> Rendered:
+        return Rendered("".join(self.parts), self.responses, self.turn_starts)
+
+
+class Template(Protocol):
+    name: str
+
+    def render(self, conversation: Conversation) -> Rendered:
+        """The conversation as the model family's exact text, with reply spans."""
+
+
+def require_tokens(name: str, tokenizer, tokens: tuple[str, ...]) -> None:
+    """Each marker the template writes must be one token of this tokenizer, or the model never learns to stop."""
+    missing = [t for t in tokens if len(tokenizer.encode(t, add_special_tokens=False)) != 1]
+    if missing:
+        raise ConfigError(
+            f"data.prompt_template: template {name!r} writes {', '.join(missing)}, which this tokenizer "
+            f"({tokenizer.name_or_path}) does not have as single tokens; pick the template of the model's "
+            "family, or prompt_template: tokenizer to use the tokenizer's own chat_template")
