@@ -30,7 +30,7 @@ class CaseInfo(Record):
     tokens_per_step: int
     flops_per_token: int
     data_fingerprint: str | None = None
-    """sha256 of the packed rows the run's steps consume (input_ids, labels, position_ids)."""
+    """sha256 of the packed rows the steps consume, in the data pipeline's order (input_ids, labels, position_ids)."""
     data_rows: int | None = None
 
 

@@ -7,6 +7,7 @@ sizes, so they train on the same packed rows; the harness fingerprints those row
 import hashlib
 import json
 import math
+from itertools import islice
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,10 +117,17 @@ def rows_needed(case: BenchCase, suite: Suite) -> int:
     return case.global_batch_size * (suite.warmup_steps + suite.timed_steps)
 
 
-def fingerprint_rows(split) -> str:
-    """sha256 over every packed row's input_ids, labels and position_ids."""
+def consumed_rows(split, seed: int, count: int) -> list[int]:
+    """Row indices of the first `count` samples in the data pipeline's order (what both engines read)."""
+    from ..data.batches import sample_indices
+
+    return list(islice(sample_indices(len(split), 0, seed, epochs=None), count))
+
+
+def fingerprint_rows(split, indices: list[int]) -> str:
+    """sha256 over the input_ids, labels and position_ids of the given rows, in order."""
     digest = hashlib.sha256()
-    for index in range(len(split)):
+    for index in indices:
         row = split[index]
         for array in (row.input_ids, row.labels, row.position_ids):
             digest.update(array.tobytes())
@@ -138,7 +146,8 @@ def prepare_case_data(case: BenchCase, suite: Suite, model_dir: Path, workspace:
         prepared = prepare_data(cfg, load_tokenizer(cfg))
         rows = len(prepared.train)
         if rows >= needed:
-            return data_file, rows, fingerprint_rows(prepared.train)
+            consumed = consumed_rows(prepared.train, cfg.data.seed, needed)
+            return data_file, rows, fingerprint_rows(prepared.train, consumed)
         copies = max(copies + 1, math.ceil(copies * needed * 1.15 / max(rows, 1)))
     raise RuntimeError(f"{case.name}: could not make {needed} packed rows from {SAMPLE_DATA}")
 

@@ -24,7 +24,8 @@ def make_run(case: CaseInfo, system: str, step_s: float, memory_gib: float, resu
     run = SystemRun(case=case.name, system=system, status="ok", wall_s=60.0, step_times=[9.0] + [step_s] * 4,
                     losses=[11.8, 11.5, 11.2, 10.9, 10.6], tokens_per_step=case.tokens_per_step,
                     trainable_params=41_943_040, total_params=8_030_000_000,
-                    peak_memory_allocated=int(memory_gib * GIB), peak_memory_reserved=int((memory_gib + 2) * GIB))
+                    peak_memory_allocated=int(memory_gib * GIB), peak_memory_reserved=int((memory_gib + 2) * GIB),
+                    engine_details={"attn_implementation": "sdpa", "eval_losses": {}} if system == "hf" else {})
     metrics = compute_metrics(run, case, results.warmup_steps, results.measured_peak.tflops_median,
                               results.datasheet_peak_tflops)
     return run.model_copy(update={"metrics": metrics})

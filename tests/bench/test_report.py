@@ -47,6 +47,8 @@ def test_markdown_holds_table_comparison_targets_and_failures(sample_results):
     assert "790.0 TFLOP/s median" in text and "80% of the datasheet's 989.4" in text
     assert "transformer-engine absent" in text
     assert "![throughput](throughput.png)" in text
+    assert "- **hf**: baseline (attn_implementation: sdpa)" in text
+    assert "- **megatron**: ours\n" in text
 
 
 def test_notes_file_is_included(sample_results, tmp_path):

@@ -54,6 +54,24 @@ def method_section(results: BenchResults) -> list[str]:
             f"{peak.tflops_median:,.1f} TFLOP/s median of {peak.repeats} (max {peak.tflops_max:,.1f}){versus}."]
 
 
+DETAIL_KEYS_SKIPPED = ("eval_losses", "first_step")
+
+
+def systems_section(results: BenchResults) -> list[str]:
+    """What each system is, and the engine settings its runs reported (attention kernel, precision, ...)."""
+    lines = ["## Systems", ""]
+    for system, description in results.systems.items():
+        details: dict[str, set[str]] = {}
+        for run in results.runs:
+            if run.system == system:
+                for key, value in run.engine_details.items():
+                    if key not in DETAIL_KEYS_SKIPPED:
+                        details.setdefault(key, set()).add(str(value))
+        seen = "; ".join(f"{key}: {', '.join(sorted(values))}" for key, values in sorted(details.items()))
+        lines.append(f"- **{system}**: {description}{f' ({seen})' if seen else ''}")
+    return lines
+
+
 def _result_row(run: SystemRun) -> list[str]:
     m = run.metrics
     if run.status != "ok" or m is None:
@@ -128,7 +146,8 @@ def markdown_text(results: BenchResults, notes: str | None = None) -> str:
     device = results.environment.device
     title = f"# Benchmark `{results.suite}` on {device.name} ({results.started[:10]})"
     lines = [title, "", results.description + ".", "", f"Updated {results.updated}.", ""]
-    lines += environment_section(results) + [""] + method_section(results) + [""] + results_section(results)
+    lines += environment_section(results) + [""] + systems_section(results) + [""] + method_section(results)
+    lines += [""] + results_section(results)
     lines += comparison_section(results) + targets_section(results)
     lines += ["", "## Plots", "", f"![throughput]({THROUGHPUT_PNG})", "", f"![memory]({MEMORY_PNG})", "",
               f"![loss]({LOSS_PNG})"]
