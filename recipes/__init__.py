@@ -1,11 +1,14 @@
 """Per-model recipes: architecture facts plus tuned settings per mode (sft / lora) and GPU type.
 
-Each module `recipes/<name>.py` exposes `config_layer(mode, gpu) -> dict`, a nested dict in the
-user's YAML layout; `config_layer` here finds the module and turns failures into config errors.
+Each module `recipes/<name>.py` holds a `RECIPE` (`recipes._base.Recipe`: the model's
+`ModelShape` and its tuning tables) and states its recommended parallelism in its docstring.
+`config_layer(name, mode, gpu)` renders it as a nested dict in the user's YAML layout.
 """
 
 import importlib
 import pkgutil
+
+from ._base import Recipe
 
 
 def available() -> list[str]:
@@ -20,6 +23,11 @@ def load(name: str):
     return importlib.import_module(f"{__name__}.{name}")
 
 
+def recipe(name: str) -> Recipe:
+    """The `Recipe` of the module called `name`."""
+    return load(name).RECIPE
+
+
 def config_layer(name: str, mode: str, gpu: str | None) -> dict:
     """The recipe's settings for this mode and GPU type, as a config layer."""
-    return load(name).config_layer(mode, gpu)
+    return recipe(name).config_layer(mode, gpu)

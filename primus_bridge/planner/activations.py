@@ -1,0 +1,117 @@
+"""Activation memory: what the forward pass keeps for the backward pass, per GPU.
+
+Follows Korthikanti et al., "Reducing Activation Recomputation in Large Transformer Models"
+(2022), section 4, adapted to the Llama layout (RMSNorm, GQA, SwiGLU, no dropout) and to
+flash / SDPA attention, which keeps no s x s score matrix (their 5as/h term is gone). Bytes a
+layer keeps per token, in bf16 (2 bytes) unless noted, with h hidden, q = heads x head size,
+kv = KV groups x head size, f the SwiGLU size, t = TP:
+
+  input RMSNorm input, QKV linear input,          4 x 2h            (/t with sequence parallel,
+  pre-MLP RMSNorm input, FC1 linear input                            else replicated on each TP rank)
+  Q, K, V after RoPE (attention inputs)           2(q + 2kv) / t
+  attention softmax statistics (fp32)             4 x heads / t
+  attention output (output projection input)      2q / t
+  FC1 output, gate and up (SwiGLU input)          2 x 2f / t
+  SwiGLU output (FC2 input)                       2f / t
+
+For Llama 3 8B (q = h, kv = h/4, f = 3.5h) this is 34h bytes per token at t = 1, the paper's
+34sbh. LoRA with dropout adds, per adapted linear, the dropped-out input (2 bytes) and its mask
+(1 byte). Context parallel divides the tokens by CP. Full recompute keeps only each recompute
+chunk's input (2h per token); selective recompute re-runs core attention only, whose s x s
+scores flash attention never stores, so it saves just the softmax statistics.
+"""
+
+import math
+
+from recipes._shape import ModelShape
+
+from .layout import Layout
+from .params import layers_per_stage
+
+
+def _replicated_divisor(layout: Layout) -> int:
+    """Tensors in the layer-norm region are split by TP only with sequence parallel."""
+    return layout.tp if layout.sequence_parallel else 1
+
+
+def _lora_dropout_bytes(shape: ModelShape, layout: Layout) -> float:
+    if layout.lora is None or layout.lora.dropout == 0:
+        return 0.0
+    h, t, rep = shape.hidden_size, layout.tp, _replicated_divisor(layout)
+    inputs = {"linear_qkv": h / rep, "linear_proj": shape.query_size / t,
+              "linear_fc1": h / rep, "linear_fc2": shape.ffn_hidden_size / t}
+    return sum(3 * inputs[name] for name in layout.lora.modules)
+
+
+def softmax_stats_bytes(shape: ModelShape, layout: Layout) -> float:
+    return 4 * shape.num_attention_heads / layout.tp
+
+
+def layer_bytes_per_token(shape: ModelShape, layout: Layout) -> float:
+    """Bytes one layer keeps for its backward, per token, on one GPU, without recompute."""
+    h, t = shape.hidden_size, layout.tp
+    q, kv, f = shape.query_size, shape.kv_size, shape.ffn_hidden_size
+    norm_region = 4 * 2 * h / _replicated_divisor(layout)
+    attention = (2 * (q + 2 * kv) + 2 * q) / t + softmax_stats_bytes(shape, layout)
+    mlp = (2 * 2 * f + 2 * f) / t
+    return norm_region + attention + mlp + _lora_dropout_bytes(shape, layout)
+
+
+def layer_input_bytes_per_token(shape: ModelShape, layout: Layout) -> float:
+    """What full recompute keeps per chunk: the chunk's input hidden states."""
+    return 2 * shape.hidden_size / _replicated_divisor(layout)
+
+
+def tokens_per_micro_batch(layout: Layout) -> float:
+    return layout.micro_batch * layout.seq_length / layout.cp
+
+
+def kept_bytes_per_token(shape: ModelShape, layout: Layout, layers: int) -> float:
+    """Bytes `layers` consecutive layers keep per token under the layout's recompute setting."""
+    full, kept_input = layer_bytes_per_token(shape, layout), layer_input_bytes_per_token(shape, layout)
+    if layout.recompute == "none":
+        return layers * full
+    if layout.recompute == "selective":
+        return layers * (full - softmax_stats_bytes(shape, layout))
+    n = layout.recompute_num_layers
+    if layout.recompute_method == "uniform":
+        return math.ceil(layers / n) * kept_input
+    recomputed = min(n, layers)
+    return recomputed * kept_input + (layers - recomputed) * full
+
+
+def in_flight_chunks(layout: Layout, stage: int) -> int:
+    """Model chunks x micro batches whose activations a stage holds at once under 1F1B.
+
+    Plain 1F1B: stage r runs PP - r warm-up forwards before its first backward. Interleaved
+    (VPP = v chunks per stage): 2(PP - r - 1) + (v - 1)PP warm-up forwards of one chunk each.
+    Never more than the micro batches of one step.
+    """
+    p, m, v = layout.pp, layout.micro_batches_per_step, layout.vpp or 1
+    if v == 1:
+        return min(p - stage, m)
+    return min(2 * (p - stage - 1) + (v - 1) * p + 1, m * v)
+
+
+def stage_activation_bytes(shape: ModelShape, layout: Layout, stage: int) -> float:
+    """Activations one GPU of `stage` holds at its peak, plus one layer's backward working set.
+
+    The working set is the layer (or recompute chunk) whose backward is running: its
+    activations exist in full while it runs, whatever the recompute setting.
+    """
+    v = layout.vpp or 1
+    chunk_layers = max(layers_per_stage(shape, layout) // v, 1)
+    tokens = tokens_per_micro_batch(layout)
+    kept = in_flight_chunks(layout, stage) * kept_bytes_per_token(shape, layout, chunk_layers)
+    working_layers = layout.recompute_num_layers if layout.recompute == "full" and \
+        layout.recompute_method == "uniform" else 1
+    working = min(working_layers, chunk_layers) * layer_bytes_per_token(shape, layout)
+    return (kept + working) * tokens
+
+
+def logits_bytes(shape: ModelShape, layout: Layout) -> float:
+    """Last stage, one micro batch: logits in bf16 (2 bytes) plus the fp32 copy the vocab-parallel
+    cross entropy makes and keeps as its softmax for backward (4 bytes), each vocab / TP wide;
+    and the final RMSNorm input and output (2 x 2h)."""
+    per_token = 6 * shape.vocab_size / layout.tp + 4 * shape.hidden_size / _replicated_divisor(layout)
+    return per_token * tokens_per_micro_batch(layout)

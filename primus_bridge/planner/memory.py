@@ -1,0 +1,90 @@
+"""Per-GPU memory of one pipeline stage, part by part (Megatron mixed-precision training).
+
+Bytes per parameter (Megatron-Core DDP + optimizer, as Megatron-Bridge's recipes set them up):
+  weights            2  bf16 / fp16 copy used by forward and backward (4 in plain fp32 training)
+  gradients          4  fp32 main-grad buffer of the DDP wrapper (grad_reduce_in_fp32); trainable params only
+  optimizer states  12  fp32 master weights + Adam m + Adam v (8 in fp32 training: m, v);
+                        divided by DP x CP with the distributed optimizer (ZeRO-1), whole without it
+LoRA freezes the base: its weights cost 2 bytes/param and nothing else; the adapters cost all three
+rows above (reported together as `lora`).
+Framework overhead: about 1 GiB of CUDA / HIP context (outside PyTorch's allocator) plus 3 GiB of
+communication buffers (NCCL / RCCL), BLAS workspaces and kernels; and 5% of all tensor memory for
+allocator fragmentation (reserved minus allocated, typical of long runs with varying shapes).
+"""
+
+from dataclasses import dataclass, fields
+
+from recipes._shape import ModelShape
+
+from .activations import logits_bytes, stage_activation_bytes
+from .gpus import GIB
+from .layout import Layout
+from .params import base_params_on_gpu, lora_params_on_gpu
+
+GRAD_BYTES = 4
+FRAMEWORK_OVERHEAD_BYTES = 4 * GIB
+FRAGMENTATION = 0.05
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    """Bytes one GPU of one pipeline stage needs at its peak, by part."""
+
+    weights: float
+    gradients: float
+    optimizer_states: float
+    activations: float
+    lora: float
+    logits: float
+    framework_overhead: float
+    allocator_fragmentation: float
+
+    @property
+    def tensors(self) -> float:
+        """What PyTorch's allocator holds at the peak (compare with torch.cuda.max_memory_allocated)."""
+        return self.weights + self.gradients + self.optimizer_states + self.activations + self.lora + self.logits
+
+    @property
+    def total(self) -> float:
+        return self.tensors + self.framework_overhead + self.allocator_fragmentation
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def weight_bytes(layout: Layout) -> int:
+    return 2 if layout.half_precision else 4
+
+
+def optimizer_bytes(layout: Layout, distributed: bool) -> float:
+    """Optimizer bytes per trainable parameter on one GPU."""
+    per_param = 12 if layout.half_precision else 8
+    return per_param / (layout.dp * layout.cp) if distributed else per_param
+
+
+def trainable_state_bytes(layout: Layout, distributed: bool) -> float:
+    """Weights + gradients + optimizer states per trainable parameter."""
+    return weight_bytes(layout) + GRAD_BYTES + optimizer_bytes(layout, distributed)
+
+
+def stage_memory(shape: ModelShape, layout: Layout, stage: int) -> MemoryBreakdown:
+    """The breakdown for one GPU of pipeline stage `stage` (0-based)."""
+    base = base_params_on_gpu(shape, layout, stage)
+    full = layout.lora is None
+    tensors = {
+        "weights": base * weight_bytes(layout),
+        "gradients": base * GRAD_BYTES if full else 0.0,
+        "optimizer_states": base * optimizer_bytes(layout, layout.distributed_optimizer) if full else 0.0,
+        "activations": stage_activation_bytes(shape, layout, stage),
+        "lora": lora_params_on_gpu(shape, layout) * trainable_state_bytes(layout, layout.distributed_optimizer),
+        "logits": logits_bytes(shape, layout) if stage == layout.pp - 1 else 0.0,
+    }
+    return MemoryBreakdown(**tensors, framework_overhead=FRAMEWORK_OVERHEAD_BYTES,
+                           allocator_fragmentation=FRAGMENTATION * sum(tensors.values()))
+
+
+def fullest_stage(shape: ModelShape, layout: Layout) -> tuple[int, MemoryBreakdown]:
+    """The pipeline stage that needs the most memory (the first holds the most micro batches in
+    flight and the embedding; the last holds the output layer and the logits) and its breakdown."""
+    stages = {0, layout.pp - 1}
+    return max(((s, stage_memory(shape, layout, s)) for s in stages), key=lambda item: item[1].total)

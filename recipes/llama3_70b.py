@@ -1,0 +1,26 @@
+"""Llama 3 70B (meta-llama/Meta-Llama-3-70B).
+
+Recommended parallelism, sequence 4096, micro batch 1, sequence parallel on, no recompute:
+  SFT   TP4 PP2 on 4 nodes of H200, 2 nodes of B200 / MI300X, 1 node of MI325X / MI355X;
+        H100: TP8 PP4 on 4 nodes.
+  LoRA  one node: TP8 on H100, TP4 on H200, TP2 on B200 and the MI3xx; PP1.
+"""
+
+from ._base import LORA_LARGE, SFT_LARGE, Recipe, Tuning
+from ._shape import ModelShape
+
+SHAPE = ModelShape(
+    model_type="llama", num_layers=80, hidden_size=8192, num_attention_heads=64, num_query_groups=8,
+    ffn_hidden_size=28672, vocab_size=128256, max_position_embeddings=8192, rope_theta=500000.0,
+    tied_embeddings=False, hf_id="meta-llama/Meta-Llama-3-70B",
+)
+
+RECIPE = Recipe(
+    name="llama3_70b",
+    shape=SHAPE,
+    sft={80: Tuning(tp=8, pp=4, nodes=4), 141: Tuning(tp=4, pp=2, nodes=4), 180: Tuning(tp=4, pp=2, nodes=2),
+         256: Tuning(tp=4, pp=2)},
+    lora={80: Tuning(tp=8), 141: Tuning(tp=4), 180: Tuning(tp=2)},
+    sft_defaults=SFT_LARGE,
+    lora_defaults=LORA_LARGE,
+)
