@@ -1,0 +1,83 @@
+"""Megatron-Bridge training callbacks: what TrainResult reports, and our checkpoint markers.
+
+- StepRecorder: wall time, loss and peak memory of every optimizer step run in this process.
+- CheckpointMarkers: after each save, `primus_bridge.json` in the iteration folder and the
+  `latest_checkpointed_iteration.txt` pointer (Megatron-Bridge itself tracks `latest_train_state.pt`),
+  so every tool of the project finds and recognises the checkpoint.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from megatron.bridge.training.callbacks import Callback, CallbackContext
+
+from ...checkpoint_info import LATEST_FILE, MARKER_FILE, iteration_dir
+from ...utils.atomic import atomic_write_text
+
+LOSS_KEY = "lm loss"
+
+
+def is_rank0() -> bool:
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def _synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+class StepRecorder(Callback):
+    def __init__(self):
+        self.step_times: list[float] = []
+        self.losses: list[float] = []
+        self.skipped_steps: list[int] = []
+        self.first_step: int | None = None
+        self.last_step: int | None = None
+        self.trainable_params: int | None = None
+        self.total_params: int | None = None
+        self._started = 0.0
+
+    def on_train_start(self, context: CallbackContext) -> None:
+        self.first_step = context.state.train_state.step
+        params = [p for chunk in context.model for p in chunk.parameters()]
+        self.total_params = sum(p.numel() for p in params)
+        self.trainable_params = sum(p.numel() for p in params if p.requires_grad)
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+
+    def on_train_step_start(self, context: CallbackContext) -> None:
+        _synchronize()
+        self._started = time.perf_counter()
+
+    def on_train_step_end(self, context: CallbackContext) -> None:
+        _synchronize()
+        self.step_times.append(time.perf_counter() - self._started)
+        self.last_step = context.state.train_state.step
+        loss = (context.loss_dict or {}).get(LOSS_KEY)
+        if loss is not None:
+            self.losses.append(float(loss))
+        if context.skipped_iter:
+            self.skipped_steps.append(self.last_step)
+
+
+class CheckpointMarkers(Callback):
+    """Writes our marker and pointer after Megatron-Bridge has saved an iteration (rank 0)."""
+
+    def __init__(self, save: Path | None, marker: dict, run_config_yaml: str):
+        self.save = save
+        self.marker = marker
+        self.run_config_yaml = run_config_yaml
+        self.saved_steps: list[int] = []
+
+    def on_checkpoint_save(self, context: CallbackContext) -> None:
+        step = context.state.train_state.step
+        self.saved_steps.append(step)
+        if self.save is None or not is_rank0():
+            return
+        folder = iteration_dir(self.save, step)
+        atomic_write_text(folder / "primus_run_config.yaml", self.run_config_yaml)
+        atomic_write_text(folder / MARKER_FILE, json.dumps({**self.marker, "step": step}, indent=2) + "\n")
+        atomic_write_text(self.save / LATEST_FILE, f"{step}\n")

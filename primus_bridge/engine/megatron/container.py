@@ -1,0 +1,165 @@
+"""Translate the validated primus-bridge config into Megatron-Bridge's `ConfigContainer`.
+
+One function per Megatron-Bridge section; each reads only the typed config. The model provider
+(built from the HF config or the starting checkpoint, see sources.py) gets parallelism, precision
+and recompute settings here too, since Megatron keeps those on the model config.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from megatron.bridge.training.config import (
+    CheckpointConfig,
+    ConfigContainer,
+    DistributedDataParallelConfig,
+    DistributedInitConfig,
+    LoggerConfig,
+    OptimizerConfig,
+    RNGConfig,
+    SchedulerConfig,
+    TrainingConfig,
+    ValidationConfig,
+)
+from megatron.bridge.training.mixed_precision import MixedPrecisionConfig, get_mixed_precision_config
+from megatron.bridge.training.tokenizers.config import TokenizerConfig
+
+from ...config import ConfigError, PrimusConfig
+from .dataset import PackedRowsProvider
+from .lora import build_peft
+from .te_compat import transformer_engine_available
+
+
+@dataclass(frozen=True)
+class StartingPoint:
+    """Where the weights come from and where the run writes; filled by sources.py."""
+
+    base_checkpoint: Path
+    """Megatron checkpoint with the starting weights (imported from HF, or --load)."""
+    save: Path | None
+    tokenizer_path: str
+    """Folder of the HF tokenizer the data pipeline uses."""
+
+
+def training_section(cfg: PrimusConfig) -> TrainingConfig:
+    """Megatron's micro batch is one packed stream of `micro_batch_size` rows (see dataset.py)."""
+    t = cfg.training
+    return TrainingConfig(train_iters=t.train_iters, micro_batch_size=1,
+                          global_batch_size=t.global_batch_size // t.micro_batch_size, exit_signal_handler=True,
+                          manual_gc=True, manual_gc_interval=100)
+
+
+def validation_section(cfg: PrimusConfig) -> ValidationConfig:
+    has_valid = cfg.data.split_fractions()[1] > 0
+    eval_iters = cfg.training.eval_iters if has_valid else 0
+    return ValidationConfig(eval_iters=eval_iters, eval_interval=cfg.training.eval_interval)
+
+
+def optimizer_section(cfg: PrimusConfig) -> OptimizerConfig:
+    t, p = cfg.training, cfg.precision
+    return OptimizerConfig(
+        optimizer="adam", lr=t.lr, min_lr=t.min_lr, weight_decay=t.weight_decay,
+        adam_beta1=t.adam_beta1, adam_beta2=t.adam_beta2, adam_eps=t.adam_eps, clip_grad=t.clip_grad,
+        use_distributed_optimizer=cfg.parallelism.use_distributed_optimizer,
+        bf16=p.bf16, fp16=p.fp16, params_dtype=torch.float32,
+    )
+
+
+def scheduler_section(cfg: PrimusConfig) -> SchedulerConfig:
+    """Linear warm-up, then `lr_decay_style` (cosine by default) down to min_lr at train_iters."""
+    t = cfg.training
+    styles = ("constant", "linear", "cosine")
+    if t.lr_decay_style not in styles:
+        raise ConfigError(f"training.lr_decay_style: {t.lr_decay_style!r} is not one of {', '.join(styles)}")
+    return SchedulerConfig(lr_decay_style=t.lr_decay_style, lr_warmup_iters=t.lr_warmup_iters,
+                           lr_decay_iters=t.train_iters, start_weight_decay=t.weight_decay,
+                           end_weight_decay=t.weight_decay, weight_decay_incr_style="constant")
+
+
+def ddp_section(cfg: PrimusConfig) -> DistributedDataParallelConfig:
+    return DistributedDataParallelConfig(
+        use_distributed_optimizer=cfg.parallelism.use_distributed_optimizer,
+        grad_reduce_in_fp32=True, overlap_grad_reduce=False, overlap_param_gather=False,
+        check_for_nan_in_grad=True, average_in_collective=cfg.parallelism.context_parallel_size == 1,
+    )
+
+
+def checkpoint_section(cfg: PrimusConfig, start: StartingPoint) -> CheckpointConfig:
+    c = cfg.checkpointing
+    save = str(start.save) if start.save else None
+    return CheckpointConfig(
+        save=save, save_interval=c.save_interval, load=save if c.resume else None,
+        pretrained_checkpoint=str(start.base_checkpoint), async_save=c.async_save,
+        most_recent_k=c.keep_last or -1, ckpt_format="torch_dist", fully_parallel_save=True,
+        save_rng=True, load_rng=True, save_optim=True, load_optim=True,
+    )
+
+
+def logger_section(cfg: PrimusConfig) -> LoggerConfig:
+    return LoggerConfig(log_interval=cfg.training.log_interval, tensorboard_dir=cfg.training.tensorboard_dir,
+                        log_throughput=True, log_timers_to_tensorboard=cfg.training.tensorboard_dir is not None)
+
+
+def tokenizer_section(start: StartingPoint) -> TokenizerConfig:
+    return TokenizerConfig(tokenizer_type="HuggingFaceTokenizer", tokenizer_model=start.tokenizer_path)
+
+
+def mixed_precision_section(cfg: PrimusConfig) -> MixedPrecisionConfig:
+    p = cfg.precision
+    if p.fp8:
+        if not transformer_engine_available():
+            raise ConfigError(f"precision.fp8: {p.fp8!r} needs TransformerEngine, which is not installed here; "
+                              "remove fp8 or run in an image with TransformerEngine")
+        recipe = get_mixed_precision_config("fp16_with_fp8_delayed_scaling_mixed" if p.fp16
+                                            else "bf16_with_fp8_delayed_scaling_mixed")
+        recipe.fp8 = p.fp8
+        return recipe
+    if p.bf16:
+        return get_mixed_precision_config("bf16_mixed")
+    if p.fp16:
+        return get_mixed_precision_config("fp16_mixed")
+    return MixedPrecisionConfig(fp32=True, params_dtype=torch.float32, pipeline_dtype=torch.float32,
+                                autocast_enabled=False, grad_reduce_in_fp32=True)
+
+
+def dataset_section(cfg: PrimusConfig) -> PackedRowsProvider:
+    return PackedRowsProvider(primus_config=cfg.model_dump(mode="json"),
+                              rows_per_stream=cfg.training.micro_batch_size, seed=cfg.data.seed, num_workers=cfg.data.num_workers,
+                              persistent_workers=cfg.data.num_workers > 0)
+
+
+def apply_model_settings(provider, cfg: PrimusConfig) -> None:
+    """Parallelism, sequence length and activation recompute live on Megatron's model config."""
+    p, r = cfg.parallelism, cfg.activation_checkpointing
+    provider.tensor_model_parallel_size = p.tensor_model_parallel_size
+    provider.pipeline_model_parallel_size = p.pipeline_model_parallel_size
+    provider.virtual_pipeline_model_parallel_size = p.virtual_pipeline_model_parallel_size
+    provider.context_parallel_size = p.context_parallel_size
+    provider.sequence_parallel = p.sequence_parallel
+    provider.seq_length = cfg.data.seq_length * cfg.training.micro_batch_size
+    provider.calculate_per_token_loss = p.context_parallel_size > 1
+    if r.recompute_activations:
+        provider.recompute_granularity = r.recompute_granularity
+        if r.recompute_granularity == "full":
+            provider.recompute_method = r.recompute_method
+            provider.recompute_num_layers = r.recompute_num_layers
+
+
+def build_config_container(cfg: PrimusConfig, provider, start: StartingPoint) -> ConfigContainer:
+    apply_model_settings(provider, cfg)
+    return ConfigContainer(
+        model=provider,
+        train=training_section(cfg),
+        validation=validation_section(cfg),
+        optimizer=optimizer_section(cfg),
+        scheduler=scheduler_section(cfg),
+        ddp=ddp_section(cfg),
+        dataset=dataset_section(cfg),
+        logger=logger_section(cfg),
+        tokenizer=tokenizer_section(start),
+        checkpoint=checkpoint_section(cfg, start),
+        rng=RNGConfig(seed=cfg.training.seed),
+        dist=DistributedInitConfig(),
+        mixed_precision=mixed_precision_section(cfg),
+        peft=build_peft(cfg.lora) if cfg.lora.use_lora else None,
+    )

@@ -1,0 +1,122 @@
+"""Megatron-Bridge dataset provider over the data pipeline's packed rows.
+
+`finetune()` asks its `cfg.dataset` (a `DatasetProvider`) for train/valid/test datasets holding at
+least the number of samples the schedule consumes. Each split is the pipeline's `PackedSplit`,
+repeated epoch after epoch in a fresh seeded order. The `micro_batch_size` rows of a micro batch are
+laid end to end as one packed stream ([1, micro_batch * seq_length]: Megatron's micro batch is 1,
+its sequence micro_batch * seq_length, as Megatron does for packed SFT) with `cu_seqlens` marking
+every document (and each row's trailing padding), so attention never crosses documents and RoPE
+restarts per document.
+Labels arrive already shifted (labels[i] is the target of position i), as Megatron's loss expects.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from megatron.bridge.data.base import DatasetBuildContext, DatasetProvider
+from torch.utils.data import Dataset
+
+
+class PackedStreams(Dataset):
+    """`num_streams` samples, each `rows_per_stream` rows of `split` laid end to end.
+
+    The rows are taken in order from an endless sequence of epochs; each epoch visits every row once,
+    in its own seeded order. Megatron's micro batch is one stream ([1, rows_per_stream * seq_length]).
+    """
+
+    def __init__(self, split, num_streams: int, rows_per_stream: int, seed: int):
+        if len(split) == 0:
+            raise ValueError("the split has no rows; add data or change data.split")
+        self.split = split
+        self.rows_per_stream = rows_per_stream
+        self.num_streams = max(int(num_streams), -(-len(split) // rows_per_stream))
+        self.seed = seed
+        self._orders: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self.num_streams
+
+    def row_index(self, position: int) -> int:
+        """Which split row sits at `position` of the endless epoch sequence."""
+        epoch, offset = divmod(position, len(self.split))
+        if epoch not in self._orders:
+            self._orders[epoch] = np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
+        return int(self._orders[epoch][offset])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        first = index * self.rows_per_stream
+        rows = [self.split[self.row_index(first + k)] for k in range(self.rows_per_stream)]
+        return pack_rows(rows)
+
+    @staticmethod
+    def collate_fn(streams: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Megatron's micro batch is one stream: add the batch dimension of 1."""
+        if len(streams) != 1:
+            raise ValueError(f"packed streams: micro batch of {len(streams)} streams; the engine sets "
+                             "Megatron's micro_batch_size to 1 (one stream holds training.micro_batch_size rows)")
+        return {key: value.unsqueeze(0) for key, value in streams[0].items()}
+
+
+def _as_tensor(values, dtype) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(values, dtype=dtype))
+
+
+def pack_rows(rows) -> dict[str, torch.Tensor]:
+    """PackedRows -> one stream with Megatron's THD metadata (cu_seqlens_q/kv, max_seqlen_q/kv)."""
+    stream = {
+        "tokens": torch.cat([_as_tensor(r.input_ids, np.int64) for r in rows]),
+        "labels": torch.cat([_as_tensor(r.labels, np.int64) for r in rows]),
+        "loss_mask": torch.cat([_as_tensor(r.loss_mask, np.float32) for r in rows]),
+        "position_ids": torch.cat([_as_tensor(r.position_ids, np.int64) for r in rows]),
+    }
+    seq_lens = torch.cat([_as_tensor(r.seq_lens, np.int32) for r in rows])
+    if int(seq_lens.sum()) != stream["tokens"].numel():
+        raise ValueError(f"packed rows: seq_lens add up to {int(seq_lens.sum())} tokens but the rows hold "
+                         f"{stream['tokens'].numel()}; each row's seq_lens must cover the whole row")
+    cu_seqlens = torch.zeros(seq_lens.numel() + 1, dtype=torch.int32)
+    cu_seqlens[1:] = torch.cumsum(seq_lens, dim=0)
+    longest = torch.tensor(int(seq_lens.max()), dtype=torch.int32)
+    return {**stream, "cu_seqlens_q": cu_seqlens, "cu_seqlens_kv": cu_seqlens,
+            "max_seqlen_q": longest, "max_seqlen_kv": longest}
+
+
+@dataclass(kw_only=True)
+class PackedRowsProvider(DatasetProvider):
+    """`cfg.dataset` for finetune(): declarative fields only, so the run's saved config stays readable."""
+
+    primus_config: dict = field(default_factory=dict)
+    """The run's resolved primus-bridge config (`PrimusConfig.model_dump()`); the data section drives the build."""
+    rows_per_stream: int = 1
+    """training.micro_batch_size: rows laid end to end in one Megatron micro batch."""
+    seed: int = 1234
+    dataloader_type: str = "single"
+
+    def build_datasets(self, context: DatasetBuildContext):
+        prepared = _prepare_on_rank0_first(self.primus_config)
+        counts = (context.train_samples, context.valid_samples, context.test_samples)
+        splits = (prepared.train, prepared.valid, prepared.test)
+        return tuple(
+            PackedStreams(split, count, self.rows_per_stream, self.seed + offset)
+            if count and split is not None and len(split) else None
+            for offset, (split, count) in enumerate(zip(splits, counts))
+        )
+
+
+def _prepare_on_rank0_first(config_dict: dict):
+    """Rank 0 tokenizes and fills the data cache; the other ranks then read that cache."""
+    import torch.distributed as dist
+
+    from ...config import PrimusConfig
+    from ...data import prepare_data
+    from ...data.tokenizer import load_tokenizer
+
+    cfg = PrimusConfig.model_validate(config_dict)
+    tokenizer = load_tokenizer(cfg)
+    distributed = dist.is_available() and dist.is_initialized()
+    if distributed and dist.get_rank() != 0:
+        dist.barrier()
+    prepared = prepare_data(cfg, tokenizer)
+    if distributed and dist.get_rank() == 0:
+        dist.barrier()
+    return prepared

@@ -1,0 +1,50 @@
+"""Document-causal attention masks for packed rows, built from cu_seqlens.
+
+A packed row holds several documents back to back; `cu_seqlens` = [0, len0, len0+len1, ..., total]
+marks where each starts. Token q may attend to token k only when both lie in the same document and
+k <= q. FlexAttention's block mask skips every block that lies wholly across documents.
+"""
+
+import torch
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask
+
+
+def document_ids(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
+    """[total] int32: the document index of every token position."""
+    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).to(torch.int64)
+    ids = torch.repeat_interleave(torch.arange(lengths.numel(), device=cu_seqlens.device), lengths)
+    if ids.numel() != total:
+        raise ValueError(f"cu_seqlens covers {ids.numel()} tokens but the packed row has {total}; "
+                         "the row's seq_lens must add up to its length")
+    return ids.to(torch.int32)
+
+
+def document_causal_block_mask(cu_seqlens: torch.Tensor, total: int) -> BlockMask:
+    doc = document_ids(cu_seqlens, total)
+
+    def same_document_causal(batch, head, q_idx, kv_idx):
+        return (doc[q_idx] == doc[kv_idx]) & (q_idx >= kv_idx)
+
+    return create_block_mask(same_document_causal, B=None, H=None, Q_LEN=total, KV_LEN=total,
+                             device=cu_seqlens.device)
+
+
+def dense_document_causal_mask(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
+    """[total, total] bool, True where attention is allowed (the reference the block mask must equal)."""
+    doc = document_ids(cu_seqlens, total)
+    positions = torch.arange(total, device=cu_seqlens.device)
+    return (doc[:, None] == doc[None, :]) & (positions[:, None] >= positions[None, :])
+
+
+class BlockMaskCache:
+    """One mask per forward pass: every layer receives the same cu_seqlens tensor object."""
+
+    def __init__(self):
+        self._key: tuple[torch.Tensor, int] | None = None
+        self._mask: BlockMask | None = None
+
+    def get(self, cu_seqlens: torch.Tensor, total: int) -> BlockMask:
+        if self._key is None or self._key[0] is not cu_seqlens or self._key[1] != total:
+            self._mask = document_causal_block_mask(cu_seqlens, total)
+            self._key = (cu_seqlens, total)
+        return self._mask

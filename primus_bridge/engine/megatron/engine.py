@@ -1,0 +1,161 @@
+"""The megatron engine: fine-tuning through Megatron-Bridge's `finetune()`, HF import and export."""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ...config import ConfigError, PrimusConfig
+from ...run.checkpoints import remove_checkpoints
+from ...run.outputs import check_export_dir, plan_checkpoint_dir
+from ..base import TrainResult
+from .callbacks import CheckpointMarkers, StepRecorder
+from .container import StartingPoint, build_config_container
+from .layer_spec import resolve_transformer_impl
+from .model import ModelPlan, megatron_iteration, preflight_errors, provider_from_checkpoint, provider_from_hf
+from .runtime import ensure_rendezvous, sigusr1_as_sigterm
+from .sources import check_supported_architecture, ensure_imported, resolve_hf_model
+
+log = logging.getLogger("primus_bridge")
+
+MEGATRON_TRACKER = "latest_train_state.pt"
+
+
+@dataclass
+class RunPlan:
+    model: ModelPlan
+    start: StartingPoint
+    transformer_impl: str
+
+
+def _hf_config_limit(hf_path: Path) -> int | None:
+    import json
+
+    config = hf_path / "config.json"
+    return json.loads(config.read_text()).get("max_position_embeddings") if config.is_file() else None
+
+
+def _model_from_hf(cfg: PrimusConfig, impl: str) -> tuple[ModelPlan, Path | None]:
+    source = resolve_hf_model(cfg.hf_model_name_or_path)
+    check_supported_architecture(source)
+    plan = ModelPlan(provider_from_hf(source.path, impl), source.path, source.config.get("max_position_embeddings"))
+    return plan, None
+
+
+def _model_from_checkpoint(cfg: PrimusConfig, impl: str) -> tuple[ModelPlan, Path]:
+    iteration = megatron_iteration(cfg.model.load)
+    provider = provider_from_checkpoint(iteration, impl)
+    hf_name = cfg.hf_model_name_or_path or getattr(provider, "hf_model_id", None)
+    if not hf_name:
+        raise ConfigError("model.load: the checkpoint does not name its HF model; pass --hf_model_name_or_path "
+                          "(the HF folder it was made from: its config and tokenizer are needed for export)")
+    hf_path = resolve_hf_model(hf_name).path
+    return ModelPlan(provider, hf_path, _hf_config_limit(hf_path)), Path(cfg.model.load)
+
+
+def plan_run(cfg: PrimusConfig) -> RunPlan:
+    """Everything checked and resolved before any GPU work; imports the HF model (once) when asked to."""
+    impl = resolve_transformer_impl(cfg.model.transformer_impl)
+    if cfg.convert_from_hf:
+        model, base = _model_from_hf(cfg, impl)
+    elif cfg.model.load:
+        model, base = _model_from_checkpoint(cfg, impl)
+    else:
+        raise ConfigError("the megatron engine needs starting weights: --load CKPT (a Megatron checkpoint) or "
+                          "--convert_from_hf --hf_model_name_or_path HF")
+    errors = preflight_errors(cfg, model.provider, model.position_limit)
+    if errors:
+        raise ConfigError(errors)
+    if base is None:
+        base = ensure_imported(cfg, resolve_hf_model(cfg.hf_model_name_or_path), impl)
+    tokenizer_path = cfg.model.tokenizer or str(model.hf_source)
+    save = Path(cfg.checkpointing.save) if cfg.checkpointing.save else None
+    return RunPlan(model, StartingPoint(base, save, tokenizer_path), impl)
+
+
+def _prepare_save_dir(cfg: PrimusConfig) -> None:
+    if not cfg.checkpointing.save:
+        return
+    plan = plan_checkpoint_dir(cfg.checkpointing.save, cfg.checkpointing.resume, cfg.checkpointing.overwrite)
+    if plan.clear_old:
+        remove_checkpoints(plan.save)
+        (plan.save / MEGATRON_TRACKER).unlink(missing_ok=True)
+    if plan.resume_step is not None:
+        log.info("resuming from %s step %d", plan.save, plan.resume_step)
+
+
+def _marker(cfg: PrimusConfig, plan: RunPlan) -> dict:
+    return {"engine": "megatron", "hf_source": str(plan.model.hf_source), "lora": cfg.lora.use_lora,
+            "base_checkpoint": str(plan.start.base_checkpoint), "tokenizer": plan.start.tokenizer_path,
+            "transformer_impl": plan.transformer_impl}
+
+
+class MegatronBridgeRunner:
+    """The engine's work; constructed after prepare_megatron() (see __init__.py)."""
+
+    def train(self, cfg: PrimusConfig) -> TrainResult:
+        if cfg.convert_to_hf:
+            check_export_dir(cfg.hf_save_path, cfg.checkpointing.overwrite)
+        _prepare_save_dir(cfg)
+        plan = plan_run(cfg)
+        container = build_config_container(cfg, plan.model.provider, plan.start)
+        recorder = StepRecorder()
+        markers = CheckpointMarkers(plan.start.save, _marker(cfg, plan), yaml.safe_dump(cfg.model_dump(mode="json")))
+        callbacks = [recorder, markers]
+        if cfg.convert_to_hf:
+            from .train_end_export import ExportAtTrainEnd
+
+            callbacks.append(ExportAtTrainEnd(cfg, plan.model.hf_source, plan.start.tokenizer_path, container.peft))
+        preempted = _run_finetune(container, callbacks)
+        return _result(cfg, recorder, plan, preempted)
+
+    def export(self, cfg: PrimusConfig, checkpoint: Path, out: Path) -> Path:
+        from .checkpoint_export import export_checkpoint
+
+        check_export_dir(out, cfg.checkpointing.overwrite)
+        return export_checkpoint(checkpoint, out)
+
+    def import_hf(self, cfg: PrimusConfig, out: Path) -> Path:
+        from .sources import import_hf_checkpoint
+
+        source = resolve_hf_model(cfg.hf_model_name_or_path)
+        check_supported_architecture(source)
+        check_export_dir(out, cfg.checkpointing.overwrite, key="checkpointing.save")
+        return import_hf_checkpoint(source, Path(out), resolve_transformer_impl(cfg.model.transformer_impl))
+
+
+def _run_finetune(container, callbacks) -> bool:
+    """finetune(); True when it stopped early on a signal after saving (Megatron-Bridge exits with SystemExit)."""
+    from megatron.bridge.training.finetune import finetune
+    from megatron.bridge.training.gpt_step import forward_step
+
+    ensure_rendezvous()
+    with sigusr1_as_sigterm():
+        try:
+            finetune(container, forward_step, callbacks=callbacks)
+        except SystemExit as stop:
+            if stop.code not in (0, None):
+                raise
+            return True
+    return False
+
+
+def _result(cfg: PrimusConfig, recorder: StepRecorder, plan: RunPlan, preempted: bool) -> TrainResult:
+    import torch
+
+    tokens_per_step = cfg.training.global_batch_size * cfg.data.seq_length
+    timed = recorder.step_times[1:] or recorder.step_times
+    on_gpu = torch.cuda.is_available()
+    return TrainResult(
+        engine="megatron", steps_done=recorder.last_step or 0, losses=recorder.losses,
+        tokens_per_second=tokens_per_step * len(timed) / sum(timed) if timed else None,
+        checkpoint_dir=plan.start.save, export_dir=Path(cfg.hf_save_path) if cfg.convert_to_hf and not preempted
+        else None, preempted=preempted, step_times=recorder.step_times, tokens_per_step=tokens_per_step,
+        trainable_params=recorder.trainable_params, total_params=recorder.total_params,
+        peak_memory_allocated=torch.cuda.max_memory_allocated() if on_gpu else None,
+        peak_memory_reserved=torch.cuda.max_memory_reserved() if on_gpu else None,
+        extra={"transformer_impl": plan.transformer_impl, "first_step": recorder.first_step,
+               "skipped_steps": recorder.skipped_steps, "hf_source": str(plan.model.hf_source)},
+    )
+

@@ -1,0 +1,94 @@
+"""Export Megatron models as HF models: merged weights (+ a PEFT adapter folder for LoRA runs).
+
+The exported folder is self-contained: weights and config from Megatron-Bridge's
+`save_hf_pretrained`, the tokenizer the run trained with, and a generation config whose EOS is the
+token that ends a reply in the run's prompt template. A LoRA run also gets `<out>/adapter`, which
+`peft.PeftModel.from_pretrained(base, <out>/adapter)` loads (`save_hf_adapter`).
+All ranks call `export_models` (the weight gathering is collective); rank 0 writes and publishes.
+"""
+
+import logging
+import shutil
+from pathlib import Path
+
+import torch.distributed as dist
+
+from ...config import PrimusConfig
+from ...data.records import Conversation, Turn
+from ...utils.atomic import fsync_tree
+from .callbacks import is_rank0
+
+log = logging.getLogger("primus_bridge")
+
+ADAPTER_SUBDIR = "adapter"
+PROBE = Conversation(system=None, turns=(Turn(user="Hi", assistant="Hello"),), where="probe", ordinal=0)
+
+
+def _barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def template_stop_token_id(cfg: PrimusConfig, tokenizer) -> int:
+    """The token that closes each reply in the run's template (the last token of a rendered reply)."""
+    from ...data.templates import get_template
+
+    name = cfg.data.template_for_chat()
+    if name is None:
+        return tokenizer.eos_token_id
+    rendered = get_template(name, tokenizer).render(PROBE)
+    start, end = rendered.responses[-1]
+    return tokenizer.encode(rendered.text[start:end], add_special_tokens=False)[-1]
+
+
+def write_generation_config(out: Path, cfg: PrimusConfig, tokenizer) -> None:
+    from transformers import GenerationConfig
+
+    try:
+        generation = GenerationConfig.from_pretrained(out)
+    except OSError:
+        generation = GenerationConfig()
+    stop = template_stop_token_id(cfg, tokenizer)
+    ends = [stop] + ([tokenizer.eos_token_id] if tokenizer.eos_token_id not in (None, stop) else [])
+    generation.eos_token_id = ends if len(ends) > 1 else stop
+    generation.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop
+    generation.bos_token_id = tokenizer.bos_token_id
+    generation.save_pretrained(out)
+
+
+def _staging(out: Path) -> Path:
+    return out.with_name(f".{out.name}.exporting")
+
+
+def _publish(staging: Path, out: Path) -> None:
+    fsync_tree(staging)
+    if out.exists():
+        old = out.with_name(f".{out.name}.replaced")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        staging.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(out)
+
+
+def export_models(models: list, hf_source: Path, out: Path, cfg: PrimusConfig, tokenizer, peft=None) -> Path:
+    """Collective: merged HF model (+ PEFT adapter when `peft`) to `out`, replaced atomically."""
+    from megatron.bridge import AutoBridge
+
+    out, staging = Path(out), _staging(Path(out))
+    if is_rank0():
+        shutil.rmtree(staging, ignore_errors=True)
+    _barrier()
+    bridge = AutoBridge.from_hf_pretrained(str(hf_source))
+    bridge.save_hf_pretrained(models, staging, show_progress=False, source_path=str(hf_source))
+    if peft is not None:
+        bridge.save_hf_adapter(models, staging / ADAPTER_SUBDIR, peft_config=peft,
+                               base_model_name_or_path=str(hf_source), show_progress=False)
+    if is_rank0():
+        tokenizer.save_pretrained(staging)
+        write_generation_config(staging, cfg, tokenizer)
+        _publish(staging, out)
+        log.info("exported the HF model%s to %s", " and its PEFT adapter" if peft else "", out)
+    _barrier()
+    return out
