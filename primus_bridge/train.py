@@ -7,6 +7,7 @@ from .cli.errors import run_verb, wants_debug
 from .config import add_config_arguments, load_config
 from .engine import choose_engine, get_engine
 from .logs import setup_logging
+from .planner.gate import check_memory_before_training
 
 # Exit code after a clean save on SIGTERM/SIGUSR1; the SLURM templates requeue on it.
 PREEMPTED_EXIT_CODE = 124
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args)
         name, why = choose_engine(cfg)
         log.info(why)
+        check_memory_before_training(cfg, log)
         result = get_engine(name).train(cfg)
         return 0 if not result.preempted else PREEMPTED_EXIT_CODE
 

@@ -9,13 +9,17 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from ..config.sections.lora import DEFAULT_TARGETS
+from recipes._base import ALL_LINEAR
+
 from .layout import LoraSpec, Layout
 from .plan import Plan, make_plan
 
 MAX_CHANGES = 3
 MAX_SUGGESTIONS = 4
-DEFAULT_LORA = LoraSpec(rank=16, targets=frozenset(DEFAULT_TARGETS), dropout=0.05)
+COMFORTABLE_HEADROOM = 0.10
+# What --use_lora is planned as: rank 16 on every projection (the recipes' choice, and the most memory;
+# the config's default of q/k/v/o only needs less).
+SUGGESTED_LORA = LoraSpec(rank=16, targets=frozenset(ALL_LINEAR), dropout=0.05)
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ def _double_cp(plan: Plan, layout: Layout) -> Layout | None:
 
 
 def _lora(plan: Plan, layout: Layout) -> Layout | None:
-    return None if layout.lora else replace(layout, lora=DEFAULT_LORA)
+    return None if layout.lora else replace(layout, lora=SUGGESTED_LORA)
 
 
 def _more_nodes(plan: Plan, layout: Layout) -> Layout | None:
@@ -105,12 +109,14 @@ def _extend(base: Plan, found: dict[Layout, Suggestion], frontier: list[Suggesti
 
 
 def suggest(plan: Plan) -> list[Suggestion]:
-    """Up to MAX_SUGGESTIONS change sets that make `plan` fit, fewest changes first, then cheapest."""
+    """Up to MAX_SUGGESTIONS change sets that make `plan` fit: fewest changes first, then those leaving
+    comfortable headroom, then the cheapest."""
     found: dict[Layout, Suggestion] = {}
     frontier = [Suggestion(plan, 0)]
     for _ in range(MAX_CHANGES):
         frontier = _extend(plan, found, frontier)
-        fitting = sorted((s for s in frontier if s.plan.fits), key=lambda s: (s.cost, -s.plan.headroom_bytes))
+        fitting = sorted((s for s in frontier if s.plan.fits), key=lambda s: (
+            s.plan.headroom_fraction < COMFORTABLE_HEADROOM, s.cost, -s.plan.headroom_bytes))
         if fitting:
             return fitting[:MAX_SUGGESTIONS]
     return []

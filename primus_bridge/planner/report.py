@@ -114,7 +114,7 @@ def _header(plan: Plan) -> list[str]:
         f"x DP {layout.dp}, sequence parallel {'on' if layout.sequence_parallel else 'off'}; micro batch "
         f"{layout.micro_batch}, global batch {layout.global_batch}, seq {layout.seq_length}; {recompute}; "
         f"distributed optimizer {'on' if layout.distributed_optimizer else 'off'}",
-        f"per GPU ({stage_name(plan)} pipeline stage, the fullest):",
+        "per GPU:" if layout.pp == 1 else f"per GPU ({stage_name(plan)} pipeline stage, the fullest):",
     ]
 
 

@@ -1,0 +1,105 @@
+"""The planner's formulas against hand-computed numbers and against each other."""
+
+from dataclasses import replace
+
+import pytest
+
+import recipes
+from primus_bridge.planner.activations import in_flight_chunks, layer_bytes_per_token, stage_activation_bytes
+from primus_bridge.planner.gpus import GPU_SPECS
+from primus_bridge.planner.layout import Layout, LoraSpec
+from primus_bridge.planner.memory import FRAGMENTATION, stage_memory
+from primus_bridge.planner.plan import make_plan
+from primus_bridge.planner.params import base_params_on_gpu
+
+LLAMA8B = recipes.recipe("llama3_8b").shape
+LLAMA70B = recipes.recipe("llama3_70b").shape
+ONE_NODE = Layout(world_size=8, gpus_per_node=8, seq_length=4096)
+
+
+def test_full_fine_tuning_bytes_per_parameter():
+    params = LLAMA8B.total_params()
+    sharded = stage_memory(LLAMA8B, ONE_NODE, 0)
+    assert sharded.weights == 2 * params and sharded.gradients == 4 * params
+    assert sharded.optimizer_states == pytest.approx(12 * params / 8)
+    whole = stage_memory(LLAMA8B, replace(ONE_NODE, distributed_optimizer=False), 0)
+    assert whole.optimizer_states == 12 * params
+
+
+def test_lora_freezes_the_base():
+    lora = replace(ONE_NODE, lora=LoraSpec(rank=16, targets=frozenset({"q_proj", "k_proj", "v_proj"}), dropout=0.0))
+    memory = stage_memory(LLAMA8B, lora, 0)
+    assert memory.weights == 2 * LLAMA8B.total_params() and memory.gradients == memory.optimizer_states == 0
+    adapters = 32 * 16 * (4096 + 4096 + 2 * 1024)  # one fused QKV adapter per layer: r x (in + out)
+    assert memory.lora == pytest.approx(adapters * (2 + 4 + 12 / 8))
+
+
+def test_activations_are_34sbh_for_llama3_8b():
+    """Korthikanti's 34 bytes x hidden per token and layer (no dropout, flash attention)."""
+    stats = 4 * 32
+    assert layer_bytes_per_token(LLAMA8B, ONE_NODE) == 34 * 4096 + stats
+
+
+def test_tensor_and_sequence_parallel_split_activations():
+    tp2 = replace(ONE_NODE, tp=2)
+    sp = replace(tp2, sequence_parallel=True)
+    full = layer_bytes_per_token(LLAMA8B, ONE_NODE)
+    assert layer_bytes_per_token(LLAMA8B, sp) == pytest.approx(full / 2)
+    assert layer_bytes_per_token(LLAMA8B, tp2) == pytest.approx(full / 2 + 8 * 4096 / 2)  # norm region replicated
+
+
+def test_context_parallel_and_recompute_shrink_activations():
+    base = stage_activation_bytes(LLAMA8B, ONE_NODE, 0)
+    assert stage_activation_bytes(LLAMA8B, replace(ONE_NODE, cp=2), 0) == pytest.approx(base / 2)
+    recomputed = stage_activation_bytes(LLAMA8B, replace(ONE_NODE, recompute="full"), 0)
+    per_token = 32 * 2 * 4096 + layer_bytes_per_token(LLAMA8B, ONE_NODE)  # layer inputs + one layer's working set
+    assert recomputed == pytest.approx(per_token * 4096)
+    assert recomputed < base / 10
+
+
+def test_pipeline_first_stage_holds_pp_micro_batches():
+    pp4 = replace(ONE_NODE, pp=4, global_batch=64)
+    assert [in_flight_chunks(pp4, s) for s in range(4)] == [4, 3, 2, 1]
+    assert in_flight_chunks(replace(pp4, global_batch=4), 0) == 2  # DP 2: 2 micro batches per step
+    interleaved = replace(pp4, vpp=2)
+    chunks, layers_per_chunk = in_flight_chunks(interleaved, 0), 32 / 8
+    assert chunks * layers_per_chunk == pytest.approx(32 * (1 + 3 / (4 * 2)))  # Korthikanti's (1 + (p-1)/(pv)) L
+
+
+def test_embedding_and_logits_sit_on_the_end_stages():
+    pp2 = replace(ONE_NODE, pp=2)
+    first, last = stage_memory(LLAMA70B, pp2, 0), stage_memory(LLAMA70B, pp2, 1)
+    assert first.logits == 0 and last.logits > 0
+    assert base_params_on_gpu(LLAMA70B, pp2, 0) == pytest.approx(base_params_on_gpu(LLAMA70B, pp2, 1) - 8192)
+    tied = recipes.recipe("llama32_1b").shape
+    one = base_params_on_gpu(tied, ONE_NODE, 0)
+    assert one == tied.total_params()  # tied embedding counted once without PP
+    split = base_params_on_gpu(tied, pp2, 0) + base_params_on_gpu(tied, pp2, 1)
+    assert split == one + tied.embedding_params()  # the last stage keeps its own copy with PP
+
+
+def test_total_adds_overhead_and_fragmentation():
+    memory = stage_memory(LLAMA8B, ONE_NODE, 0)
+    assert memory.allocator_fragmentation == pytest.approx(FRAGMENTATION * memory.tensors)
+    assert memory.total == pytest.approx(memory.tensors * (1 + FRAGMENTATION) + memory.framework_overhead)
+
+
+def test_plan_flags_layouts_that_cannot_run():
+    bad = replace(ONE_NODE, tp=3, pp=3, world_size=8, global_batch=100, micro_batch=3)
+    problems = " ".join(make_plan(LLAMA8B, bad, GPU_SPECS["h100"]).problems)
+    assert "does not divide the 8 GPUs" in problems and "does not divide the 32 attention heads" in problems
+    assert "does not divide the 32 layers" in problems
+    odd_batch = make_plan(LLAMA8B, replace(ONE_NODE, global_batch=100), GPU_SPECS["h200"])
+    assert not odd_batch.fits and "global_batch_size: 100" in odd_batch.problems[0]
+
+
+def test_speed_scales_with_gpus_and_recompute():
+    plan = make_plan(LLAMA8B, ONE_NODE, GPU_SPECS["h200"])
+    twice = make_plan(LLAMA8B, replace(ONE_NODE, world_size=16), GPU_SPECS["h200"])
+    assert twice.speed.step_time_s == pytest.approx(plan.speed.step_time_s / 2)
+    assert twice.speed.tokens_per_s_per_gpu == pytest.approx(plan.speed.tokens_per_s_per_gpu)
+    slower = make_plan(LLAMA8B, replace(ONE_NODE, recompute="full"), GPU_SPECS["h200"])
+    assert 1.25 < slower.speed.step_time_s / plan.speed.step_time_s < 1.4  # one extra forward of three passes
+    tokens = 128 * 4096
+    flops = plan.speed.model_flops_per_token * tokens / plan.speed.step_time_s / 8
+    assert flops == pytest.approx(0.40 * 989.4e12)

@@ -1,0 +1,90 @@
+"""`primus-bridge plan`: the acceptance commands, user configs, and clear errors."""
+
+import json
+import shlex
+
+import pytest
+
+import recipes
+from primus_bridge.cli.main import main as cli_main
+
+
+@pytest.fixture(autouse=True)
+def no_visible_gpu(monkeypatch):
+    """Plans here name their GPU type; none is detected from the machine running the tests."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
+def plan(capsys, *argv) -> tuple[int, str, str]:
+    code = cli_main(["plan", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_llama3_70b_sft_fits_on_four_mi300x_nodes(capsys):
+    code, out, _ = plan(capsys, "--recipe", "llama3_70b", "--mode", "sft", "--gpu", "mi300x", "--nodes", "4", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["fits"] is True and result["problems"] == []
+    parts = result["breakdown_gib"]
+    assert set(parts) == {"weights", "gradients", "optimizer_states", "activations", "lora", "logits",
+                          "framework_overhead", "allocator_fragmentation"}
+    assert sum(parts.values()) == pytest.approx(result["total_gib"], abs=0.05)
+    assert result["headroom_gib"] == pytest.approx(result["gpu_memory_gib"] - result["total_gib"], abs=0.05)
+    alt = result["alternatives_gib"]
+    assert alt["optimizer_states"]["no_distributed_optimizer"] > alt["optimizer_states"]["distributed_optimizer"]
+    assert alt["activations"]["full_recompute"] < alt["activations"]["no_recompute"]
+    assert result["speed"]["mfu_assumed"] == 0.4 and result["speed"]["tokens_per_s_per_gpu"] > 0
+
+
+def test_llama31_405b_sft_on_one_h100_node_does_not_fit_and_says_what_would(capsys):
+    code, out, _ = plan(capsys, "--recipe", "llama31_405b", "--mode", "sft", "--gpu", "h100", "--nodes", "1")
+    assert code == 0
+    assert "does not fit" in out and "to make it fit" in out and "--nodes" in out
+    assert "weights" in out and "optimizer states" in out and "tokens/s/GPU" in out
+
+
+def suggestions_of(capsys, argv) -> list[str]:
+    code, out, _ = plan(capsys, *argv, "--json")
+    result = json.loads(out)
+    assert code == 0 and not result["fits"]
+    return [s["flags"] for s in result["suggestions"]]
+
+
+def test_every_suggestion_makes_the_plan_fit(capsys):
+    """Apply each suggested set of flags to the same command: the new plan fits."""
+    argv = ["--recipe", "llama3_8b", "--gpu", "h100", "--set", "parallelism.tensor_model_parallel_size=1",
+            "--set", "parallelism.sequence_parallel=false", "--micro_batch_size", "2", "--global_batch_size", "64"]
+    suggestions = suggestions_of(capsys, argv)
+    assert suggestions and any("recompute_activations=true" in s for s in suggestions)
+    for flags in suggestions:
+        code, out, _ = plan(capsys, *argv, *shlex.split(flags), "--json")
+        assert code == 0 and json.loads(out)["fits"], flags
+
+
+def test_plans_a_users_own_config_with_a_local_model(tmp_path, capsys):
+    model = tmp_path / "my-model"
+    recipes.recipe("qwen3_8b").shape.hf_config().save_pretrained(model)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"hf_model_name_or_path: {model}\ntraining: {{global_batch_size: 64}}\ndata: {{seq_length: 2048}}\n")
+    code, out, _ = plan(capsys, "--config", str(config), "--gpu", "h200", "--nodes", "2", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["model"] == "my-model" and result["world_size"] == 16
+    assert result["params_billion"] == pytest.approx(8.19, abs=0.01) and result["layout"]["seq_length"] == 2048
+
+
+def test_mode_lora_plans_adapters(capsys):
+    code, out, _ = plan(capsys, "--recipe", "qwen25_14b", "--mode", "lora", "--gpu", "b200", "--json")
+    result = json.loads(out)
+    assert result["mode"] == "lora" and result["breakdown_gib"]["lora"] > 0
+    assert result["breakdown_gib"]["optimizer_states"] == 0 and result["layout"]["lora_rank"] == 16
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["--recipe", "llama3_8b"], "--gpu"),
+    (["--gpu", "h100"], "shape is unknown"),
+    (["--recipe", "llama3_8b", "--gpu", "h100", "--nodes", "0"], "--nodes: got 0"),
+    (["--recipe", "llama3_8b", "--gpu", "h100", "--mfu", "40"], "--mfu"),
+])
+def test_errors_exit_2_and_name_the_fix(capsys, argv, expected):
+    code, _, err = plan(capsys, *argv)
+    assert code == 2 and expected in err and "Traceback" not in err
