@@ -7,9 +7,11 @@ outside one it is a warning (the pins describe the images, not this machine).
 
 import importlib
 import importlib.metadata
+import importlib.util
 import platform as platform_module
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 from .pins import pin_key, same_release, same_version
 from .report import Check, Status
@@ -88,6 +90,21 @@ def import_error(module: str) -> str | None:
     return None
 
 
+def shadowing_path(distribution: str, module: str) -> str | None:
+    """Where `import module` loads from when that is not the installed distribution's copy (a PYTHONPATH
+    checkout, say), else None. Unknown (no record of the distribution's files) counts as not shadowed."""
+    try:
+        spec = importlib.util.find_spec(module)
+        dist = importlib.metadata.distribution(distribution)
+    except (ImportError, ValueError, importlib.metadata.PackageNotFoundError):
+        return None
+    if spec is None or not spec.origin or not dist.files:
+        return None
+    origin = Path(spec.origin).resolve()
+    recorded = (Path(dist.locate_file(f)).resolve() for f in dist.files if f.name == origin.name)
+    return None if origin in recorded else str(origin)
+
+
 def library_check(library: Library, pins: Pins, try_import: bool) -> Check:
     """Version against the pin; with try_import also whether the module loads (on a GPU node)."""
     found = installed_version(library.name)
@@ -97,6 +114,11 @@ def library_check(library: Library, pins: Pins, try_import: bool) -> Check:
         return Check(library.name, Status.PASS, f"{found} (no separate pin for {pins.platform}: "
                                                 "fixed by the base image digest)")
     check = pins.compare(library.name, found, library.pin)
+    shadow = shadowing_path(library.name, library.module) if found else None
+    if shadow:
+        return Check(library.name, Status.FAIL if pins.in_image else Status.WARN,
+                     f"`import {library.module}` loads {shadow}, not the installed {library.name} {found}",
+                     "remove that folder from PYTHONPATH / sys.path: the pinned copy is the installed one")
     error = import_error(library.module) if try_import and found else None
     if error:
         return Check(library.name, Status.FAIL, f"{found} is installed but `import {library.module}` fails: {error}",
