@@ -113,6 +113,17 @@ def capture_environment(device: DeviceInfo, repo: Path) -> Environment:
     )
 
 
+def cpu_name() -> str:
+    """The processor's model name (/proc/cpuinfo on Linux), else the machine type."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def current_device_info() -> DeviceInfo:
     """The device this process trains on (initialises CUDA when a GPU is visible)."""
     import torch
@@ -121,7 +132,7 @@ def current_device_info() -> DeviceInfo:
 
     count = visible_gpu_count()
     if not count:
-        return DeviceInfo(kind="cpu", name=platform.processor() or platform.machine(), count=0)
+        return DeviceInfo(kind="cpu", name=cpu_name(), count=0)
     props = torch.cuda.get_device_properties(0)
     return DeviceInfo(kind="cuda", name=props.name, count=count, gpu_type=gpu_type_from_name(props.name),
                       memory_bytes=props.total_memory, capability=f"{props.major}.{props.minor}")

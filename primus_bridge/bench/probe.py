@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     peak = measure_matmul_peak(torch_device, args.dtype, args.size, args.repeats)
     record = {"device": dataclasses.asdict(device), "peak": dataclasses.asdict(peak)}
     atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
-    print(f"{device.name}: {args.dtype} {args.size}^3 matmul {peak.tflops_median:.1f} TFLOP/s (median)")
+    print(f"{device.name}: {args.dtype} {args.size}^3 matmul {peak.tflops_median:.4g} TFLOP/s (median)")
     return 0
 
 

@@ -42,10 +42,12 @@ def _stop_group(process: subprocess.Popen) -> None:
             continue
 
 
-def run_logged(command: list[str], log: Path, timeout_s: float, cwd: Path) -> Finished:
-    """Run to completion or timeout, appending stdout and stderr to `log`."""
+def run_logged(command: list[str], log: Path, timeout_s: float, cwd: Path, env: dict[str, str] | None = None
+               ) -> Finished:
+    """Run to completion or timeout in `cwd`, appending stdout and stderr to `log`; `env` adds variables."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cwd.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     start = time.monotonic()
     with open(log, "a", encoding="utf-8") as handle:
         handle.write(f"$ {' '.join(command)}\n")

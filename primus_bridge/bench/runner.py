@@ -4,10 +4,10 @@ Results and reports are rewritten after each run, so a run stopped at its time b
 still leaves a complete report of what finished; `resume` continues where it stopped.
 """
 
-import dataclasses
 import datetime
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +93,13 @@ def run_from_record(case: BenchCase, system: str, suite: Suite, record: dict, wa
     )
 
 
-def run_system(case: BenchCase, system: str, options: RunOptions, model_dir: Path, data_file: Path) -> SystemRun:
+def child_env() -> dict[str, str]:
+    """The project importable from the training processes' working folder."""
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+
+
+def run_system(case: BenchCase, system: str, options: RunOptions, model_dir: Path, data_file: Path,
+               timeout_s: float) -> SystemRun:
     """Train one system on one case in its own process and read back what it measured."""
     suite, workspace = options.suite, options.workspace
     if SYSTEMS[system][1] and suite.gpus == 0:
@@ -105,10 +111,10 @@ def run_system(case: BenchCase, system: str, options: RunOptions, model_dir: Pat
     out.unlink(missing_ok=True)
     command = python_command("primus_bridge.bench.worker", ["--config", str(config), "--out", str(out)], suite.gpus)
     log.info("%s / %s: running (log %s)", case.name, system, log_file)
-    finished = run_logged(command, log_file, case.timeout_s, REPO)
+    finished = run_logged(command, log_file, timeout_s, workspace.engine_dir(case.shape), child_env())
     if finished.returncode is None:
         return SystemRun(case=case.name, system=system, status="timeout", wall_s=finished.wall_s,
-                         reason=f"stopped after {case.timeout_s} s:\n{log_tail(log_file)}")
+                         reason=f"stopped after {timeout_s:.0f} s:\n{log_tail(log_file)}")
     if finished.returncode != 0 or not out.is_file():
         return SystemRun(case=case.name, system=system, status="failed", wall_s=finished.wall_s,
                          reason=f"exit code {finished.returncode}:\n{log_tail(log_file)}")
@@ -163,7 +169,7 @@ def prepare_case(case: BenchCase, results: BenchResults, options: RunOptions) ->
 
 def run_case(case: BenchCase, systems: list[str], results: BenchResults, options: RunOptions, time_left) -> bool:
     """Run the case's pending systems; False when the time budget stopped it before the end."""
-    if time_left() < case.timeout_s:
+    if time_left() < case.expected_s:
         log.info("%s: not started, the time budget is nearly spent (resume to continue)", case.name)
         return False
     try:
@@ -174,10 +180,12 @@ def run_case(case: BenchCase, systems: list[str], results: BenchResults, options
         publish(results, options)
         return True
     for system in systems:
-        if time_left() < case.timeout_s:
+        if time_left() < case.expected_s:
             log.info("%s / %s: not started, the time budget is nearly spent", case.name, system)
             return False
-        results.put_run(with_metrics(run_system(case, system, options, model_dir, data_file), info, results))
+        timeout_s = min(case.timeout_s, time_left())
+        run = run_system(case, system, options, model_dir, data_file, timeout_s)
+        results.put_run(with_metrics(run, info, results))
         publish(results, options)
     return True
 

@@ -32,6 +32,8 @@ class BenchCase:
     lora_targets: tuple[str, ...] = ALL_LINEAR
     timeout_s: int = 420
     """Seconds one system may take for this case (start-up, model load, all steps)."""
+    expected_s: int = 200
+    """Seconds one system is expected to take; a run starts only when the time budget has this much left."""
 
     @property
     def tokens_per_step(self) -> int:
@@ -80,19 +82,22 @@ class Suite:
 
 
 def _cases(rows: list[tuple]) -> tuple[BenchCase, ...]:
-    """Rows of (name, shape, mode, seq_length, micro_batch, global_batch[, timeout_s])."""
-    return tuple(BenchCase(*row) if len(row) == 6 else BenchCase(*row[:6], timeout_s=row[6]) for row in rows)
+    """Rows of (name, shape, mode, seq_length, micro_batch, global_batch, expected_s, timeout_s)."""
+    return tuple(BenchCase(*row[:6], expected_s=row[6], timeout_s=row[7]) for row in rows)
 
 
-# Ordered by model shape so each random-weight checkpoint is built once and removed after its last case.
-# The 8B sequence sweep keeps the tokens per step fixed (32768).
+# Ordered by model shape so each random-weight checkpoint (and the engines' import of it) is built once
+# and removed after its last case. The 8B sequence sweep keeps the tokens per step fixed (32768).
+# Times are per system: start-up, model load (the megatron engine imports the HF weights once per shape),
+# 13 steps.
 H200_CASES = _cases([
-    ("llama3.2-1b-sft-s4096", "llama3.2-1b", "sft", 4096, 2, 16, 300),
-    ("llama3.2-1b-lora-s4096", "llama3.2-1b", "lora", 4096, 2, 16, 300),
-    ("llama3.2-3b-sft-s4096", "llama3.2-3b", "sft", 4096, 1, 8, 360),
-    ("llama3-8b-lora-s4096", "llama3-8b", "lora", 4096, 1, 8),
-    ("llama3-8b-lora-s2048", "llama3-8b", "lora", 2048, 2, 16),
-    ("llama3-8b-lora-s8192", "llama3-8b", "lora", 8192, 1, 4),
+    # name                     shape          mode    seq  micro global expected timeout
+    ("llama3.2-1b-sft-s4096",  "llama3.2-1b", "sft",  4096, 2, 16, 90, 300),
+    ("llama3.2-1b-lora-s4096", "llama3.2-1b", "lora", 4096, 2, 16, 80, 300),
+    ("llama3.2-3b-sft-s4096",  "llama3.2-3b", "sft",  4096, 1, 8, 120, 360),
+    ("llama3-8b-lora-s4096",   "llama3-8b",   "lora", 4096, 1, 8, 200, 480),
+    ("llama3-8b-lora-s8192",   "llama3-8b",   "lora", 8192, 1, 4, 150, 420),
+    ("llama3-8b-lora-s2048",   "llama3-8b",   "lora", 2048, 2, 16, 150, 420),
 ])
 
 H200_TARGETS = (
@@ -119,8 +124,8 @@ SUITES = {
         description="The tiny model on CPU, 5 steps: tests the harness and the report code",
         device="cpu", systems=("megatron", "hf"), warmup_steps=2, timed_steps=3,
         cases=_cases([
-            ("tiny-sft-s256", "tiny", "sft", 256, 2, 4, 240),
-            ("tiny-lora-s256", "tiny", "lora", 256, 2, 4, 240),
+            ("tiny-sft-s256", "tiny", "sft", 256, 2, 4, 30, 240),
+            ("tiny-lora-s256", "tiny", "lora", 256, 2, 4, 30, 240),
         ]),
         peak_matmul_size=1024,
     ),

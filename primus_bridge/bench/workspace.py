@@ -46,6 +46,11 @@ class Workspace:
     def log_file(self, case: BenchCase, system: str) -> Path:
         return self.root / "logs" / f"{case.name}-{system}.log"
 
+    def engine_dir(self, shape: str) -> Path:
+        """Working folder of the training processes: what engines cache relative to it (e.g. the megatron
+        engine's HF import) stays per shape and goes with the model."""
+        return self.root / "engine" / shape
+
 
 def ensure_model(workspace: Workspace, case: BenchCase, suite: Suite, log: Path) -> Path:
     """The case's random-weight HF checkpoint; built once per shape (in a subprocess on GPU)."""
@@ -64,7 +69,9 @@ def ensure_model(workspace: Workspace, case: BenchCase, suite: Suite, log: Path)
 
 
 def remove_model(workspace: Workspace, shape: str) -> None:
+    """Free the disk a shape took (its checkpoint and the engines' caches of it) once its cases are done."""
     shutil.rmtree(workspace.model_dir(shape), ignore_errors=True)
+    shutil.rmtree(workspace.engine_dir(shape), ignore_errors=True)
 
 
 def write_repeated_data(copies: int, out: Path) -> Path:
@@ -87,7 +94,7 @@ def case_values(case: BenchCase, suite: Suite, system: str, model_dir: Path, dat
         "training": {
             "micro_batch_size": case.micro_batch_size, "global_batch_size": case.global_batch_size,
             "train_iters": suite.warmup_steps + suite.timed_steps, "lr": LEARNING_RATES[case.mode],
-            "min_lr": 0.0, "lr_warmup_iters": 0, "eval_iters": 0, "log_interval": 1, "seed": 1234,
+            "lr_warmup_iters": 0, "lr_decay_style": "constant", "eval_iters": 0, "log_interval": 1, "seed": 1234,
         },
         "precision": {"bf16": on_gpu},
         "data": {

@@ -44,7 +44,7 @@ def test_markdown_holds_table_comparison_targets_and_failures(sample_results):
     assert "| lora-4k | 1.50x | 0.67x |" in text
     assert "Targets met: 2 of 4. Not met: mfu 8k. Not measured (a run missing or failed): hf 8k." in text
     assert "CUDA out of memory" in text
-    assert "790.0 TFLOP/s median" in text and "80% of the datasheet's 989.4" in text
+    assert "790 TFLOP/s median" in text and "80% of the datasheet's 989.4" in text
     assert "transformer-engine absent" in text
     assert "![throughput](throughput.png)" in text
     assert "- **hf**: baseline (attn_implementation: sdpa)" in text

@@ -30,7 +30,8 @@ def environment_section(results: BenchResults) -> list[str]:
     gpu = f"{device.name} x{device.count}" if device.kind == "cuda" else f"CPU: {device.name} ({env.cpu_count} cores)"
     if device.memory_bytes:
         gpu += f", {device.memory_bytes / 1024**3:.0f} GiB, compute capability {device.capability}"
-    runtime = f"CUDA {env.torch_cuda}" if env.torch_cuda else (f"HIP {env.torch_hip}" if env.torch_hip else "CPU")
+    runtime = f"built for CUDA {env.torch_cuda}" if env.torch_cuda else \
+        (f"built for HIP {env.torch_hip}" if env.torch_hip else "CPU build")
     revision = f"{env.git_revision or 'unknown'}{' (uncommitted changes)' if env.git_dirty else ''}"
     rows = [["device", gpu], ["driver", env.driver or "–"], ["torch", f"{env.libraries.get('torch')} ({runtime})"],
             ["libraries", libraries], ["python / platform", f"{env.python} / {env.platform}"],
@@ -51,7 +52,7 @@ def method_section(results: BenchResults) -> list[str]:
             f"- {results.flops_formula}",
             "- MFU = model TFLOP/s per GPU / peak: against the matmul peak measured here and against the datasheet.",
             f"- Measured peak: {peak.dtype} {peak.size}x{peak.size}x{peak.size} matmul on random data, "
-            f"{peak.tflops_median:,.1f} TFLOP/s median of {peak.repeats} (max {peak.tflops_max:,.1f}){versus}."]
+            f"{peak.tflops_median:,.4g} TFLOP/s median of {peak.repeats} (max {peak.tflops_max:,.4g}){versus}."]
 
 
 DETAIL_KEYS_SKIPPED = ("eval_losses", "first_step")
@@ -66,7 +67,7 @@ def systems_section(results: BenchResults) -> list[str]:
             if run.system == system:
                 for key, value in run.engine_details.items():
                     if key not in DETAIL_KEYS_SKIPPED:
-                        details.setdefault(key, set()).add(str(value))
+                        details.setdefault(key, set()).add(str(value).removeprefix(f"{key}: "))
         seen = "; ".join(f"{key}: {', '.join(sorted(values))}" for key, values in sorted(details.items()))
         lines.append(f"- **{system}**: {description}{f' ({seen})' if seen else ''}")
     return lines
@@ -77,7 +78,7 @@ def _result_row(run: SystemRun) -> list[str]:
     if run.status != "ok" or m is None:
         return [run.case, run.system] + ["–"] * 8 + [run.status]
     loss = f"{fmt(m.loss_first, '.3f')} → {fmt(m.loss_last, '.3f')}"
-    return [run.case, run.system, fmt(m.tokens_per_s_per_gpu), fmt(m.model_tflops_per_gpu, ".1f"),
+    return [run.case, run.system, fmt(m.tokens_per_s_per_gpu), fmt(m.model_tflops_per_gpu, ".4g"),
             pct(m.mfu_measured), pct(m.mfu_datasheet), fmt(m.step_time_p50_s, ".3f"), fmt(m.step_time_p90_s, ".3f"),
             f"{fmt(gib(memory_bytes(run)), '.1f')} / {fmt(gib(run.peak_memory_reserved), '.1f')}", loss, "ok"]
 
@@ -89,7 +90,7 @@ def results_section(results: BenchResults) -> list[str]:
     header = ["case", "system", "tokens/s/GPU", "TFLOP/s/GPU", "MFU (measured)", "MFU (datasheet)", "step p50 s",
               "step p90 s", memory, "loss first → last", "status"]
     cases = [[c.name, c.shape, c.mode, str(c.seq_length), f"{c.micro_batch_size} / {c.global_batch_size}",
-              fmt(c.tokens_per_step), fmt(c.flops_per_token / 1e9, ".2f"), (c.data_fingerprint or "–")[:12]]
+              fmt(c.tokens_per_step), fmt(c.flops_per_token / 1e9, ".4g"), (c.data_fingerprint or "–")[:12]]
              for c in results.cases]
     return (["## Cases", ""] + table(["case", "shape", "mode", "seq", "micro / global batch", "tokens/step",
                                       "GFLOP/token", "data sha256"], cases)
