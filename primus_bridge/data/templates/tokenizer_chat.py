@@ -37,7 +37,7 @@ class TokenizerChatTemplate:
         responses, turn_starts = [], []
         for k, turn in enumerate(conversation.turns):
             user_at = first + 2 * k
-            turn_starts.append(len(self._apply(messages[:user_at], where)) if k else 0)
+            turn_starts.append(len(self._apply(messages[:user_at], where)) if user_at else 0)
             prompt = self._apply(messages[:user_at + 1], where, generation_prompt=True)
             if not text.startswith(prompt):
                 raise ConfigError("data.prompt_template: the tokenizer's chat_template renders a conversation "
@@ -47,11 +47,12 @@ class TokenizerChatTemplate:
         return Rendered(text, responses, turn_starts)
 
     def _reply_end(self, text: str, reply: str, start: int, where: str) -> int:
-        content = reply.strip()
-        at = text.find(content, start)
-        if at < 0:
-            raise DataError(where, "the tokenizer's chat_template changes the assistant text, so its span "
-                                   "cannot be found; use a named template", "template error")
-        end = at + len(content)
-        marker = next((t for t in self.special if text.startswith(t, end)), "")
-        return end + len(marker)
+        """End of the reply as written (or trimmed, for templates that trim) plus a directly following marker."""
+        for content in (reply, reply.strip()):
+            at = text.find(content, start)
+            if at >= 0:
+                end = at + len(content)
+                marker = next((t for t in self.special if text.startswith(t, end)), "")
+                return end + len(marker)
+        raise DataError(where, "the tokenizer's chat_template changes the assistant text, so its span cannot be "
+                               "found; use a named template", "template error")
