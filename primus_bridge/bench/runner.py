@@ -9,21 +9,22 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import ConfigError
 from .environment import DeviceInfo, capture_environment
 from .flops import FORMULA_TEXT, flops_per_token
 from .metrics import compute_metrics
 from .peak import MatmulPeak, datasheet_peak_tflops
 from .processes import log_tail, python_command, run_logged
 from .report import write_reports
-from .results import RESULTS_FILE, BenchResults, CaseInfo, SystemRun, load_results, save_results
+from .results import RESULTS_FILE, BenchResults, CaseInfo, SystemRun, load_results
 from .shapes import shape_from_hf_config
 from .suites import SYSTEMS, BenchCase, Suite
 from .targets import evaluate
-from .workspace import REPO, Workspace, build_config, case_values, ensure_model, prepare_case_data, remove_model, \
-    write_run_config
+from .workspace import REPO, Workspace, case_values, ensure_model, prepare_case_data, remove_model, write_run_config
 
 log = logging.getLogger("primus_bridge")
 PROBE_TIMEOUT_S = 300
@@ -106,7 +107,6 @@ def run_system(case: BenchCase, system: str, options: RunOptions, model_dir: Pat
         return SystemRun(case=case.name, system=system, status="skipped", reason="needs a GPU; this suite runs on CPU")
     run_dir, log_file = workspace.run_dir(case, system), workspace.log_file(case, system)
     values = case_values(case, suite, system, model_dir, data_file, workspace)
-    build_config(values, case, suite.gpus)
     config, out = write_run_config(values, run_dir), run_dir / "result.json"
     out.unlink(missing_ok=True)
     command = python_command("primus_bridge.bench.worker", ["--config", str(config), "--out", str(out)], suite.gpus)
@@ -136,7 +136,6 @@ def publish(results: BenchResults, options: RunOptions) -> None:
     """Re-evaluate the targets, then write results.json and every report file."""
     results.targets = [evaluate(target, results) for target in options.suite.targets]
     results.updated = now()
-    save_results(results, options.out_dir)
     write_reports(results, options.out_dir)
 
 
@@ -167,14 +166,15 @@ def prepare_case(case: BenchCase, results: BenchResults, options: RunOptions) ->
     return model_dir, data_file, info
 
 
-def run_case(case: BenchCase, systems: list[str], results: BenchResults, options: RunOptions, time_left) -> bool:
+def run_case(case: BenchCase, systems: list[str], results: BenchResults, options: RunOptions,
+             time_left: Callable[[], float]) -> bool:
     """Run the case's pending systems; False when the time budget stopped it before the end."""
     if time_left() < case.expected_s:
         log.info("%s: not started, the time budget is nearly spent (resume to continue)", case.name)
         return False
     try:
         model_dir, data_file, info = prepare_case(case, results, options)
-    except (RuntimeError, OSError, ValueError) as err:
+    except (ConfigError, RuntimeError, OSError, ValueError) as err:
         for system in systems:
             results.put_run(SystemRun(case=case.name, system=system, status="failed", reason=f"preparing: {err}"))
         publish(results, options)
