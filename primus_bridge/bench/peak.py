@@ -59,7 +59,15 @@ def _time_cpu(run, repeats: int) -> list[float]:
     return times
 
 
-def measure_matmul_peak(device: str, dtype: str, size: int, repeats: int, warmup: int = 5) -> MatmulPeak:
+def _warm_up(run, synchronize, seconds: float) -> None:
+    """Run until `seconds` have passed, so clocks, caches and library handles are settled before timing."""
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        run()
+        synchronize()
+
+
+def measure_matmul_peak(device: str, dtype: str, size: int, repeats: int, warmup_s: float = 2.0) -> MatmulPeak:
     """TFLOP/s of size x size x size matmuls on random data (never zeros: they run faster than real data)."""
     import torch
 
@@ -73,11 +81,8 @@ def measure_matmul_peak(device: str, dtype: str, size: int, repeats: int, warmup
         i = next(calls)
         torch.matmul(inputs[i % 3], inputs[(i + 1) % 3], out=outputs)
 
-    for _ in range(warmup):
-        run()
     on_gpu = device.startswith("cuda")
-    if on_gpu:
-        torch.cuda.synchronize()
+    _warm_up(run, torch.cuda.synchronize if on_gpu else (lambda: None), warmup_s)
     times = _time_gpu(torch, run, repeats) if on_gpu else _time_cpu(run, repeats)
     flops = 2.0 * size**3
     return MatmulPeak(device, dtype, size, repeats, flops / statistics.median(times) / 1e12, flops / min(times) / 1e12)

@@ -16,12 +16,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m primus_bridge.bench.probe", description=__doc__)
     parser.add_argument("--dtype", required=True, choices=["bf16", "fp16", "fp32"])
     parser.add_argument("--size", required=True, type=int)
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--warmup-s", type=float, default=2.0, help="seconds of matmuls before timing")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
     device = current_device_info()
     torch_device = "cuda:0" if device.kind == "cuda" else "cpu"
-    peak = measure_matmul_peak(torch_device, args.dtype, args.size, args.repeats)
+    peak = measure_matmul_peak(torch_device, args.dtype, args.size, args.repeats, args.warmup_s)
     record = {"device": dataclasses.asdict(device), "peak": dataclasses.asdict(peak)}
     atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
     print(f"{device.name}: {args.dtype} {args.size}^3 matmul {peak.tflops_median:.4g} TFLOP/s (median)")

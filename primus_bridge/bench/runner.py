@@ -48,7 +48,8 @@ def now() -> str:
 
 def probe_device(suite: Suite, workspace: Workspace) -> tuple[DeviceInfo, MatmulPeak]:
     out, log_file = workspace.root / "probe.json", workspace.root / "logs" / "probe.log"
-    args = ["--dtype", suite.precision, "--size", str(suite.peak_matmul_size), "--out", str(out)]
+    args = ["--dtype", suite.precision, "--size", str(suite.peak_matmul_size), "--out", str(out),
+            "--warmup-s", "2.0" if suite.device == "gpu" else "0.5"]
     finished = run_logged(python_command("primus_bridge.bench.probe", args, gpus=0), log_file, PROBE_TIMEOUT_S, REPO)
     if finished.returncode != 0:
         raise RuntimeError(f"the device probe failed ({finished.returncode=}):\n{log_tail(log_file)}")
