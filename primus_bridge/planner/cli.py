@@ -11,7 +11,7 @@ import sys
 from ..cli.errors import run_verb, wants_debug
 from ..config import ConfigError, add_config_arguments, load_config
 from ..hardware import detect_gpu_type
-from . import ShapeUnknown, plan_config
+from . import plan_config
 from .advice import suggest
 from .report import plan_dict, plan_text
 from .speed import DEFAULT_MFU
@@ -62,5 +62,3 @@ def main(argv: list[str] | None = None) -> int:
 
     return run_verb(body, wants_debug(argv))
 
-
-__all__ = ["ShapeUnknown", "main"]

@@ -124,6 +124,8 @@ def _parts(plan: Plan) -> list[str]:
     for field in fields(plan.memory):
         value = getattr(plan.memory, field.name)
         note = PART_NOTES[field.name]
+        if plan.layout.lora and field.name in ("gradients", "optimizer_states"):
+            note = "none: LoRA freezes the base model"
         if field.name in alt:
             note += "; " + ", ".join(f"{k.replace('_', ' ')}: {v:.1f} GiB" for k, v in alt[field.name].items())
         lines.append(f"  {field.name.replace('_', ' '):<24}{value / GIB:8.1f} GiB   {note}")

@@ -17,6 +17,14 @@ LLAMA70B = recipes.recipe("llama3_70b").shape
 ONE_NODE = Layout(world_size=8, gpus_per_node=8, seq_length=4096)
 
 
+def test_every_gpu_type_has_memory_and_a_peak():
+    from primus_bridge.hardware import GPU_TYPES
+
+    assert set(GPU_SPECS) == set(GPU_TYPES)
+    for name, spec in GPU_SPECS.items():
+        assert 0.9 * GPU_TYPES[name][1] < spec.memory_gib <= GPU_TYPES[name][1] and spec.bf16_tflops > 900
+
+
 def test_full_fine_tuning_bytes_per_parameter():
     params = LLAMA8B.total_params()
     sharded = stage_memory(LLAMA8B, ONE_NODE, 0)
