@@ -5,6 +5,7 @@ import datetime
 import sys
 from pathlib import Path
 
+from ..cli.errors import run_verb
 from ..logs import setup_logging
 from .report import write_reports
 from .report.index import write_index
@@ -59,15 +60,10 @@ def summary(results) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
     log = setup_logging()
-    try:
-        suite = get_suite(args.suite)
-        cases = selected_cases(suite, args.cases)
-    except KeyError as err:
-        print(f"error: {err.args[0]}", file=sys.stderr)
-        return 2
+    suite = get_suite(args.suite)
+    cases = selected_cases(suite, args.cases)
     out = args.out or default_out(suite.name, suite.device == "gpu")
     if args.render:
         write_reports(load_results(out), out)
@@ -79,6 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     log.info("report: %s", out / "report.md")
     failed = [r for r in load_results(out).runs if r.status in ("failed", "timeout")]
     return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run_verb(lambda: run(args), debug=False)
+    except (KeyError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

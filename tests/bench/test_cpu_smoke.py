@@ -75,3 +75,8 @@ def test_a_spent_time_budget_still_leaves_a_complete_report(tmp_path):
                      "--time-budget", "1"]) == 0
     assert REPORT_FILES <= {p.name for p in out.iterdir()}
     assert load_results(out).runs == []
+
+
+def test_render_without_results_is_a_usage_error(tmp_path, capsys):
+    assert cli.main(["--suite", "cpu-smoke", "--out", str(tmp_path / "none"), "--render"]) == 2
+    assert "run the suite first" in capsys.readouterr().err
