@@ -5,6 +5,7 @@ Inside a primus-bridge image a version that differs from its pin is a failure (t
 outside one it is a warning (the pins describe the images, not this machine).
 """
 
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -66,6 +67,21 @@ def installed_version(distribution: str) -> str | None:
         return None
 
 
+@functools.cache
+def _owners() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
+def library_distribution(library: Library) -> str | None:
+    """The installed distribution that provides the library: its usual name, or for a top-level module
+    whatever distribution ships it (vendor builds rename it, e.g. a ROCm TransformerEngine wheel)."""
+    if installed_version(library.name) is not None:
+        return library.name
+    if "." in library.module:  # 'megatron' is shared by several distributions: no guessing
+        return None
+    return next(iter(_owners().get(library.module, [])), None)
+
+
 def torch_checks(pins: Pins) -> list[Check]:
     """torch itself, then the ROCm/CUDA it was built with."""
     found = installed_version("torch")
@@ -107,14 +123,15 @@ def shadowing_path(distribution: str, module: str) -> str | None:
 
 def library_check(library: Library, pins: Pins, try_import: bool) -> Check:
     """Version against the pin; with try_import also whether the module loads (on a GPU node)."""
-    found = installed_version(library.name)
+    distribution = library_distribution(library)
+    found = installed_version(distribution) if distribution else None
     if pins.key(library.pin) not in pins.values:
         if found is None:
             return Check(library.name, Status.SKIP, f"not installed and not pinned for {pins.platform}")
         return Check(library.name, Status.PASS, f"{found} (no separate pin for {pins.platform}: "
                                                 "fixed by the base image digest)")
     check = pins.compare(library.name, found, library.pin)
-    shadow = shadowing_path(library.name, library.module) if found else None
+    shadow = shadowing_path(distribution, library.module) if found else None
     if shadow:
         return Check(library.name, Status.FAIL if pins.in_image else Status.WARN,
                      f"`import {library.module}` loads {shadow}, not the installed {library.name} {found}",

@@ -6,8 +6,9 @@ import pytest
 
 from primus_bridge.doctor.pins import torch_platform
 from primus_bridge.doctor.report import Status
-from primus_bridge.doctor.software import (LIBRARIES, Pins, comm_library_check, import_error, installed_version,
-                                           library_check, shadowing_path, software_checks)
+from primus_bridge.doctor.software import (LIBRARIES, Library, Pins, comm_library_check, import_error,
+                                           installed_version, library_check, library_distribution, shadowing_path,
+                                           software_checks)
 
 MCORE = next(lib for lib in LIBRARIES if lib.name == "megatron-core")
 TE = next(lib for lib in LIBRARIES if lib.name == "transformer-engine")
@@ -31,6 +32,12 @@ def test_pinned_library_that_is_missing():
     check = library_check(TE, Pins({"ROCM_TE_VERSION": "2.15.0"}, "rocm", in_image=True), try_import=False)
     assert check.status is Status.FAIL and check.detail.startswith("not installed; the image pins 2.15.0")
     assert library_check(TE, Pins({}, "rocm", in_image=True), try_import=False).status is Status.SKIP
+
+
+def test_a_renamed_vendor_build_is_found_by_its_module():
+    renamed = Library("six-vendor-build", "six", "SIX_VERSION")  # e.g. a ROCm TE wheel with its own name
+    assert library_distribution(renamed) == "six"
+    assert library_distribution(Library("megatron-x", "megatron.x", "X")) is None  # shared namespace: no guess
 
 
 def test_shadowed_module_is_found(tmp_path, monkeypatch):
