@@ -5,14 +5,13 @@ tier (GB) to a `Tuning`; a GPU type uses the entry with the largest tier not abo
 So six GPU types x two modes come from two or three table rows per mode, not twelve copies.
 """
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from primus_bridge.hardware import GPU_TYPES
 
 from ._shape import ModelShape
 
 MODES = ("sft", "lora")
-ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def gpu_memory_gb(gpu: str) -> int:
@@ -73,7 +72,8 @@ class Recipe:
     lora_defaults: ModeDefaults = LORA
     lora_rank: int = 16
     lora_alpha: float = 32
-    lora_targets: list[str] = field(default_factory=lambda: list(ALL_LINEAR))
+    lora_targets: tuple[str, ...] | None = None
+    """Projections LoRA adapts; None: every one (q, k, v, o, gate, up, down), as Megatron-Bridge does."""
     cpu_friendly: bool = False
     """Runs without a GPU (the demo model): gpu None is allowed."""
 
@@ -113,7 +113,7 @@ class Recipe:
             layer["hf_model_name_or_path"] = self.shape.hf_id
         if mode == "lora":
             layer["lora"] = {"use_lora": True, "lora_rank": self.lora_rank, "lora_alpha": self.lora_alpha,
-                             "lora_target_modules": list(self.lora_targets)}
+                             "lora_target_modules": list(self.lora_targets or self.shape.linear_dims())}
         return layer
 
     def _training(self, mode: str, tuning: Tuning) -> dict:

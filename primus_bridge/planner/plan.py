@@ -1,5 +1,6 @@
 """A plan: the fullest stage's memory against the GPU, whether the layout can run, and the speed."""
 
+import math
 from dataclasses import dataclass, replace
 
 from recipes._shape import ModelShape
@@ -50,11 +51,11 @@ def _divides(part: int, whole: int) -> bool:
 
 def layout_problems(shape: ModelShape, layout: Layout) -> list[str]:
     """Everything that stops Megatron from running this layout at all, each with the fix."""
-    problems, mp, gpn = [], layout.model_parallel, layout.gpus_per_node
+    problems, mp = [], layout.model_parallel
     if not _divides(mp, layout.world_size):
-        nodes = mp // gpn if _divides(gpn, mp) else mp
+        nodes = math.lcm(mp, layout.gpus_per_node) // layout.gpus_per_node
         problems.append(f"TP x PP x CP = {mp} GPUs does not divide the {layout.world_size} GPUs; "
-                        f"use a multiple of {mp} GPUs (--nodes a multiple of {max(nodes, 1)}) or smaller TP/PP/CP")
+                        f"use a multiple of {mp} GPUs (--nodes a multiple of {nodes}) or smaller TP/PP/CP")
     elif not _divides(layout.micro_batch * layout.dp, layout.global_batch):
         problems.append(f"training.global_batch_size: {layout.global_batch} is not divisible by micro batch "
                         f"{layout.micro_batch} x DP {layout.dp}; use a multiple of {layout.micro_batch * layout.dp}")
