@@ -38,7 +38,9 @@ class Workspace:
         return self.root / "models" / shape
 
     def data_file(self, copies: int) -> Path:
-        return self.root / "data" / f"{SAMPLE_DATA.stem}-x{copies}.jsonl"
+        """Named by the sample's content too, so an edited sample is never served from an old file."""
+        digest = hashlib.sha256(SAMPLE_DATA.read_bytes()).hexdigest()[:12]
+        return self.root / "data" / f"{SAMPLE_DATA.stem}-{digest}-x{copies}.jsonl"
 
     def run_dir(self, case: BenchCase, system: str) -> Path:
         return self.root / "runs" / case.name / system
