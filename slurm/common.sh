@@ -123,7 +123,9 @@ pb_docker_wrap() {
 pb_record_job() {
   {
     echo "job $SLURM_JOB_ID ($SLURM_JOB_NAME) attempt $((${SLURM_RESTART_COUNT:-0} + 1)) on $SLURM_JOB_NODELIST"
-    echo "runtime=$CONTAINER_RUNTIME image=$IMAGE gpu=$GPU_TYPE config=$CONFIG recipe=${RECIPE:-none}"
+    local image=""
+    if [[ "$CONTAINER_RUNTIME" != none ]]; then image=" image=$IMAGE"; fi
+    echo "runtime=$CONTAINER_RUNTIME$image gpu=${GPU_TYPE:-none} config=$CONFIG recipe=${RECIPE:-none}"
     echo "save=$SAVE_DIR master=$MASTER_ADDR"
   } >>"$RUN_DIR/job.txt"
 }
