@@ -1,4 +1,4 @@
-"""Helpers for the image tests: where docker/ is, and a Dockerfile parsed into instructions."""
+"""What the image tests share: where docker/ is, and a Dockerfile parsed into instructions."""
 
 import re
 from dataclasses import dataclass
