@@ -52,25 +52,32 @@ def alternatives(plan: Plan) -> dict[str, dict[str, float]]:
     }
 
 
+# Layout field -> the config key a --set flag changes.
+SET_KEYS = {
+    "tp": "parallelism.tensor_model_parallel_size", "pp": "parallelism.pipeline_model_parallel_size",
+    "cp": "parallelism.context_parallel_size", "sequence_parallel": "parallelism.sequence_parallel",
+    "distributed_optimizer": "parallelism.use_distributed_optimizer",
+    "recompute_method": "activation_checkpointing.recompute_method",
+    "recompute_num_layers": "activation_checkpointing.recompute_num_layers",
+}
+
+
+def _yaml_value(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def change_flags(before: Layout, after: Layout) -> list[str]:
     """The command-line flags that turn `before` into `after`."""
     flags = []
     if after.world_size != before.world_size:
         flags.append(f"--nodes {after.world_size // after.gpus_per_node}")
-    for name, key in (("tp", "tensor_model_parallel_size"), ("pp", "pipeline_model_parallel_size"),
-                      ("cp", "context_parallel_size")):
-        if getattr(after, name) != getattr(before, name):
-            flags.append(f"--set parallelism.{key}={getattr(after, name)}")
-    if after.sequence_parallel and not before.sequence_parallel:
-        flags.append("--set parallelism.sequence_parallel=true")
-    if after.distributed_optimizer and not before.distributed_optimizer:
-        flags.append("--set parallelism.use_distributed_optimizer=true")
     if after.micro_batch != before.micro_batch:
         flags.append(f"--micro_batch_size {after.micro_batch}")
     if after.recompute != before.recompute:
         flags.append("--set activation_checkpointing.recompute_activations=true")
-        if before.recompute == "selective":
-            flags.append("--set activation_checkpointing.recompute_granularity=full")
+        flags.append(f"--set activation_checkpointing.recompute_granularity={after.recompute}")
+    flags += [f"--set {key}={_yaml_value(getattr(after, name))}" for name, key in SET_KEYS.items()
+              if getattr(after, name) != getattr(before, name)]
     if after.lora and not before.lora:
         flags.append("--use_lora")
     return flags
