@@ -30,7 +30,7 @@ def split_counts(n: int, fractions: tuple[float, float, float]) -> tuple[int, in
     valid, test = share(fractions[1]), share(fractions[2])
     train = n - valid - test
     if train < 1 and fractions[0] > 0:
-        raise DataError("data.split", f"{n} usable samples are too few for the split "
+        raise DataError("data.split", f"too few usable samples ({n}) for the split "
                                       f"{'/'.join(f'{f:.0%}' for f in fractions)}; add data or change data.split",
                         "too few samples")
     return train, valid, test
