@@ -42,8 +42,15 @@ def plan_before_training(cfg: PrimusConfig, visible_gpus: int | None = None,
 
 def check_memory_before_training(cfg: PrimusConfig, log: logging.Logger, visible_gpus: int | None = None,
                                  visible_type: str | None = None) -> None:
-    """Log the verdict; when the run will not fit, log the breakdown and raise ConfigError unless force is on."""
-    plan = plan_before_training(cfg, visible_gpus, visible_type)
+    """Log the verdict; when the run will not fit, log the breakdown and raise ConfigError unless force is on.
+
+    A model or GPU type the planner does not know is logged and never blocks the run.
+    """
+    try:
+        plan = plan_before_training(cfg, visible_gpus, visible_type)
+    except ValueError as err:
+        log.info("memory plan skipped: %s", err)
+        return
     if plan is None:
         return
     if plan.fits:

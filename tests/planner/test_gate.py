@@ -67,10 +67,14 @@ def test_local_model_folder_wins_over_the_recipe(tmp_path):
     assert find_model_shape(config("--recipe", "llama3_8b", "--gpu", "h100")).origin == "recipe llama3_8b"
 
 
-def test_unsupported_model_type_names_the_file(tmp_path):
+def test_unsupported_model_type_names_the_file_and_does_not_block_training(tmp_path, eight_gpu_job, caplog):
     (tmp_path / "config.json").write_text('{"model_type": "mixtral", "num_attention_heads": 8}')
+    cfg = config("--hf_model_name_or_path", str(tmp_path), "--gpu", "h100")
     with pytest.raises(ValueError, match="config.json: cannot read the model shape.*mixtral"):
-        find_model_shape(config("--hf_model_name_or_path", str(tmp_path)))
+        find_model_shape(cfg)
+    caplog.set_level(logging.INFO)
+    check_memory_before_training(cfg, logging.getLogger("test"), visible_gpus=8)
+    assert "memory plan skipped" in caplog.text and "mixtral" in caplog.text
 
 
 @pytest.mark.gpu
