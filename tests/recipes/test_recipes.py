@@ -78,7 +78,7 @@ def test_no_gpu_names_the_flag_and_the_types():
     assert "--gpu" in message and all(gpu in message for gpu in GPU_TYPES)
 
 
-def test_tiny_needs_no_gpu_and_matches_the_demo_builder():
+def test_tiny_needs_no_gpu_and_matches_the_demo_builder(repo):
     from tokenizers import Tokenizer
 
     from primus_bridge.models.tiny import TinyLlamaSpec
@@ -88,7 +88,7 @@ def test_tiny_needs_no_gpu_and_matches_the_demo_builder():
     assert (shape.hidden_size, shape.num_layers, shape.ffn_hidden_size) == \
         (spec.hidden_size, spec.num_hidden_layers, spec.intermediate_size)
     assert cfg.model.num_attention_heads == spec.num_attention_heads and cfg.data.seq_length <= spec.max_position_embeddings
-    tokenizer = Tokenizer.from_file("examples/tokenizer/tokenizer.json")
+    tokenizer = Tokenizer.from_file(str(repo / "examples" / "tokenizer" / "tokenizer.json"))
     assert shape.vocab_size >= tokenizer.get_vocab_size()
 
 
