@@ -32,7 +32,7 @@ def test_split_golden_values_for_seed_1234():
 def test_counts_give_every_nonzero_share_a_sample():
     assert split_counts(100, (0.95, 0.05, 0.0)) == (95, 5, 0)
     assert split_counts(3, (0.98, 0.01, 0.01)) == (1, 1, 1)
-    with pytest.raises(DataError, match="too few for the split"):
+    with pytest.raises(DataError, match="too few usable samples"):
         split_counts(1, (0.5, 0.5, 0.0))
 
 
