@@ -1,8 +1,9 @@
-"""What every recipe shares: the per-mode defaults, the tuning table type, and the config layer it renders.
+"""What every recipe shares: the per-mode defaults, the tuning table types, and the config layer it renders.
 
-A recipe module holds a `ModelShape` and a `Recipe` whose `sft` / `lora` tables map a GPU memory
-tier (GB) to a `Tuning`; a GPU type uses the entry with the largest tier not above its memory.
-So six GPU types x two modes come from two or three table rows per mode, not twelve copies.
+A recipe module holds a `ModelShape` and a `Recipe` whose size class (`recipes/_sizes.py`) has
+`sft` / `lora` tables mapping a GPU memory tier (GB) to a `Tuning`; a GPU type uses the entry with
+the largest tier not above its memory. So six GPU types x two modes come from two or three table
+rows per mode, shared by the models of one size, not twelve copies per model.
 """
 
 from dataclasses import dataclass, replace
@@ -59,17 +60,24 @@ LORA_LARGE = replace(LORA, lr=1.0e-4)
 
 
 @dataclass(frozen=True)
+class SizeClass:
+    """Tuning tables and schedules for models of one size (each recipe's fit is still tested on its own)."""
+
+    sft: dict[int, Tuning]
+    lora: dict[int, Tuning]
+    sft_defaults: ModeDefaults = SFT
+    lora_defaults: ModeDefaults = LORA
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A model's facts plus its tuned settings for sft / lora on every GPU type."""
 
     name: str
     """The recipe module's name (what --recipe takes)."""
     shape: ModelShape
-    sft: dict[int, Tuning]
-    lora: dict[int, Tuning]
+    size: SizeClass
     seq_length: int = 4096
-    sft_defaults: ModeDefaults = SFT
-    lora_defaults: ModeDefaults = LORA
     lora_rank: int = 16
     lora_alpha: float = 32
     lora_targets: tuple[str, ...] | None = None
@@ -81,7 +89,7 @@ class Recipe:
         """The table row for this mode and GPU type; ValueError naming --gpu / --mode choices."""
         if mode not in MODES:
             raise ValueError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
-        table = self.sft if mode == "sft" else self.lora
+        table = self.size.sft if mode == "sft" else self.size.lora
         if gpu is None:
             if not self.cpu_friendly:
                 raise ValueError(f"recipe {self.name} needs a GPU type and none is visible here; "
@@ -117,7 +125,7 @@ class Recipe:
         return layer
 
     def _training(self, mode: str, tuning: Tuning) -> dict:
-        defaults = self.sft_defaults if mode == "sft" else self.lora_defaults
+        defaults = self.size.sft_defaults if mode == "sft" else self.size.lora_defaults
         return {"micro_batch_size": tuning.micro_batch, "global_batch_size": defaults.global_batch,
                 "train_iters": defaults.train_iters, "lr": defaults.lr, "min_lr": defaults.lr / 10,
                 "lr_warmup_iters": defaults.warmup}

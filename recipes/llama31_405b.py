@@ -8,7 +8,7 @@ sequence parallel everywhere.
         MI300X, MI325X, MI355X: PP1 on 1 node, no recompute.
 """
 
-from ._base import LORA_LARGE, SFT_LARGE, Recipe, Tuning
+from ._base import LORA_LARGE, SFT_LARGE, Recipe, SizeClass, Tuning
 from ._shape import ModelShape
 
 SHAPE = ModelShape(
@@ -17,13 +17,11 @@ SHAPE = ModelShape(
     tied_embeddings=False, hf_id="meta-llama/Llama-3.1-405B",
 )
 
-RECIPE = Recipe(
-    name="llama31_405b",
-    shape=SHAPE,
+SIZE = SizeClass(
     sft={80: Tuning(tp=8, pp=18, recompute=True, nodes=18), 141: Tuning(tp=8, pp=9, recompute=True, nodes=9),
          180: Tuning(tp=8, pp=7, recompute=True, nodes=7), 256: Tuning(tp=8, pp=7, nodes=7)},
-    lora={80: Tuning(tp=8, pp=2, recompute=True, nodes=2), 141: Tuning(tp=8, recompute=True),
-          192: Tuning(tp=8)},
-    sft_defaults=SFT_LARGE,
-    lora_defaults=LORA_LARGE,
+    lora={80: Tuning(tp=8, pp=2, recompute=True, nodes=2), 141: Tuning(tp=8, recompute=True), 192: Tuning(tp=8)},
+    sft_defaults=SFT_LARGE, lora_defaults=LORA_LARGE,
 )
+
+RECIPE = Recipe(name="llama31_405b", shape=SHAPE, size=SIZE)

@@ -4,8 +4,9 @@ Recommended parallelism: one node, TP1 PP1 (data parallel only) for SFT and LoRA
 sequence 4096, micro batch 1, no recompute.
 """
 
-from ._base import Recipe, Tuning
+from ._base import Recipe
 from ._shape import ModelShape
+from ._sizes import SMALL
 
 SHAPE = ModelShape(
     model_type="llama", num_layers=28, hidden_size=3072, num_attention_heads=24, num_query_groups=8,
@@ -13,4 +14,4 @@ SHAPE = ModelShape(
     tied_embeddings=True, hf_id="meta-llama/Llama-3.2-3B",
 )
 
-RECIPE = Recipe(name="llama32_3b", shape=SHAPE, sft={80: Tuning()}, lora={80: Tuning()})
+RECIPE = Recipe(name="llama32_3b", shape=SHAPE, size=SMALL)

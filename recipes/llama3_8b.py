@@ -5,8 +5,9 @@ Recommended parallelism, one node of 8 GPUs, sequence 4096, micro batch 1:
   LoRA  every GPU: TP1 PP1, data parallel only.
 """
 
-from ._base import Recipe, Tuning
+from ._base import Recipe
 from ._shape import ModelShape
+from ._sizes import B8
 
 SHAPE = ModelShape(
     model_type="llama", num_layers=32, hidden_size=4096, num_attention_heads=32, num_query_groups=8,
@@ -14,9 +15,4 @@ SHAPE = ModelShape(
     tied_embeddings=False, hf_id="meta-llama/Meta-Llama-3-8B",
 )
 
-RECIPE = Recipe(
-    name="llama3_8b",
-    shape=SHAPE,
-    sft={80: Tuning(tp=2), 141: Tuning()},
-    lora={80: Tuning()},
-)
+RECIPE = Recipe(name="llama3_8b", shape=SHAPE, size=B8)

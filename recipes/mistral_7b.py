@@ -5,8 +5,9 @@ Recommended parallelism, one node, sequence 4096, micro batch 1, no recompute:
   LoRA  every GPU: TP1 PP1.
 """
 
-from ._base import Recipe, Tuning
+from ._base import Recipe
 from ._shape import ModelShape
+from ._sizes import B8
 
 SHAPE = ModelShape(
     model_type="mistral", num_layers=32, hidden_size=4096, num_attention_heads=32, num_query_groups=8,
@@ -14,4 +15,4 @@ SHAPE = ModelShape(
     tied_embeddings=False, hf_id="mistralai/Mistral-7B-v0.3",
 )
 
-RECIPE = Recipe(name="mistral_7b", shape=SHAPE, sft={80: Tuning(tp=2), 141: Tuning()}, lora={80: Tuning()})
+RECIPE = Recipe(name="mistral_7b", shape=SHAPE, size=B8)

@@ -5,8 +5,9 @@ Recommended parallelism, one node, sequence 4096, micro batch 1, no recompute, P
   LoRA  H100: TP2; every other GPU: TP1.
 """
 
-from ._base import Recipe, Tuning
+from ._base import Recipe
 from ._shape import ModelShape
+from ._sizes import B14
 
 SHAPE = ModelShape(
     model_type="qwen2", num_layers=48, hidden_size=5120, num_attention_heads=40, num_query_groups=8,
@@ -14,9 +15,4 @@ SHAPE = ModelShape(
     tied_embeddings=False, hf_id="Qwen/Qwen2.5-14B", qkv_bias=True,
 )
 
-RECIPE = Recipe(
-    name="qwen25_14b",
-    shape=SHAPE,
-    sft={80: Tuning(tp=4), 141: Tuning(tp=2), 180: Tuning()},
-    lora={80: Tuning(tp=2), 141: Tuning()},
-)
+RECIPE = Recipe(name="qwen25_14b", shape=SHAPE, size=B14)

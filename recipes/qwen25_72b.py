@@ -6,8 +6,9 @@ Recommended parallelism, sequence 4096, micro batch 1, sequence parallel on, no 
   LoRA  one node: TP8 on H100, TP4 on H200, TP2 on B200 and the MI3xx; PP1.
 """
 
-from ._base import LORA_LARGE, SFT_LARGE, Recipe, Tuning
+from ._base import Recipe
 from ._shape import ModelShape
+from ._sizes import B70
 
 SHAPE = ModelShape(
     model_type="qwen2", num_layers=80, hidden_size=8192, num_attention_heads=64, num_query_groups=8,
@@ -15,12 +16,4 @@ SHAPE = ModelShape(
     tied_embeddings=False, hf_id="Qwen/Qwen2.5-72B", qkv_bias=True,
 )
 
-RECIPE = Recipe(
-    name="qwen25_72b",
-    shape=SHAPE,
-    sft={80: Tuning(tp=8, pp=4, nodes=4), 141: Tuning(tp=4, pp=2, nodes=4), 180: Tuning(tp=4, pp=2, nodes=2),
-         256: Tuning(tp=4, pp=2)},
-    lora={80: Tuning(tp=8), 141: Tuning(tp=4), 180: Tuning(tp=2)},
-    sft_defaults=SFT_LARGE,
-    lora_defaults=LORA_LARGE,
-)
+RECIPE = Recipe(name="qwen25_72b", shape=SHAPE, size=B70)

@@ -5,8 +5,9 @@ Recommended parallelism, one node, sequence 4096, micro batch 1, no recompute:
   LoRA  every GPU: TP1 PP1.
 """
 
-from ._base import Recipe, Tuning
+from ._base import Recipe
 from ._shape import ModelShape
+from ._sizes import B8
 
 SHAPE = ModelShape(
     model_type="qwen2", num_layers=28, hidden_size=3584, num_attention_heads=28, num_query_groups=4,
@@ -14,4 +15,4 @@ SHAPE = ModelShape(
     tied_embeddings=False, hf_id="Qwen/Qwen2.5-7B", qkv_bias=True,
 )
 
-RECIPE = Recipe(name="qwen25_7b", shape=SHAPE, sft={80: Tuning(tp=2), 141: Tuning()}, lora={80: Tuning()})
+RECIPE = Recipe(name="qwen25_7b", shape=SHAPE, size=B8)

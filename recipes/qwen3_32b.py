@@ -5,8 +5,9 @@ Recommended parallelism, sequence 4096, micro batch 1, no recompute, PP1:
   LoRA  one node: TP4 on H100; TP2 on H200, B200, MI300X; TP1 on MI325X, MI355X.
 """
 
-from ._base import LORA_LARGE, SFT_LARGE, Recipe, Tuning
+from ._base import Recipe
 from ._shape import ModelShape
+from ._sizes import B32
 
 SHAPE = ModelShape(
     model_type="qwen3", num_layers=64, hidden_size=5120, num_attention_heads=64, num_query_groups=8,
@@ -14,11 +15,4 @@ SHAPE = ModelShape(
     tied_embeddings=False, hf_id="Qwen/Qwen3-32B", kv_channels=128, qk_norm=True,
 )
 
-RECIPE = Recipe(
-    name="qwen3_32b",
-    shape=SHAPE,
-    sft={80: Tuning(tp=8, nodes=2), 141: Tuning(tp=4), 256: Tuning(tp=2)},
-    lora={80: Tuning(tp=4), 141: Tuning(tp=2), 256: Tuning()},
-    sft_defaults=SFT_LARGE,
-    lora_defaults=LORA_LARGE,
-)
+RECIPE = Recipe(name="qwen3_32b", shape=SHAPE, size=B32)

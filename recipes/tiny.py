@@ -6,7 +6,7 @@ process is enough). It has no hub id; the demo builds it locally with the projec
 
 from primus_bridge.models.tiny import TinyLlamaSpec
 
-from ._base import ModeDefaults, Recipe, Tuning
+from ._base import ModeDefaults, Recipe, SizeClass, Tuning
 from ._shape import ModelShape
 
 # The project tokenizer (examples/tokenizer) has under 2,048 tokens; the built model's vocabulary is
@@ -22,13 +22,11 @@ SHAPE = ModelShape(
     max_position_embeddings=_SPEC.max_position_embeddings, rope_theta=10000.0, tied_embeddings=False,
 )
 
-RECIPE = Recipe(
-    name="tiny",
-    shape=SHAPE,
+SIZE = SizeClass(
     sft={0: Tuning()},
     lora={0: Tuning()},
-    seq_length=256,
     sft_defaults=ModeDefaults(lr=1.0e-3, global_batch=16, train_iters=100, warmup=10),
     lora_defaults=ModeDefaults(lr=2.0e-3, global_batch=16, train_iters=100, warmup=10),
-    cpu_friendly=True,
 )
+
+RECIPE = Recipe(name="tiny", shape=SHAPE, size=SIZE, seq_length=256, cpu_friendly=True)
