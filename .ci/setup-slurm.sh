@@ -45,13 +45,8 @@ node_line() {
   slurmd -C | head -n1 | sed -E 's/^NodeName=[^ ]+/NodeName=localhost/'
 }
 
-write_conf() {
-  if [[ -f "$CONF" ]] && ! grep -qF "$MARKER" "$CONF"; then
-    say "keeping the existing $CONF (not written by this script)"
-    return 0
-  fi
-  install -d "$LOG_DIR" /var/spool/slurmctld /var/spool/slurmd /etc/slurm
-  cat >"$CONF" <<EOF
+conf_text() {
+  cat <<EOF
 $MARKER
 ClusterName=primus-local
 SlurmctldHost=localhost
@@ -79,7 +74,20 @@ SlurmdLogFile=$LOG_DIR/slurmd.log
 $(node_line) State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
+}
+
+write_conf() {
+  if [[ -f "$CONF" ]] && ! grep -qF "$MARKER" "$CONF"; then
+    say "keeping the existing $CONF (not written by this script)"
+    return 0
+  fi
+  install -d "$LOG_DIR" /var/spool/slurmctld /var/spool/slurmd /etc/slurm
+  local text
+  text=$(conf_text)
+  if [[ -f "$CONF" ]] && [[ "$(cat "$CONF")" == "$text" ]]; then return 0; fi
+  printf '%s\n' "$text" >"$CONF"
   say "wrote $CONF"
+  if ctld_answers; then scontrol reconfigure; fi
 }
 
 ctld_answers() { scontrol ping 2>/dev/null | grep -q "is UP"; }
