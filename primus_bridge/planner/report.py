@@ -143,8 +143,10 @@ def _verdict(plan: Plan) -> list[str]:
     total = f"  {'total':<24}{plan.memory.total / GIB:8.1f} GiB of {plan.gpu.memory_gib} GiB"
     if plan.fits:
         return [f"{total} -> fits, {plan.headroom_bytes / GIB:.1f} GiB ({100 * plan.headroom_fraction:.0f}%) headroom"]
-    lines = [f"{total} -> does not fit"
-             + (f" (short by {-plan.headroom_bytes / GIB:.1f} GiB)" if not plan.fits_in_memory else "")]
+    if plan.fits_in_memory:
+        lines = [f"{total} -> does not fit: the memory would, but this layout cannot run here"]
+    else:
+        lines = [f"{total} -> does not fit (short by {-plan.headroom_bytes / GIB:.1f} GiB)"]
     return lines + [f"  problem: {problem}" for problem in plan.problems]
 
 
