@@ -8,10 +8,8 @@ checkpoint: the base weights are loaded first, the adapters are applied and then
 import json
 from pathlib import Path
 
-import yaml
-
 from ...checkpoint_info import MARKER_FILE
-from ...config import ConfigError, PrimusConfig
+from ...config import ConfigError
 from .export import export_models
 from .layer_spec import resolve_transformer_impl, use_local_spec
 from .model import megatron_iteration
@@ -22,16 +20,14 @@ SINGLE_RANK = {"tensor_model_parallel_size": 1, "pipeline_model_parallel_size": 
                "perform_initialization": False}
 
 
-def _run_files(iteration: Path) -> tuple[dict, PrimusConfig, dict]:
+def _run_files(iteration: Path) -> tuple[dict, dict]:
     marker_path, config_path = iteration / MARKER_FILE, iteration / "primus_run_config.yaml"
     if not marker_path.is_file() or not config_path.is_file():
         raise ConfigError(f"--load {iteration}: not a checkpoint of a primus-bridge megatron run (no {MARKER_FILE} "
                           "or primus_run_config.yaml); pass the run's checkpointing.save folder")
     from megatron.bridge.training.checkpointing import read_run_config
 
-    marker = json.loads(marker_path.read_text())
-    cfg = PrimusConfig.model_validate(yaml.safe_load(config_path.read_text()))
-    return marker, cfg, read_run_config(str(iteration / "run_config.yaml"))
+    return json.loads(marker_path.read_text()), read_run_config(str(iteration / "run_config.yaml"))
 
 
 def _single_rank_model(iteration: Path, transformer_impl: str) -> list:
@@ -71,7 +67,7 @@ def export_checkpoint(checkpoint: Path, out: Path) -> Path:
     from transformers import AutoTokenizer
 
     iteration = megatron_iteration(checkpoint, key="--load")
-    marker, run_cfg, mb_config = _run_files(iteration)
+    marker, mb_config = _run_files(iteration)
     impl = resolve_transformer_impl(marker.get("transformer_impl", "auto"))
     tokenizer = AutoTokenizer.from_pretrained(marker["tokenizer"], local_files_only=True)
     with single_process_group():
@@ -85,4 +81,4 @@ def export_checkpoint(checkpoint: Path, out: Path) -> Path:
             _load_adapters(iteration, model, peft)
         else:
             _load_model_weights_from_checkpoint(str(iteration), model)
-        return export_models(model, Path(marker["hf_source"]), Path(out), run_cfg, tokenizer, peft)
+        return export_models(model, Path(marker["hf_source"]), Path(out), marker["template"], tokenizer, peft)

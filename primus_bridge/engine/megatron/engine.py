@@ -12,6 +12,7 @@ from ...run.outputs import check_export_dir, plan_checkpoint_dir
 from ..base import TrainResult
 from .callbacks import CheckpointMarkers, StepRecorder
 from .container import StartingPoint, build_config_container
+from .export import training_template
 from .layer_spec import resolve_transformer_impl
 from .model import ModelPlan, megatron_iteration, preflight_errors, provider_from_checkpoint, provider_from_hf
 from .runtime import ensure_rendezvous, sigusr1_as_sigterm
@@ -27,6 +28,8 @@ class RunPlan:
     model: ModelPlan
     start: StartingPoint
     transformer_impl: str
+    template: str
+    """The prompt template the data pipeline renders this run's data with (its stop token ends generation)."""
 
 
 def _hf_config_limit(hf_path: Path) -> int | None:
@@ -56,6 +59,8 @@ def _model_from_checkpoint(cfg: PrimusConfig, impl: str) -> tuple[ModelPlan, Pat
 
 def plan_run(cfg: PrimusConfig) -> RunPlan:
     """Everything checked and resolved before any GPU work; imports the HF model (once) when asked to."""
+    from transformers import AutoTokenizer
+
     impl = resolve_transformer_impl(cfg.model.transformer_impl)
     if cfg.convert_from_hf:
         model, base = _model_from_hf(cfg, impl)
@@ -71,7 +76,8 @@ def plan_run(cfg: PrimusConfig) -> RunPlan:
         base = ensure_imported(cfg, resolve_hf_model(cfg.hf_model_name_or_path), impl)
     tokenizer_path = cfg.model.tokenizer or str(model.hf_source)
     save = Path(cfg.checkpointing.save) if cfg.checkpointing.save else None
-    return RunPlan(model, StartingPoint(base, save, tokenizer_path), impl)
+    template = training_template(cfg, AutoTokenizer.from_pretrained(tokenizer_path, local_files_only=True))
+    return RunPlan(model, StartingPoint(base, save, tokenizer_path), impl, template)
 
 
 def _prepare_save_dir(cfg: PrimusConfig) -> None:
@@ -88,7 +94,7 @@ def _prepare_save_dir(cfg: PrimusConfig) -> None:
 def _marker(cfg: PrimusConfig, plan: RunPlan) -> dict:
     return {"engine": "megatron", "hf_source": str(plan.model.hf_source), "lora": cfg.lora.use_lora,
             "base_checkpoint": str(plan.start.base_checkpoint), "tokenizer": plan.start.tokenizer_path,
-            "transformer_impl": plan.transformer_impl}
+            "transformer_impl": plan.transformer_impl, "template": plan.template}
 
 
 class MegatronBridgeRunner:
@@ -106,7 +112,8 @@ class MegatronBridgeRunner:
         if cfg.convert_to_hf:
             from .train_end_export import ExportAtTrainEnd
 
-            callbacks.append(ExportAtTrainEnd(cfg, plan.model.hf_source, plan.start.tokenizer_path, container.peft))
+            callbacks.append(ExportAtTrainEnd(cfg, plan.model.hf_source, plan.start.tokenizer_path, plan.template,
+                                              container.peft))
         preempted = _run_finetune(container, callbacks)
         return _result(cfg, recorder, plan, preempted)
 

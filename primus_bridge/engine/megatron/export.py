@@ -29,26 +29,31 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def template_stop_token_id(cfg: PrimusConfig, tokenizer) -> int:
-    """The token that closes each reply in the run's template (the last token of a rendered reply)."""
+def training_template(cfg: PrimusConfig, tokenizer) -> str:
+    """The prompt template the data pipeline uses for this run's data (as it decides it)."""
+    from ...data.pipeline import resolve_format, resolve_template
+    from ...data.readers import data_files
+
+    return resolve_template(cfg.data, resolve_format(cfg.data, data_files(cfg.data.data_path)), tokenizer)
+
+
+def template_stop_token_id(template_name: str, tokenizer) -> int:
+    """The token that closes each reply in the template (the last token of a rendered reply)."""
     from ...data.templates import get_template
 
-    name = cfg.data.template_for_chat()
-    if name is None:
-        return tokenizer.eos_token_id
-    rendered = get_template(name, tokenizer).render(PROBE)
+    rendered = get_template(template_name, tokenizer).render(PROBE)
     start, end = rendered.responses[-1]
     return tokenizer.encode(rendered.text[start:end], add_special_tokens=False)[-1]
 
 
-def write_generation_config(out: Path, cfg: PrimusConfig, tokenizer) -> None:
+def write_generation_config(out: Path, template_name: str, tokenizer) -> None:
     from transformers import GenerationConfig
 
     try:
         generation = GenerationConfig.from_pretrained(out)
     except OSError:
         generation = GenerationConfig()
-    stop = template_stop_token_id(cfg, tokenizer)
+    stop = template_stop_token_id(template_name, tokenizer)
     ends = [stop] + ([tokenizer.eos_token_id] if tokenizer.eos_token_id not in (None, stop) else [])
     generation.eos_token_id = ends if len(ends) > 1 else stop
     generation.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop
@@ -72,7 +77,7 @@ def _publish(staging: Path, out: Path) -> None:
         staging.rename(out)
 
 
-def export_models(models: list, hf_source: Path, out: Path, cfg: PrimusConfig, tokenizer, peft=None) -> Path:
+def export_models(models: list, hf_source: Path, out: Path, template_name: str, tokenizer, peft=None) -> Path:
     """Collective: merged HF model (+ PEFT adapter when `peft`) to `out`, replaced atomically."""
     from megatron.bridge import AutoBridge
 
@@ -87,7 +92,7 @@ def export_models(models: list, hf_source: Path, out: Path, cfg: PrimusConfig, t
                                base_model_name_or_path=str(hf_source), show_progress=False)
     if is_rank0():
         tokenizer.save_pretrained(staging)
-        write_generation_config(staging, cfg, tokenizer)
+        write_generation_config(staging, template_name, tokenizer)
         _publish(staging, out)
         log.info("exported the HF model%s to %s", " and its PEFT adapter" if peft else "", out)
     _barrier()

@@ -7,6 +7,8 @@
 """
 
 from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+
+from ...config import ConfigError
 from megatron.core.transformer import ModuleSpec
 
 from .attention import SDPACoreAttention
@@ -18,7 +20,7 @@ def resolve_transformer_impl(requested: str) -> str:
     if requested == "auto":
         return "transformer_engine" if transformer_engine_available() else "local"
     if requested == "transformer_engine" and not transformer_engine_available():
-        raise ValueError("model.transformer_impl: transformer_engine, but TransformerEngine does not import "
+        raise ConfigError("model.transformer_impl: transformer_engine, but TransformerEngine does not import "
                          "here; install it or use transformer_impl: local (or auto)")
     return requested
 

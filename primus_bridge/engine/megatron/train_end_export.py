@@ -9,8 +9,9 @@ from .export import export_models
 
 
 class ExportAtTrainEnd(Callback):
-    def __init__(self, cfg: PrimusConfig, hf_source: Path, tokenizer_path: str, peft):
+    def __init__(self, cfg: PrimusConfig, hf_source: Path, tokenizer_path: str, template_name: str, peft):
         self.cfg = cfg
+        self.template_name = template_name
         self.hf_source = hf_source
         self.tokenizer_path = tokenizer_path
         self.peft = peft
@@ -19,4 +20,5 @@ class ExportAtTrainEnd(Callback):
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_path, local_files_only=True)
-        export_models(context.model, self.hf_source, Path(self.cfg.hf_save_path), self.cfg, tokenizer, self.peft)
+        export_models(context.model, self.hf_source, Path(self.cfg.hf_save_path), self.template_name, tokenizer,
+                      self.peft)
