@@ -8,6 +8,8 @@ from .config import add_config_arguments, load_config
 from .engine import choose_engine, get_engine
 from .logs import setup_logging
 from .planner.gate import check_memory_before_training
+from .run.report import finish_run
+from .run.secrets import install_log_redaction
 
 # Exit code after a clean save on SIGTERM/SIGUSR1; the SLURM templates requeue on it.
 PREEMPTED_EXIT_CODE = 124
@@ -28,11 +30,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         log = setup_logging()
+        install_log_redaction(log)
         cfg = load_config(args)
         name, why = choose_engine(cfg)
         log.info(why)
         check_memory_before_training(cfg, log)
         result = get_engine(name).train(cfg)
+        finish_run(cfg.checkpointing.save, result)
         return 0 if not result.preempted else PREEMPTED_EXIT_CODE
 
     return run_verb(body, wants_debug(argv))

@@ -2,6 +2,8 @@
 
 import dataclasses
 import json
+import logging
+import os
 from io import BytesIO
 from collections.abc import Sequence
 from pathlib import Path
@@ -112,3 +114,11 @@ def write_run_report(folder: str | Path, result: TrainResult, title: str = "Trai
         plot_loss_curve(result, folder / CURVE_FILE)
     atomic_write_text(folder / REPORT_FILE, redact(markdown_report(result, title, sections)))
     return folder / REPORT_FILE
+
+
+def finish_run(save: str | None, result: TrainResult) -> Path | None:
+    """On the main process: log the summary table and write the report beside the checkpoints (when saving)."""
+    if os.environ.get("RANK", "0") != "0":
+        return None
+    logging.getLogger("primus_bridge").info("run summary\n%s", format_table(summary_rows(result)))
+    return write_run_report(save, result) if save else None

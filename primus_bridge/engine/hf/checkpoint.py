@@ -1,0 +1,99 @@
+"""What an hf-engine checkpoint holds, and how a run is saved to and restored from one.
+
+iter_NNNNNNN/
+  model/                 PEFT adapter (LoRA) or the full model (save_pretrained, safetensors)
+  optimizer.pt, scheduler.pt   torch state dicts (tensors and numbers only; loaded with weights_only)
+  rng.json               RNG states of every rank
+  trainer_state.json     step, consumed samples, loss history
+  tokenizer/             the run's tokenizer
+  run_config.yaml        the resolved config (secrets redacted)
+  primus_bridge.json     {"engine": "hf", "step", "lora", "base_model", "eos_token_id", ...}
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from ...checkpoint_info import MARKER_FILE
+from ...config import PrimusConfig
+from ...run.rng import RngState
+from ...run.secrets import redact
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class TrainerState:
+    step: int = 0
+    consumed_samples: int = 0
+    losses: list[float] = field(default_factory=list)
+    eval_losses: dict[str, float] = field(default_factory=dict)
+    world_size: int = 1
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """The marker file: which engine wrote the checkpoint and what an export needs to know."""
+
+    step: int
+    lora: bool
+    base_model: str
+    eos_token_id: int | list[int] | None
+    template: str | None
+    engine: str = "hf"
+    format_version: int = FORMAT_VERSION
+
+    @classmethod
+    def read(cls, checkpoint: Path) -> "CheckpointMeta":
+        data = json.loads((checkpoint / MARKER_FILE).read_text())
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def config_yaml(cfg: PrimusConfig) -> str:
+    return redact(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DistributedDataParallel wrapper."""
+    return getattr(model, "module", model)
+
+
+@dataclass
+class TrainingObjects:
+    """Everything a checkpoint captures from a live run."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    tokenizer: object
+    cfg: PrimusConfig
+    meta: CheckpointMeta
+
+
+def fill_checkpoint(folder: Path, objects: TrainingObjects, state: TrainerState, rng_by_rank: list[RngState]) -> None:
+    """Write every file of one checkpoint into `folder` (a temporary folder; the caller publishes it)."""
+    unwrap(objects.model).save_pretrained(folder / "model")
+    torch.save(objects.optimizer.state_dict(), folder / "optimizer.pt")
+    torch.save(objects.scheduler.state_dict(), folder / "scheduler.pt")
+    (folder / "rng.json").write_text(json.dumps([r.to_json() for r in rng_by_rank]))
+    (folder / "trainer_state.json").write_text(json.dumps(asdict(state), indent=1) + "\n")
+    objects.tokenizer.save_pretrained(folder / "tokenizer")
+    (folder / "run_config.yaml").write_text(config_yaml(objects.cfg))
+    (folder / MARKER_FILE).write_text(json.dumps(asdict(objects.meta), indent=2) + "\n")
+
+
+def read_trainer_state(checkpoint: Path) -> TrainerState:
+    return TrainerState(**json.loads((checkpoint / "trainer_state.json").read_text()))
+
+
+def read_rng(checkpoint: Path, rank: int) -> RngState | None:
+    states = json.loads((checkpoint / "rng.json").read_text())
+    return RngState.from_json(states[rank]) if rank < len(states) else None
+
+
+def restore_optimizer(checkpoint: Path, optimizer, scheduler) -> None:
+    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location="cpu", weights_only=True))
+    scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))

@@ -1,0 +1,106 @@
+"""The model the hf engine trains: `AutoModelForCausalLM` (fp32 master weights), optionally wrapped by PEFT LoRA."""
+
+import inspect
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ...config import ConfigError, PrimusConfig
+from ...run.secrets import hf_token
+from .distributed import DistEnv
+
+log = logging.getLogger("primus_bridge")
+
+PACKED_BY_POSITION_IDS = {"flash_attention_2", "flash_attention_3", "flex_attention"}
+"""Attention kernels that take packed rows as position_ids alone (varlen / block mask built by transformers)."""
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    attn_implementation: str
+    is_lora: bool
+    logits_to_keep: bool
+    """The model's forward takes `logits_to_keep` (so the LM head can skip untrained positions)."""
+
+    @property
+    def trainable_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    @property
+    def total_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def model_source(cfg: PrimusConfig) -> str:
+    """The HF model to start from: an absolute local folder, or a hub id (resolved from the local HF cache)."""
+    source = cfg.hf_model_name_or_path
+    if not source:
+        hint = f" (model.load {cfg.model.load} is a Megatron checkpoint: use engine: megatron)" if cfg.model.load else ""
+        raise ConfigError("hf_model_name_or_path: the hf engine starts from a HF model; pass "
+                          f"--hf_model_name_or_path FOLDER_OR_HUB_ID{hint}")
+    local = Path(source).expanduser()
+    return str(local.resolve()) if local.is_dir() else source
+
+
+def attention_implementation(cfg: PrimusConfig, device: torch.device) -> str:
+    """`model.attn_implementation`, or for auto: flash-attention 2 on a GPU where it is installed, else sdpa."""
+    asked = cfg.model.attn_implementation
+    if asked != "auto":
+        return asked
+    from transformers.utils import is_flash_attn_2_available
+
+    return "flash_attention_2" if device.type == "cuda" and is_flash_attn_2_available() else "sdpa"
+
+
+def load_causal_lm(source: str, cfg: PrimusConfig, attn: str, dtype: torch.dtype = torch.float32):
+    from transformers import AutoModelForCausalLM
+
+    local = Path(source).is_dir()
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            source, dtype=dtype, attn_implementation=attn, trust_remote_code=cfg.model.trust_remote_code,
+            local_files_only=True, token=None if local else hf_token())
+    except (OSError, ValueError, ImportError) as err:
+        raise ConfigError(f"hf_model_name_or_path: cannot load a causal LM from {source!r}: {err}") from None
+
+
+def lora_config(cfg: PrimusConfig):
+    from peft import LoraConfig
+
+    lora = cfg.lora
+    return LoraConfig(r=lora.lora_rank, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout,
+                      target_modules=list(lora.lora_target_modules), task_type="CAUSAL_LM")
+
+
+def _wrap_lora(base, cfg: PrimusConfig, adapter_dir: Path | None):
+    from peft import PeftModel, get_peft_model
+
+    try:
+        if adapter_dir is not None:
+            return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=True)
+        return get_peft_model(base, lora_config(cfg))
+    except ValueError as err:
+        raise ConfigError(f"lora.lora_target_modules: {err}; use the model's module names "
+                          "(Llama: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj)") from None
+
+
+def build_model(cfg: PrimusConfig, env: DistEnv, resume_weights: Path | None = None) -> LoadedModel:
+    """Base model (or the checkpoint's full weights), LoRA when asked, gradient checkpointing when asked."""
+    attn = attention_implementation(cfg, env.device)
+    is_lora = cfg.lora.use_lora
+    source = str(resume_weights) if resume_weights is not None and not is_lora else model_source(cfg)
+    model = load_causal_lm(source, cfg, attn)
+    if is_lora:
+        model = _wrap_lora(model, cfg, resume_weights)
+    if cfg.activation_checkpointing.recompute_activations:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    return LoadedModel(model.to(env.device), attn, is_lora, takes_logits_to_keep(model))
+
+
+def takes_logits_to_keep(model) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters

@@ -1,0 +1,77 @@
+"""One optimizer step over a global batch, and the validation loss.
+
+Loss = (sum of token losses) / (trained tokens of the whole global batch, all ranks and micro-batches),
+so gradient accumulation over micro-batches equals one big batch exactly. DDP averages gradients over
+ranks, so each rank scales its backward by world_size / global_tokens to undo that average.
+"""
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from .batches import Batch
+from .distributed import DistEnv, all_reduce_sum
+from .loss import token_loss_sum
+from .precision import Precision
+
+
+@dataclass
+class StepStats:
+    loss: float
+    trained_tokens: int
+    grad_norm: float
+    lr: float
+
+
+def _forward_loss_sum(model, batch: Batch, precision: Precision, device: torch.device,
+                      logits_to_keep: bool) -> torch.Tensor:
+    """Sum of token losses; with `logits_to_keep` the LM head runs only at positions some row trains on."""
+    labels, extra = batch.labels, {}
+    if logits_to_keep:
+        keep = (labels != -100).any(dim=0).nonzero().squeeze(-1)
+        labels, extra = labels[:, keep], {"logits_to_keep": keep}
+    with precision.autocast(device):
+        logits = model(**batch.model_inputs(), use_cache=False, **extra).logits
+    return token_loss_sum(logits, labels)
+
+
+def _no_sync(model, last: bool):
+    """Skip DDP's gradient all-reduce on all but the last micro-batch of a step."""
+    return model.no_sync() if hasattr(model, "no_sync") and not last else contextlib.nullcontext()
+
+
+def train_step(model, optimizer, scheduler, batches: list[Batch], env: DistEnv, precision: Precision,
+               clip_grad: float, logits_to_keep: bool) -> StepStats:
+    local_tokens = torch.stack([b.trained_tokens for b in batches]).sum()
+    global_tokens = int(all_reduce_sum(local_tokens, env).item())
+    scale = env.world_size / max(global_tokens, 1)
+    loss_sum = torch.zeros((), device=env.device)
+    for index, batch in enumerate(batches):
+        with _no_sync(model, last=index == len(batches) - 1):
+            micro_sum = _forward_loss_sum(model, batch, precision, env.device, logits_to_keep)
+            (micro_sum * scale).backward()
+        loss_sum += micro_sum.detach()
+    params = [p for p in model.parameters() if p.requires_grad]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, clip_grad if clip_grad > 0 else float("inf"))
+    lr = optimizer.param_groups[0]["lr"]
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    loss = all_reduce_sum(loss_sum, env).item() / max(global_tokens, 1)
+    return StepStats(loss, global_tokens, float(grad_norm), lr)
+
+
+@torch.no_grad()
+def evaluate(model, batches: list[Batch], env: DistEnv, precision: Precision, logits_to_keep: bool) -> float | None:
+    """Mean token loss over `batches` of every rank; None when there is nothing to evaluate."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=env.device)
+    tokens = torch.zeros((), dtype=torch.long, device=env.device)
+    for batch in batches:
+        loss_sum += _forward_loss_sum(model, batch, precision, env.device, logits_to_keep)
+        tokens += batch.trained_tokens
+    model.train(was_training)
+    total_tokens = int(all_reduce_sum(tokens, env).item())
+    return all_reduce_sum(loss_sum, env).item() / total_tokens if total_tokens else None
