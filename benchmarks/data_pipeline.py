@@ -3,7 +3,8 @@
     python benchmarks/data_pipeline.py [--records 100000] [--seq_length 2048] [--json]
 
 Uses the project tokenizer (examples/tokenizer) and a fresh cache folder, so nothing is served from cache.
-Prints samples/s and tokens/s of prepare_data (record generation is not timed).
+Prints samples/s and tokens/s of prepare_data (record generation is not timed), and the CPU seconds it
+used: on a shared machine the load average says how much of the cores the run actually had.
 """
 
 import argparse
@@ -30,14 +31,15 @@ def run(records: int, seq_length: int, template: str) -> dict:
                      "seq_length": seq_length, "cache_dir": str(Path(tmp) / "cache")},
         })
         tokenizer = load_tokenizer(cfg)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         report = prepare_data(cfg, tokenizer).report
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     return {
         "records": records, "seconds": round(seconds, 3), "samples_per_s": round(report.samples_kept / seconds),
         "tokens_per_s": round(report.tokens / seconds), "tokens": report.tokens, "template": template,
         "seq_length": seq_length, "packing_efficiency": round(report.packing_efficiency, 4),
-        "cpu_count": os.cpu_count(),
+        "cpu_seconds": round(cpu_seconds, 3), "samples_per_cpu_s": round(report.samples_kept / cpu_seconds),
+        "cpu_count": os.cpu_count(), "load_average_1m": os.getloadavg()[0],
     }
 
 
@@ -53,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
     else:
         print(f"{result['records']} records in {result['seconds']} s: {result['samples_per_s']} samples/s, "
-              f"{result['tokens_per_s']} tokens/s (packing efficiency {result['packing_efficiency']:.1%})")
+              f"{result['tokens_per_s']} tokens/s (packing efficiency {result['packing_efficiency']:.1%}); "
+              f"{result['cpu_seconds']} CPU s = {result['samples_per_cpu_s']} samples per CPU second on "
+              f"{result['cpu_count']} cores, load average {result['load_average_1m']:.1f}")
     return 0
 
 

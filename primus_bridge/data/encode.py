@@ -30,22 +30,32 @@ def backend_of(tokenizer) -> Tokenizer:
 
 
 class SampleEncoder:
+    """tokenize() is one batched call into the Rust tokenizer (it releases the GIL, so the pipeline runs it in
+    a worker thread while Python prepares the next chunk); finish() fits, masks and packages the samples."""
+
     def __init__(self, tokenizer, template: Template, data: DataConfig):
-        self.backend = backend_of(tokenizer)
+        self.batch_backend, self.single_backend = backend_of(tokenizer), backend_of(tokenizer)
         self.template, self.data = template, data
 
     def encode_one(self, text: str):
-        return self.backend.encode(text, add_special_tokens=False)
+        return self.single_backend.encode(text, add_special_tokens=False)
+
+    def tokenize(self, batch: list[tuple[Conversation, Rendered]]) -> list:
+        return self.batch_backend.encode_batch([rendered.text for _, rendered in batch], add_special_tokens=False)
+
+    def finish(self, batch: list[tuple[Conversation, Rendered]], encodings: list) -> list[EncodedSample]:
+        """Over-long samples are re-rendered shorter one by one (see truncate.py)."""
+        return [self._sample(conv, Fitted(rendered, enc, None)) for (conv, rendered), enc in zip(batch, encodings)]
 
     def encode(self, batch: list[tuple[Conversation, Rendered]]) -> list[EncodedSample]:
-        """One batched tokenizer call for the chunk; over-long samples are re-rendered one by one."""
-        encodings = self.backend.encode_batch([rendered.text for _, rendered in batch], add_special_tokens=False)
-        return [self._sample(conv, Fitted(rendered, enc, None)) for (conv, rendered), enc in zip(batch, encodings)]
+        return self.finish(batch, self.tokenize(batch))
 
     def _sample(self, conversation: Conversation, fitted: Fitted) -> EncodedSample:
         seq_length = self.data.seq_length
         fitted = fit(conversation, fitted, self.template, self.encode_one, seq_length)
-        ids = fitted.encoding.ids[:seq_length]
+        ids = fitted.encoding.ids
+        if len(ids) > seq_length:
+            ids = ids[:seq_length]
         char_spans = trained_char_spans(fitted.rendered, self.data.train_on_prompt, self.data.mask_history)
         spans = label_spans(fitted.encoding, char_spans, len(ids))
         return EncodedSample(ids, spans, fitted.kind, conversation.ordinal, conversation.where)

@@ -6,6 +6,7 @@ memory-mapped, so a second run with the same inputs only loads it.
 
 import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -16,7 +17,7 @@ import numpy as np
 from ..config import ConfigError, PrimusConfig
 from ..config.sections.data import DataConfig
 from .cache import cache_folder, cache_key, load_cache, save_cache
-from .encode import SampleEncoder
+from .encode import EncodedSample, SampleEncoder
 from .errors import DataError
 from .formats import NORMALIZERS, detect_format
 from .packed import PackedSplit
@@ -101,18 +102,31 @@ def _chunks(items: Iterator, size: int) -> Iterator[list]:
 
 def encode_documents(files: list[Path], dataset_format: str, template: Template, tokenizer, data: DataConfig,
                      counts: BuildCounts) -> DocumentStore:
-    """Every kept sample's tokens and trained spans; samples with nothing to train are counted, not kept."""
+    """Every kept sample's tokens and trained spans; samples with nothing to train are counted, not kept.
+
+    Chunk k+1 is tokenized in a worker thread while this thread renders the chunk after it and finishes
+    chunk k, so the Rust tokenizer and the Python steps overlap.
+    """
     encoder, builder = SampleEncoder(tokenizer, template, data), StoreBuilder()
-    with contextlib.closing(read_records(files)) as records:
-        rendered = _rendered(records, dataset_format, template, data.skip_bad_records, counts)
-        for chunk in _chunks(rendered, CHUNK_SIZE):
-            for sample in encoder.encode(chunk):
-                if sample.truncation:
-                    counts.truncate(sample.truncation)
-                if sample.spans:
-                    builder.add(sample)
-                else:
-                    counts.drop("no trainable tokens")
+
+    def keep(samples: list[EncodedSample]) -> None:
+        for sample in samples:
+            if sample.truncation:
+                counts.truncate(sample.truncation)
+            if sample.spans:
+                builder.add(sample)
+            else:
+                counts.drop("no trainable tokens")
+
+    with contextlib.closing(read_records(files)) as records, ThreadPoolExecutor(max_workers=1) as worker:
+        pending = None
+        for chunk in _chunks(_rendered(records, dataset_format, template, data.skip_bad_records, counts), CHUNK_SIZE):
+            submitted = (chunk, worker.submit(encoder.tokenize, chunk))
+            if pending is not None:
+                keep(encoder.finish(pending[0], pending[1].result()))
+            pending = submitted
+        if pending is not None:
+            keep(encoder.finish(pending[0], pending[1].result()))
     return builder.build()
 
 

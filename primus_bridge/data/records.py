@@ -1,9 +1,13 @@
-"""The normalized record every format becomes: an optional system prompt and user -> assistant turns."""
+"""The normalized record every format becomes: an optional system prompt and user -> assistant turns.
+
+Plain (not frozen) slotted dataclasses: they are built once per record on the hot path; nothing mutates them
+(truncation makes changed copies with dataclasses.replace).
+"""
 
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RawRecord:
     """One parsed record as read from a file, or the reason it could not be parsed."""
 
@@ -16,7 +20,7 @@ class RawRecord:
     kind: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Turn:
     user: str
     assistant: str
@@ -27,7 +31,7 @@ class Turn:
         return f"{self.user}\n\n{self.context}" if self.context else self.user
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Conversation:
     """A system prompt (None when absent or empty) and at least one complete user -> assistant turn."""
 

@@ -1,26 +1,69 @@
-"""Generated alpaca records of a realistic shape, for throughput benchmarks and large-input tests."""
+"""Generated alpaca records for throughput benchmarks and large-input tests.
+
+Records are shaped like Stanford Alpaca (an instruction of about a dozen words, an input on a third of them,
+a reply of two to four sentences) and drawn from the shipped sample data's domains (arithmetic, unit
+conversion, capitals, translation), so the project tokenizer sees text like the text it was trained on.
+"""
 
 import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
 
-_WORDS = ("the model reads a short instruction and writes a clear answer about numbers units cities rivers "
-          "history science cooking travel music weather language code data training evaluation").split()
+CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Egypt", "Cairo"),
+            ("Canada", "Ottawa"), ("Kenya", "Nairobi"), ("Peru", "Lima"), ("Greece", "Athens"), ("Poland", "Warsaw")]
+UNITS = [("kilometers", "meters", 1000), ("meters", "centimeters", 100), ("hours", "minutes", 60),
+         ("kilograms", "grams", 1000), ("days", "hours", 24), ("liters", "milliliters", 1000)]
+WORDS = [("apple", "苹果"), ("water", "水"), ("book", "书"), ("river", "河"), ("teacher", "老师"), ("flower", "花")]
 
 
-def _sentence(rng: random.Random, low: int, high: int) -> str:
-    return " ".join(rng.choice(_WORDS) for _ in range(rng.randint(low, high))).capitalize() + "."
+def _arithmetic(rng: random.Random) -> dict:
+    a, b, c = rng.randint(2, 999), rng.randint(2, 999), rng.randint(2, 9)
+    return {"instruction": f"What is {a} + {b}? Then multiply the result by {c} and explain each step.",
+            "input": "",
+            "output": f"First add the two numbers: {a} + {b} = {a + b}. Then multiply by {c}: {a + b} * {c} = "
+                      f"{(a + b) * c}. The answer is {(a + b) * c}."}
+
+
+def _conversion(rng: random.Random) -> dict:
+    src, dst, factor = rng.choice(UNITS)
+    n = rng.randint(2, 500)
+    return {"instruction": f"Convert the amount below from {src} to {dst} and show the calculation.",
+            "input": f"The amount is {n} {src}.",
+            "output": f"There are {factor} {dst} in one of the {src}. So {n} {src} is {n} * {factor} = "
+                      f"{n * factor} {dst}."}
+
+
+def _capital(rng: random.Random) -> dict:
+    (country, city), (other, other_city) = rng.sample(CAPITALS, 2)
+    return {"instruction": f"What is the capital of {country}, and what is the capital of {other}?",
+            "input": "",
+            "output": f"The capital of {country} is {city}. The capital of {other} is {other_city}. "
+                      f"Both {city} and {other_city} are large cities."}
+
+
+def _translation(rng: random.Random) -> dict:
+    (en, zh), (en2, zh2) = rng.sample(WORDS, 2)
+    return {"instruction": "Translate the two words below into Chinese and use each one in a short sentence.",
+            "input": f"{en}, {en2}",
+            "output": f"\"{en}\" is \"{zh}\" in Chinese, and \"{en2}\" is \"{zh2}\". I see the {en} near the "
+                      f"{en2}. 我看见{zh}和{zh2}。"}
+
+
+MAKERS = (_arithmetic, _conversion, _capital, _translation)
+CLOSINGS = (
+    "You can check the result by doing the same calculation again in the other direction.",
+    "Let me know if you would like another example or a longer explanation of the answer.",
+    "This is a short answer, and each step above can be checked on its own.",
+)
 
 
 def synthetic_alpaca(count: int, seed: int = 0) -> Iterator[dict]:
-    """`count` alpaca records: about a third with `input`, answers of one to four sentences."""
+    """`count` alpaca records, the same for the same seed."""
     rng = random.Random(seed)
-    for i in range(count):
-        a, b = rng.randint(1, 999), rng.randint(1, 999)
-        record = {"instruction": f"{_sentence(rng, 4, 12)} What is {a} + {b}?",
-                  "input": _sentence(rng, 5, 20) if i % 3 == 0 else "",
-                  "output": f"{a} + {b} = {a + b}. " + " ".join(_sentence(rng, 5, 15) for _ in range(rng.randint(1, 4)))}
+    for _ in range(count):
+        record = rng.choice(MAKERS)(rng)
+        record["output"] += " " + rng.choice(CLOSINGS)
         yield record
 
 

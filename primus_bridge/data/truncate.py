@@ -27,16 +27,16 @@ class Fitted:
 def fit(conversation: Conversation, fitted: Fitted, template: Template, encode: Callable[[str], object],
         seq_length: int) -> Fitted:
     """`fitted` unchanged when it fits; otherwise re-rendered shorter (see the module docstring)."""
-    if len(fitted.encoding.ids) <= seq_length:
+    if len(fitted.encoding) <= seq_length:
         return fitted
     while len(conversation.turns) > 1:
         conversation = replace(conversation, turns=conversation.turns[1:])
         fitted = _render(conversation, template, encode, "oldest turns")
-        if len(fitted.encoding.ids) <= seq_length:
+        if len(fitted.encoding) <= seq_length:
             return fitted
     for field in ("context", "user"):
         conversation, fitted = _shorten(conversation, field, fitted, template, encode, seq_length)
-        if len(fitted.encoding.ids) <= seq_length:
+        if len(fitted.encoding) <= seq_length:
             return Fitted(fitted.rendered, fitted.encoding, "prompt")
     return Fitted(fitted.rendered, fitted.encoding, "response")
 
@@ -51,7 +51,7 @@ def _shorten(conversation: Conversation, field: str, fitted: Fitted, template: T
     """Cut the last turn's `field` from its end until the sample fits or the field is empty."""
     for attempt in range(SHORTEN_ATTEMPTS):
         text = getattr(conversation.turns[-1], field)
-        overflow = len(fitted.encoding.ids) - seq_length
+        overflow = len(fitted.encoding) - seq_length
         if overflow <= 0 or not text:
             break
         piece = encode(text)
