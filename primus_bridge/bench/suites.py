@@ -86,18 +86,19 @@ def _cases(rows: list[tuple]) -> tuple[BenchCase, ...]:
     return tuple(BenchCase(*row[:6], expected_s=row[6], timeout_s=row[7]) for row in rows)
 
 
-# Ordered by model shape so each random-weight checkpoint (and the engines' import of it) is built once
-# and removed after its last case. The 8B sequence sweep keeps the tokens per step fixed (32768).
-# Times are per system: start-up, model load (the megatron engine imports the HF weights once per shape),
-# 13 steps.
+# Smallest shapes first (an early, cheap check that both systems run), the targets' cases before the
+# rest, and the 1B LoRA case (LoRA vs full SFT on one model) last. A shape's random-weight checkpoint
+# and the engines' import of it are removed after its last case in the run. The 8B sequence sweep keeps
+# the tokens per step fixed (32768). Times are per system: start-up, model load (the megatron engine
+# imports the HF weights once per shape), 13 steps.
 H200_CASES = _cases([
     # name                     shape          mode    seq  micro global expected timeout
     ("llama3.2-1b-sft-s4096",  "llama3.2-1b", "sft",  4096, 2, 16, 90, 300),
-    ("llama3.2-1b-lora-s4096", "llama3.2-1b", "lora", 4096, 2, 16, 80, 300),
     ("llama3.2-3b-sft-s4096",  "llama3.2-3b", "sft",  4096, 1, 8, 120, 360),
     ("llama3-8b-lora-s4096",   "llama3-8b",   "lora", 4096, 1, 8, 200, 480),
     ("llama3-8b-lora-s8192",   "llama3-8b",   "lora", 8192, 1, 4, 150, 420),
     ("llama3-8b-lora-s2048",   "llama3-8b",   "lora", 2048, 2, 16, 150, 420),
+    ("llama3.2-1b-lora-s4096", "llama3.2-1b", "lora", 4096, 2, 16, 80, 300),
 ])
 
 H200_TARGETS = (
