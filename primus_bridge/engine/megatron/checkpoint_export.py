@@ -3,9 +3,12 @@
 Runs on the CPU in one process. A full fine-tune's checkpoint holds all weights. A LoRA run's
 checkpoint holds the adapters only (Megatron-Bridge saves PEFT runs that way) and names its base
 checkpoint: the base weights are loaded first, the adapters are applied and then loaded on top.
+A checkpoint of one of our runs says all this in its marker file; one imported from HF (no marker)
+names its HF model in Megatron-Bridge's saved run config.
 """
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from ...checkpoint_info import MARKER_FILE
@@ -20,14 +23,28 @@ SINGLE_RANK = {"tensor_model_parallel_size": 1, "pipeline_model_parallel_size": 
                "perform_initialization": False}
 
 
-def _run_files(iteration: Path) -> tuple[dict, dict]:
-    marker_path, config_path = iteration / MARKER_FILE, iteration / "primus_run_config.yaml"
-    if not marker_path.is_file() or not config_path.is_file():
-        raise ConfigError(f"--load {iteration}: not a checkpoint of a primus-bridge megatron run (no {MARKER_FILE} "
-                          "or primus_run_config.yaml); pass the run's checkpointing.save folder")
-    from megatron.bridge.training.checkpointing import read_run_config
+@dataclass(frozen=True)
+class ExportPlan:
+    hf_source: Path
+    tokenizer: str
+    template: str | None
+    transformer_impl: str
+    lora: bool = False
+    base_checkpoint: str | None = None
 
-    return json.loads(marker_path.read_text()), read_run_config(str(iteration / "run_config.yaml"))
+
+def export_plan(iteration: Path, mb_config: dict) -> ExportPlan:
+    marker_path = iteration / MARKER_FILE
+    if marker_path.is_file():
+        marker = json.loads(marker_path.read_text())
+        return ExportPlan(Path(marker["hf_source"]), marker["tokenizer"], marker.get("template"),
+                          marker.get("transformer_impl", "auto"), marker.get("lora", False),
+                          marker.get("base_checkpoint"))
+    hf_source = (mb_config.get("model") or {}).get("hf_model_id")
+    if not hf_source:
+        raise ConfigError(f"--load {iteration}: the checkpoint names no HF model (no {MARKER_FILE}, no "
+                          "model.hf_model_id in run_config.yaml); it cannot be exported to HF")
+    return ExportPlan(Path(hf_source), hf_source, None, "auto")
 
 
 def _single_rank_model(iteration: Path, transformer_impl: str) -> list:
@@ -55,30 +72,36 @@ def _load_adapters(iteration: Path, model: list, peft) -> None:
     metadata = dist_checkpointing.load_content_metadata(preloaded_state_dict=common)
     sharded = apply_peft_adapter_filter_to_state_dict(_generate_model_state_dict(model, {"metadata": metadata}), peft)
     loaded = dist_checkpointing.load(sharded, str(iteration), TorchDistLoadShardedStrategy())
-    missing, _ = model[0].load_state_dict(loaded["model"], strict=False)
-    if not any("adapter" in key for key in loaded["model"]):
+    if not any(".adapter." in key for key in loaded["model"]):
         raise ConfigError(f"--load {iteration}: no LoRA adapter weights found in this checkpoint")
-    del missing
+    model[0].load_state_dict(loaded["model"], strict=False)
+
+
+def _load_weights(model: list, iteration: Path, plan: ExportPlan, mb_config: dict):
+    """The model with its trained weights; and the PEFT config for LoRA runs (else None)."""
+    from megatron.bridge.training.checkpointing import _load_model_weights_from_checkpoint
+    from megatron.bridge.utils.instantiate_utils import instantiate
+
+    if not plan.lora:
+        _load_model_weights_from_checkpoint(str(iteration), model)
+        return model, None
+    base = megatron_iteration(plan.base_checkpoint, key="base_checkpoint")
+    _load_model_weights_from_checkpoint(str(base), model)
+    peft = instantiate(mb_config["peft"])
+    model = peft(model, training=False)
+    _load_adapters(iteration, model, peft)
+    return model, peft
 
 
 def export_checkpoint(checkpoint: Path, out: Path) -> Path:
-    from megatron.bridge.training.checkpointing import _load_model_weights_from_checkpoint
-    from megatron.bridge.utils.instantiate_utils import instantiate
+    from megatron.bridge.training.checkpointing import read_run_config
     from transformers import AutoTokenizer
 
     iteration = megatron_iteration(checkpoint, key="--load")
-    marker, mb_config = _run_files(iteration)
-    impl = resolve_transformer_impl(marker.get("transformer_impl", "auto"))
-    tokenizer = AutoTokenizer.from_pretrained(marker["tokenizer"], local_files_only=True)
+    mb_config = read_run_config(str(iteration / "run_config.yaml"))
+    plan = export_plan(iteration, mb_config)
+    tokenizer = AutoTokenizer.from_pretrained(plan.tokenizer, local_files_only=True)
     with single_process_group():
-        model = _single_rank_model(iteration, impl)
-        peft = None
-        if marker.get("lora"):
-            base = megatron_iteration(marker["base_checkpoint"], key="base_checkpoint")
-            _load_model_weights_from_checkpoint(str(base), model)
-            peft = instantiate(mb_config["peft"])
-            model = peft(model, training=False)
-            _load_adapters(iteration, model, peft)
-        else:
-            _load_model_weights_from_checkpoint(str(iteration), model)
-        return export_models(model, Path(marker["hf_source"]), Path(out), marker["template"], tokenizer, peft)
+        model = _single_rank_model(iteration, resolve_transformer_impl(plan.transformer_impl))
+        model, peft = _load_weights(model, iteration, plan, mb_config)
+        return export_models(model, plan.hf_source, Path(out), plan.template, tokenizer, peft)

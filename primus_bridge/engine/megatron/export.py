@@ -37,16 +37,21 @@ def training_template(cfg: PrimusConfig, tokenizer) -> str:
     return resolve_template(cfg.data, resolve_format(cfg.data, data_files(cfg.data.data_path)), tokenizer)
 
 
-def template_stop_token_id(template_name: str, tokenizer) -> int:
-    """The token that closes each reply in the template (the last token of a rendered reply)."""
+def template_stop_token_id(template_name: str | None, tokenizer) -> int:
+    """The token that closes each reply in the template (the last token of a rendered reply).
+
+    Without a template (a checkpoint imported from HF, never trained here) it is the tokenizer's EOS.
+    """
     from ...data.templates import get_template
 
+    if template_name is None:
+        return tokenizer.eos_token_id
     rendered = get_template(template_name, tokenizer).render(PROBE)
     start, end = rendered.responses[-1]
     return tokenizer.encode(rendered.text[start:end], add_special_tokens=False)[-1]
 
 
-def write_generation_config(out: Path, template_name: str, tokenizer) -> None:
+def write_generation_config(out: Path, template_name: str | None, tokenizer) -> None:
     from transformers import GenerationConfig
 
     try:
@@ -77,7 +82,8 @@ def _publish(staging: Path, out: Path) -> None:
         staging.rename(out)
 
 
-def export_models(models: list, hf_source: Path, out: Path, template_name: str, tokenizer, peft=None) -> Path:
+def export_models(models: list, hf_source: Path, out: Path, template_name: str | None, tokenizer,
+                  peft=None) -> Path:
     """Collective: merged HF model (+ PEFT adapter when `peft`) to `out`, replaced atomically."""
     from megatron.bridge import AutoBridge
 

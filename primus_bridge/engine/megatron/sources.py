@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from ...config import ConfigError, PrimusConfig
 from ...utils.atomic import atomic_dir
 from .layer_spec import use_local_spec
@@ -99,6 +101,9 @@ def import_hf_checkpoint(source: HFSource, out: Path, transformer_impl: str) -> 
     from megatron.bridge import AutoBridge
 
     check_supported_architecture(source)
+    if not torch.cuda.is_available():
+        raise ConfigError("convert_from_hf: writing a Megatron checkpoint needs a GPU here (Megatron-Bridge's "
+                          "checkpoint writer records the CUDA RNG state); run the import on a GPU machine")
     log.info("importing %s into a Megatron checkpoint at %s", source.path, out)
     with single_process_group(), atomic_dir(out, replace=True) as tmp:
         bridge = AutoBridge.from_hf_pretrained(str(source.path))
