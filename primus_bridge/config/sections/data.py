@@ -16,9 +16,11 @@ class DataConfig(Section):
     dataset_format: DatasetFormat = "auto"
     """Record layout: alpaca, sharegpt, openai, or auto-detect (flag --dataset_format)."""
     prompt_template: Template | None = None
-    """How records become text: alpaca, chatml, llama3, qwen2, mistral, tokenizer (flag --prompt_template)."""
+    """How records become text: alpaca, chatml, llama3, qwen2, mistral, tokenizer (the tokenizer's own
+    chat_template); unset: alpaca for alpaca data (flag --prompt_template)."""
     chat_format: Template | None = None
-    """Template for multi-turn chat data; defaults to prompt_template (flag --chat_format)."""
+    """Template for multi-turn chat data; defaults to prompt_template, then the tokenizer's chat_template
+    (flag --chat_format)."""
     split: str = "95,5,0"
     """Train,valid,test percentages, summing to 100."""
     seq_length: int = Field(default=2048, ge=8)
