@@ -2,6 +2,7 @@
 sent SIGUSR1 checkpoints, requeues itself and resumes."""
 
 import subprocess
+import time
 
 import pytest
 from slurm_jobs import REPO, submit
@@ -15,6 +16,11 @@ DATA = str(REPO / "examples" / "data" / "alpaca_sample.jsonl")
 # A few fast steps of the tiny model: short sequences, one sample per step, no validation or export.
 SMALL = ("--seq_length 64 --micro_batch_size 1 --global_batch_size 1 --set training.eval_iters=0 "
          "--set training.log_interval=1 --set convert_to_hf=false")
+
+
+def node_idle() -> bool:
+    state = subprocess.run(["sinfo", "-h", "-n", "localhost", "-o", "%t"], capture_output=True, text=True, timeout=60)
+    return state.stdout.strip() == "idle"
 
 
 def test_dry_run_job_gets_the_slurm_layout(tmp_path):
@@ -44,8 +50,11 @@ def test_usr1_checkpoints_requeues_and_resumes(tmp_path, tiny_model):
     job.wait_for(lambda: f"step 2/{steps}" in job.log(), "training to start", 240)
     subprocess.run(["scancel", "--signal=USR1", job.job_id], check=True, timeout=60)
     job.wait_for(lambda: job.field("Restarts") == "1", "the job to requeue", 180)
-    # Slurm holds a requeued job for about two minutes; let it start now.
-    subprocess.run(["scontrol", "update", f"JobId={job.job_id}", "StartTime=now"], timeout=60)
+    # Slurm holds a requeued job for about two minutes, so that the node has dropped the first run's job
+    # credential (it refuses a new one issued in the same second). Once the node is idle, 2 s are enough.
+    job.wait_for(node_idle, "the node to be idle after the requeue", 120)
+    time.sleep(2)
+    subprocess.run(["scontrol", "update", f"JobId={job.job_id}", "StartTime=now"], check=True, timeout=60)
     job.wait_for(lambda: job.state() == "COMPLETED", "the requeued job to complete", 300)
     log, slurm_log = job.log(), job.output.read_text()
     saved_at = int(log.split("preemption: SIGUSR1 received")[1].split("checkpoint: step ")[1].split()[0])
