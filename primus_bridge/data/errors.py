@@ -2,6 +2,8 @@
 
 from ..config.errors import ConfigError
 
+SKIP_HINT = "fix the record, or set data.skip_bad_records: true (--skip_bad_records) to skip and count bad records"
+
 
 class DataError(ConfigError, ValueError):
     """A bad data file or record. A ConfigError, so every CLI verb prints it on one line and exits 2.

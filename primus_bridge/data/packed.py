@@ -26,6 +26,14 @@ class PackedRow:
     seq_lens: np.ndarray
 
 
+def pad_token_id(tokenizer) -> int:
+    """Padding is masked (label -100) and is its own segment, so its id only has to be a valid token."""
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
 class PackedSplit:
     """The rows of one split (train, valid or test)."""
 

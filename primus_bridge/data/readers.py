@@ -33,9 +33,12 @@ def read_records(files: list[Path]) -> Iterator[RawRecord]:
     """Every record of every file, in order, numbered across files."""
     ordinal = 0
     for path in files:
-        for where, value, problem, kind in read_file(path):
-            yield RawRecord(value, where, ordinal, problem, kind)
-            ordinal += 1
+        try:
+            for where, value, problem, kind in read_file(path):
+                yield RawRecord(value, where, ordinal, problem, kind)
+                ordinal += 1
+        except OSError as err:
+            raise DataError(str(path), f"cannot read the file: {err.strerror or err}", "unreadable file") from None
 
 
 def read_file(path: Path) -> Iterator[tuple[str, object, str | None, str | None]]:

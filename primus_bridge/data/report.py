@@ -4,11 +4,14 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..config.sections.data import DataConfig
+from .split import SPLIT_NAMES
 from .store import DocumentStore
 
 TRAIN_OPEN, TRAIN_CLOSE = "⟦", "⟧"
 HISTOGRAM_BINS = 8
 MAX_SKIP_EXAMPLES = 20
+REPORT_SAMPLES = 2
 
 
 @dataclass
@@ -95,6 +98,32 @@ def marked_sample(store: DocumentStore, doc: int, tokenizer) -> str:
         cursor = stop
     pieces.append(tokenizer.decode(ids[cursor:], skip_special_tokens=False))
     return "".join(pieces)
+
+
+def _split_report(arrays: dict[str, np.ndarray], lengths: np.ndarray, seq_length: int) -> dict[str, SplitReport]:
+    out = {}
+    for name in SPLIT_NAMES:
+        rows, docs = len(arrays[f"{name}_row_offsets"]) - 1, arrays[f"{name}_row_docs"]
+        tokens = int(lengths[docs].sum())
+        out[name] = SplitReport(len(docs), rows, tokens, tokens / (rows * seq_length) if rows else 0.0)
+    return out
+
+
+def build_report(files: list[str], dataset_format: str, template: str, data: DataConfig, counts: BuildCounts,
+                 store: DocumentStore, arrays: dict[str, np.ndarray], tokenizer) -> DataReport:
+    lengths, trainable = store.lengths(), int(store.trained_counts().sum())
+    splits = _split_report(arrays, lengths, data.seq_length)
+    rows = sum(s.rows for s in splits.values())
+    return DataReport(
+        data_files=files, dataset_format=dataset_format, template=template,
+        seq_length=data.seq_length, packing=data.packing, records_read=counts.records_read,
+        samples_kept=len(store), skipped=counts.skipped, skipped_examples=counts.skipped_examples,
+        dropped=counts.dropped, truncated=counts.truncated, tokens=int(lengths.sum()), trainable_tokens=trainable,
+        trainable_pct=100 * trainable / max(int(lengths.sum()), 1),
+        packing_efficiency=int(lengths.sum()) / (rows * data.seq_length) if rows else 0.0,
+        splits=splits, length_histogram=length_histogram(lengths, data.seq_length),
+        samples=[marked_sample(store, d, tokenizer) for d in range(min(REPORT_SAMPLES, len(store)))],
+    )
 
 
 def _pct(x: float) -> str:

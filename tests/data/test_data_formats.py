@@ -65,7 +65,8 @@ BAD_CASES = {
     "unknown openai role": ("openai", {"messages": [{"role": "tool", "content": "a"}]}, "unknown role 'tool'"),
     "empty conversation": ("sharegpt", {"conversations": []}, "empty conversation"),
     "only a system prompt": ("openai", {"messages": [{"role": "system", "content": "s"}]}, "empty conversation"),
-    "not alternating": ("sharegpt", {"conversations": chat("a", "b")["conversations"] + [{"from": "gpt", "value": "c"}]},
+    "not alternating": ("sharegpt", {"conversations": chat("a", "b")["conversations"]
+                                     + [{"from": "gpt", "value": "c"}]},
                         "conversations[2] is 'assistant', expected 'user'"),
     "starts with the assistant": ("openai", {"messages": [{"role": "assistant", "content": "a"}]},
                                   "messages[0] is 'assistant', expected 'user'"),
@@ -135,3 +136,9 @@ def test_every_format_and_reader_gives_the_same_tokens(tmp_path, make_cfg, token
         data = prepare_data(make_cfg(tmp_path / name, prompt_template="chatml", split="100,0,0"), tokenizer)
         rows.append([(r.input_ids.tolist(), r.labels.tolist()) for r in data.train])
     assert rows[0] == rows[1] == rows[2]
+
+
+def test_auto_detection_needs_the_first_records_to_agree(tmp_path, make_cfg, tokenizer):
+    path = write_jsonl(tmp_path / "mixed.jsonl", [alpaca_record("q", "a"), chat("q", "a"), alpaca_record("q", "a")])
+    with pytest.raises(DataError, match=r"first records disagree \(.*mixed\.jsonl:1 looks alpaca, .*:2 looks sharegpt"):
+        prepare_data(make_cfg(path), tokenizer)

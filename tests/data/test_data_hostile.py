@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from primus_bridge.data.errors import DataError
 from primus_bridge.data.formats import NORMALIZERS
-from primus_bridge.data.pipeline import resolve_format
+from primus_bridge.data.resolve import resolve_format
 from primus_bridge.data.readers import read_records
 from primus_bridge.config.sections.data import DataConfig
 

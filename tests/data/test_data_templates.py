@@ -112,7 +112,8 @@ def test_alpaca_system_and_history():
 
 def test_mistral_system_prompt_goes_before_the_first_user_message(tokenizer):
     rendered = get_template("mistral", tokenizer).render(CONVERSATIONS[1])
-    assert rendered.text == "<s>[INST] You are brief.\n\nHi! [/INST]Hello!</s>[INST] Capital of Japan? [/INST]Tokyo.</s>"
+    assert rendered.text == ("<s>[INST] You are brief.\n\nHi! [/INST]Hello!</s>"
+                             "[INST] Capital of Japan? [/INST]Tokyo.</s>")
 
 
 def test_template_whose_markers_the_tokenizer_lacks_is_refused(tokenizer):

@@ -1,0 +1,73 @@
+"""Files -> records -> conversations -> rendered text -> tokens and trained spans, into a DocumentStore.
+
+Records stream through in chunks: one batched tokenizer call per chunk, run in a worker thread.
+"""
+
+import contextlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from pathlib import Path
+
+from ..config.sections.data import DataConfig
+from .encode import EncodedSample, SampleEncoder
+from .errors import SKIP_HINT, DataError
+from .formats import NORMALIZERS
+from .readers import read_records
+from .records import Conversation, RawRecord
+from .report import BuildCounts
+from .store import DocumentStore, StoreBuilder
+from .templates import Rendered, Template
+
+CHUNK_SIZE = 2048
+
+
+def _rendered(records: Iterator[RawRecord], dataset_format: str, template: Template, skip: bool,
+              counts: BuildCounts) -> Iterator[tuple[Conversation, Rendered]]:
+    normalize = NORMALIZERS[dataset_format]
+    for raw in records:
+        counts.records_read += 1
+        try:
+            if raw.problem is not None:
+                raise DataError(raw.where, raw.problem, raw.kind or "bad record")
+            conversation = normalize(raw)
+            yield conversation, template.render(conversation)
+        except DataError as err:
+            if not skip:
+                raise DataError(err.where, f"{err.problem}; {SKIP_HINT}", err.kind) from None
+            counts.skip(str(err), err.kind)
+
+
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
+    while chunk := list(islice(items, size)):
+        yield chunk
+
+
+def encode_documents(files: list[Path], dataset_format: str, template: Template, tokenizer, data: DataConfig,
+                     counts: BuildCounts) -> DocumentStore:
+    """Every kept sample's tokens and trained spans; samples with nothing to train are counted, not kept.
+
+    Chunk k+1 is tokenized in a worker thread while this thread renders the chunk after it and finishes
+    chunk k, so the Rust tokenizer and the Python steps overlap.
+    """
+    encoder, builder = SampleEncoder(tokenizer, template, data), StoreBuilder()
+
+    def keep(samples: list[EncodedSample]) -> None:
+        for sample in samples:
+            if sample.truncation:
+                counts.truncate(sample.truncation)
+            if sample.spans:
+                builder.add(sample)
+            else:
+                counts.drop("no trainable tokens")
+
+    with contextlib.closing(read_records(files)) as records, ThreadPoolExecutor(max_workers=1) as worker:
+        pending = None
+        for chunk in _chunks(_rendered(records, dataset_format, template, data.skip_bad_records, counts), CHUNK_SIZE):
+            submitted = (chunk, worker.submit(encoder.tokenize, chunk))
+            if pending is not None:
+                keep(encoder.finish(pending[0], pending[1].result()))
+            pending = submitted
+        if pending is not None:
+            keep(encoder.finish(pending[0], pending[1].result()))
+    return builder.build()
