@@ -1,4 +1,8 @@
-"""Decoder shapes the benchmarks build with random weights (no downloads): Llama-style, GQA, SwiGLU."""
+"""Decoder shapes the benchmarks build with random weights (no downloads): Llama-style, GQA, SwiGLU.
+
+The numbers come from the recipes (one place for each model's architecture); this module adds what the
+benchmarks need of them: the projections' sizes for the FLOP formula and a transformers config.
+"""
 
 import json
 from dataclasses import dataclass
@@ -47,14 +51,20 @@ class ModelShape:
         }
 
 
-LLAMA_VOCAB = 128256
+SHAPE_RECIPES = {"llama3-8b": "llama3_8b", "llama3.2-1b": "llama32_1b", "llama3.2-3b": "llama32_3b"}
+"""Benchmark shape -> the recipe whose architecture numbers it uses (recipes/<name>.py: SHAPE)."""
 
-# Published architecture numbers of the Llama 3 family (config.json of each model).
-SHAPES = {
-    "llama3-8b": ModelShape("llama3-8b", 4096, 32, 32, 8, 14336, LLAMA_VOCAB, tie_embeddings=False),
-    "llama3.2-1b": ModelShape("llama3.2-1b", 2048, 16, 32, 8, 8192, LLAMA_VOCAB, tie_embeddings=True),
-    "llama3.2-3b": ModelShape("llama3.2-3b", 3072, 28, 24, 8, 8192, LLAMA_VOCAB, tie_embeddings=True),
-}
+
+def from_recipe(name: str, recipe: str) -> ModelShape:
+    import recipes
+
+    arch = recipes.recipe(recipe).shape
+    return ModelShape(name, arch.hidden_size, arch.num_layers, arch.num_attention_heads, arch.num_query_groups,
+                      arch.ffn_hidden_size, arch.vocab_size, arch.tied_embeddings, arch.max_position_embeddings,
+                      arch.rope_theta)
+
+
+SHAPES = {name: from_recipe(name, recipe) for name, recipe in SHAPE_RECIPES.items()}
 
 
 def get_shape(name: str) -> ModelShape:
