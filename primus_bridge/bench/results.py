@@ -67,8 +67,6 @@ class SystemRun(Record):
     peak_rss: int | None = None
     engine_details: dict = {}
     metrics: RunMetrics | None = None
-    log: str | None = None
-    """Log file name in the run folder's logs/ (kept out of the report files)."""
 
 
 class TargetResult(Record):
