@@ -28,7 +28,7 @@ class PackedRow:
 
 def pad_token_id(tokenizer) -> int:
     """Padding is masked (label -100) and is its own segment, so its id only has to be a valid token."""
-    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
         if candidate is not None:
             return int(candidate)
     return 0
