@@ -68,13 +68,20 @@ def _load_adapters(iteration: Path, model: list, peft) -> None:
     from megatron.core import dist_checkpointing
     from megatron.core.dist_checkpointing.strategies.torch import TorchDistLoadShardedStrategy
 
+    from megatron.core.utils import unwrap_model
+
+    modules = unwrap_model(model)
     common = dist_checkpointing.load_common_state_dict(str(iteration))
     metadata = dist_checkpointing.load_content_metadata(preloaded_state_dict=common)
-    sharded = apply_peft_adapter_filter_to_state_dict(_generate_model_state_dict(model, {"metadata": metadata}), peft)
+    sharded = apply_peft_adapter_filter_to_state_dict(_generate_model_state_dict(modules, {"metadata": metadata}), peft)
     loaded = dist_checkpointing.load(sharded, str(iteration), TorchDistLoadShardedStrategy())
     if not any(".adapter." in key for key in loaded["model"]):
         raise ConfigError(f"--load {iteration}: no LoRA adapter weights found in this checkpoint")
-    model[0].load_state_dict(loaded["model"], strict=False)
+    missing, unexpected = modules[0].load_state_dict(loaded["model"], strict=False)
+    missing_adapters = [k for k in missing if ".adapter." in k and not k.endswith("_extra_state")]
+    if unexpected or missing_adapters:
+        raise RuntimeError(f"--load {iteration}: adapter weights do not fit the model "
+                           f"(unexpected: {unexpected[:3]}, missing adapters: {missing_adapters[:3]})")
 
 
 def _load_weights(model: list, iteration: Path, plan: ExportPlan, mb_config: dict):

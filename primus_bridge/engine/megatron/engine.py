@@ -1,11 +1,13 @@
 """The megatron engine: fine-tuning through Megatron-Bridge's `finetune()`, HF import and export."""
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from ...checkpoint_info import MARKER_FILE, latest_checkpoint
 from ...config import ConfigError, PrimusConfig
 from ...run.checkpoints import remove_checkpoints
 from ...run.outputs import check_export_dir, plan_checkpoint_dir
@@ -33,8 +35,6 @@ class RunPlan:
 
 
 def _hf_config_limit(hf_path: Path) -> int | None:
-    import json
-
     config = hf_path / "config.json"
     return json.loads(config.read_text()).get("max_position_embeddings") if config.is_file() else None
 
@@ -57,6 +57,18 @@ def _model_from_checkpoint(cfg: PrimusConfig, impl: str) -> tuple[ModelPlan, Pat
     return ModelPlan(provider, hf_path, _hf_config_limit(hf_path)), Path(cfg.model.load)
 
 
+def _resumed_base(cfg: PrimusConfig) -> Path | None:
+    """When the run resumes, the base checkpoint its latest save names (no second HF import)."""
+    if not (cfg.checkpointing.save and cfg.checkpointing.resume):
+        return None
+    latest = latest_checkpoint(cfg.checkpointing.save)
+    marker = latest / MARKER_FILE if latest is not None else None
+    if marker is None or not marker.is_file():
+        return None
+    base = json.loads(marker.read_text()).get("base_checkpoint")
+    return Path(base) if base and Path(base).exists() else None
+
+
 def plan_run(cfg: PrimusConfig) -> RunPlan:
     """Everything checked and resolved before any GPU work; imports the HF model (once) when asked to."""
     from transformers import AutoTokenizer
@@ -73,7 +85,7 @@ def plan_run(cfg: PrimusConfig) -> RunPlan:
     if errors:
         raise ConfigError(errors)
     if base is None:
-        base = ensure_imported(cfg, resolve_hf_model(cfg.hf_model_name_or_path), impl)
+        base = _resumed_base(cfg) or ensure_imported(cfg, resolve_hf_model(cfg.hf_model_name_or_path), impl)
     tokenizer_path = cfg.model.tokenizer or str(model.hf_source)
     save = Path(cfg.checkpointing.save) if cfg.checkpointing.save else None
     template = training_template(cfg, AutoTokenizer.from_pretrained(tokenizer_path, local_files_only=True))

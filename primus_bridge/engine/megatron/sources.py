@@ -2,7 +2,7 @@
 
 - `--convert_from_hf --hf_model_name_or_path X`: X is a local folder or a hub id already in the local
   HF cache (there is no network). It is imported once with Megatron-Bridge's `AutoBridge` into a
-  Megatron checkpoint cached next to the run (`<save>/hf_import`) and reused by later runs and resumes.
+  Megatron checkpoint cached next to the run (`<save>.hf_import`) and reused by later runs and resumes.
 - `--load CKPT`: a Megatron checkpoint (one imported here, or written by a previous run).
 """
 
@@ -73,8 +73,10 @@ def check_supported_architecture(source: HFSource, key: str = "hf_model_name_or_
 
 
 def import_cache_dir(cfg: PrimusConfig, source: HFSource) -> Path:
+    """`<save>.hf_import` beside the checkpoint folder (inside it would make it look non-empty)."""
     if cfg.checkpointing.save:
-        return Path(cfg.checkpointing.save) / "hf_import"
+        save = Path(cfg.checkpointing.save)
+        return save.with_name(f"{save.name}.hf_import")
     digest = hashlib.sha256(str(source.path.resolve()).encode()).hexdigest()[:16]
     return DEFAULT_IMPORT_CACHE / digest
 
@@ -92,7 +94,7 @@ def cached_import(out: Path, source: HFSource) -> bool:
     recorded = json.loads(marker.read_text())
     if recorded != _import_key(source):
         raise ConfigError(f"{out} holds an import of {recorded.get('source')}, not {source.path}; use another "
-                          "checkpointing.save folder or delete that hf_import folder")
+                          "checkpointing.save folder or delete that .hf_import folder")
     return True
 
 
