@@ -47,7 +47,8 @@ pb_defaults() {
   : "${PYTHON:=python3}"
   : "${OUTPUT_DIR:=$PRIMUS_BRIDGE_DIR/outputs/$SLURM_JOB_NAME}"
   : "${SAVE_DIR:=$OUTPUT_DIR/checkpoints}"
-  : "${TRAIN_ARGS:=}" "${LAUNCH_ARGS:=}" "${MOUNTS:=}" "${DATA_PATH:=}" "${HF_MODEL:=}"
+  : "${TRAIN_ARGS:=}" "${LAUNCH_ARGS:=}" "${MOUNTS:=}" "${DATA_PATH:=}" "${HF_MODEL:=}" "${RECIPE=}"
+  [[ -n "${CONFIG:-}" ]] || pb_die "CONFIG is not set: the training YAML to run"
   [[ -f "$PRIMUS_BRIDGE_DIR/primus_bridge/launch/__init__.py" ]] \
     || pb_die "PRIMUS_BRIDGE_DIR=$PRIMUS_BRIDGE_DIR is not a primus-bridge checkout (submit from it or set PRIMUS_BRIDGE_DIR)"
   [[ "$CONFIG" = /* ]] || CONFIG="$PRIMUS_BRIDGE_DIR/$CONFIG"
@@ -84,7 +85,7 @@ pb_passed_env_names() {
   {
     compgen -e | grep -E '^(SLURM_|MASTER_|NCCL_|RCCL_|GLOO_|TORCH_|HSA_|HIP_|CUDA_|HF_|PRIMUS_|PYTHON)' || true
     printf '%s\n' SLURM_STEP_ID SLURM_STEP_NUM_TASKS SLURM_STEP_NODELIST SLURM_PROCID SLURM_NODEID \
-      SLURM_LOCALID SLURM_GPUS_ON_NODE
+      SLURM_LOCALID SLURM_GPUS_ON_NODE MASTER_ADDR MASTER_PORT PYTHONUNBUFFERED
   } | sort -u
 }
 
@@ -133,10 +134,11 @@ pb_record_job() {
 # Run the launcher on every node; on the trainer's preemption exit code, requeue this job.
 pb_main() {
   pb_defaults
-  pb_train_args
-  pb_container
+  # The rendezvous host, found here because scontrol is rarely inside the container.
   MASTER_ADDR=${MASTER_ADDR:-$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)}
   export MASTER_ADDR PYTHONUNBUFFERED=1
+  pb_train_args
+  pb_container
   pb_record_job
   local launch=() rc=0
   read -r -a launch <<<"$LAUNCH_ARGS"
