@@ -50,7 +50,8 @@ pb_defaults() {
   : "${TRAIN_ARGS:=}" "${LAUNCH_ARGS:=}" "${MOUNTS:=}" "${DATA_PATH:=}" "${HF_MODEL:=}" "${RECIPE=}"
   [[ -n "${CONFIG:-}" ]] || pb_die "CONFIG is not set: the training YAML to run"
   [[ -f "$PRIMUS_BRIDGE_DIR/primus_bridge/launch/__init__.py" ]] \
-    || pb_die "PRIMUS_BRIDGE_DIR=$PRIMUS_BRIDGE_DIR is not a primus-bridge checkout (submit from it or set PRIMUS_BRIDGE_DIR)"
+    || pb_die "PRIMUS_BRIDGE_DIR=$PRIMUS_BRIDGE_DIR is not a primus-bridge checkout" \
+      "(submit from it or set PRIMUS_BRIDGE_DIR)"
   [[ "$CONFIG" = /* ]] || CONFIG="$PRIMUS_BRIDGE_DIR/$CONFIG"
   [[ -f "$CONFIG" ]] || pb_die "CONFIG=$CONFIG does not exist"
   RUN_DIR="$OUTPUT_DIR/runs/$SLURM_JOB_NAME-$SLURM_JOB_ID"

@@ -30,13 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Environment defaults (never overriding yours):\n" + comm_env.__doc__.split("\n", 2)[2],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--dry-run", action="store_true", help="print the torchrun command and environment; run nothing")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the torchrun command and environment; run nothing")
     parser.add_argument("--platform", default="auto", choices=("auto", *PLATFORMS),
                         help="where to read the node layout from (default: detected from the environment)")
     parser.add_argument("--nproc-per-node", type=_positive, default=None, metavar="N",
-                        help="processes on this node (default: the scheduler's GPU count, else visible GPUs, else 1)")
+                        help="processes on this node (default: the scheduler's GPU count, else visible GPUs, "
+                             "else 1)")
     parser.add_argument("--socket-ifname", default=None, metavar="IFACE",
-                        help="network interface for NCCL/RCCL bootstrap and gloo (NCCL_SOCKET_IFNAME, GLOO_SOCKET_IFNAME)")
+                        help="network interface for NCCL/RCCL bootstrap and gloo "
+                             "(NCCL_SOCKET_IFNAME, GLOO_SOCKET_IFNAME)")
     parser.add_argument("--vendor", default="auto", choices=("auto", *VENDORS),
                         help="GPU vendor whose defaults apply (default: from the installed torch build)")
     parser.add_argument("--grace-seconds", type=_positive, default=600, metavar="S",
@@ -70,7 +73,8 @@ def render_plan(plan: LaunchPlan, shm_note: str | None) -> str:
         + (" (hosts the rendezvous store)" if topo.is_rendezvous_host else ""),
         f"#   nnodes {topo.nnodes} <- {src['nnodes']}; node rank {topo.node_rank} <- {src['node_rank']}",
         f"#   rendezvous {topo.master_addr} <- {src['master_addr']}; port {topo.master_port} <- {src['master_port']}",
-        f"#   processes per node {topo.nproc_per_node} <- {src['nproc_per_node']}; run id {topo.run_id} <- {src['run_id']}",
+        f"#   processes per node {topo.nproc_per_node} <- {src['nproc_per_node']}; "
+        f"run id {topo.run_id} <- {src['run_id']}",
     ]
     if shm_note:
         lines.append(f"# warning: {shm_note}")
