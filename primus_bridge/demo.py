@@ -31,20 +31,21 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engine", choices=("hf", "megatron"), default="hf", help="training engine (default hf)")
     parser.add_argument("--config", default=DEMO_CONFIG, help=f"demo training YAML (default {DEMO_CONFIG})")
+    parser.add_argument("--run_dir", help="put checkpoints, export and report here (default: the config's, runs/demo)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     return parser
 
 
-def demo_config(config: str, engine: str):
+def train_arguments(config: str, engine: str, run_dir: str | None) -> list[str]:
+    """Training flags; --no_resume --overwrite make a re-run of the demo start over cleanly."""
+    where = ["--save", f"{run_dir}/checkpoints", "--hf_save_path", f"{run_dir}/hf_model"] if run_dir else []
+    return ["--config", config, "--engine", engine, *where, "--no_resume", "--overwrite"]
+
+
+def demo_config(arguments: list[str]):
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
-    return load_config(parser.parse_args(["--config", config, "--engine", engine]))
-
-
-def train_command(config: str, engine: str) -> list[str]:
-    """The training command the demo runs; --no_resume --overwrite make a re-run start over cleanly."""
-    return [sys.executable, "-m", "primus_bridge.train", "--config", config, "--engine", engine,
-            "--no_resume", "--overwrite"]
+    return load_config(parser.parse_args(arguments))
 
 
 def prompt_text(cfg, tokenizer, question: str) -> str:
@@ -87,19 +88,9 @@ def _where_section(cfg, run_dir: Path) -> list[tuple[str, str]]:
     return rows
 
 
-def run_demo(engine: str, config: str) -> int:
+def _answer_and_report(cfg, engine: str, started: float) -> int:
+    """Check the loss, generate from the export, write the report, print where everything is."""
     log = setup_logging()
-    started = time.perf_counter()
-    os.chdir(REPO)  # the demo config's paths are relative to the repository root
-    cfg = demo_config(config, engine)
-    model_dir, built = ensure_tiny_llama(TOKENIZER, cfg.hf_model_name_or_path)
-    log.info("demo: tiny Llama %s %s", "built in" if built else "cached in", model_dir)
-    command = train_command(config, engine)
-    log.info("demo: training: %s", shlex.join(["python", *command[1:]]))
-    code = subprocess.run(command).returncode
-    if code:
-        log.error("demo: training failed (exit code %d)", code)
-        return code
     result = read_result(cfg.checkpointing.save)
     start, end, drop = loss_drop(result.losses)
     answers = generate_answers(Path(cfg.hf_save_path), cfg)
@@ -118,10 +109,29 @@ def run_demo(engine: str, config: str) -> int:
     return 0
 
 
+def run_demo(engine: str, config: str, run_dir: str | None = None) -> int:
+    log = setup_logging()
+    started = time.perf_counter()
+    config = str(Path(config).resolve()) if Path(config).exists() else config
+    run_dir = str(Path(run_dir).resolve()) if run_dir else None
+    os.chdir(REPO)  # the demo config's paths are relative to the repository root
+    arguments = train_arguments(config, engine, run_dir)
+    cfg = demo_config(arguments)
+    model_dir, built = ensure_tiny_llama(TOKENIZER, cfg.hf_model_name_or_path)
+    log.info("demo: tiny Llama %s %s", "built in" if built else "cached in", model_dir)
+    command = [sys.executable, "-m", "primus_bridge.train", *arguments]
+    log.info("demo: training: %s", shlex.join(["python", *command[1:]]))
+    code = subprocess.run(command).returncode
+    if code:
+        log.error("demo: training failed (exit code %d)", code)
+        return code
+    return _answer_and_report(cfg, engine, started)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    return run_verb(lambda: run_demo(args.engine, args.config), wants_debug(argv))
+    return run_verb(lambda: run_demo(args.engine, args.config, args.run_dir), wants_debug(argv))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,106 @@
+"""The hf engine on CPU: LoRA and full fine-tuning lower the loss; checkpoints, export and resume behave."""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from primus_bridge.checkpoint_info import checkpoint_engine, latest_checkpoint
+from primus_bridge.config import ConfigError
+from primus_bridge.engine import get_engine
+from primus_bridge.engine.hf.data import end_of_turn_token_id
+
+ENGINE = get_engine("hf")
+
+
+def fell(losses: list[float], fraction: float) -> bool:
+    start, end = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    return end < start * (1 - fraction)
+
+
+def test_lora_run_lowers_loss_checkpoints_and_exports(make_config, tiny_llama):
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    cfg = make_config(lora=True, chat=True)
+    result = ENGINE.train(cfg)
+    assert result.steps_done == 12 and len(result.losses) == 12 and not result.preempted
+    assert fell(result.losses, 0.2), result.losses
+    assert result.trainable_params < result.total_params / 2 and result.extra["eval_losses"]
+
+    checkpoint = latest_checkpoint(cfg.checkpointing.save)
+    marker = json.loads((checkpoint / "primus_bridge.json").read_text())
+    assert marker["engine"] == "hf" and marker["step"] == 12 and marker["lora"] is True
+    assert checkpoint_engine(cfg.checkpointing.save) == "hf"
+    assert yaml.safe_load((checkpoint / "run_config.yaml").read_text())["lora"]["lora_rank"] == 8
+    assert (checkpoint / "tokenizer" / "tokenizer.json").is_file()
+
+    export = result.export_dir
+    tokenizer = AutoTokenizer.from_pretrained(export)
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert GenerationConfig.from_pretrained(export).eos_token_id == im_end == end_of_turn_token_id("chatml", tokenizer)
+    assert im_end != tokenizer.eos_token_id
+
+    merged = AutoModelForCausalLM.from_pretrained(export).eval()
+    assert PeftConfig.from_pretrained(export / "adapter").base_model_name_or_path == str(tiny_llama.resolve())
+    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama), export / "adapter").eval()
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    ids = tokenizer("<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n", return_tensors="pt").input_ids
+    with torch.no_grad():
+        merged_logits, adapted_logits = merged(ids).logits, adapted(ids).logits
+        base_logits = base(ids).logits
+    torch.testing.assert_close(merged_logits, adapted_logits, atol=1e-5, rtol=0)
+    assert (merged_logits - base_logits).abs().max() > 1e-3
+
+
+def test_full_finetune_lowers_loss_with_recompute_and_exports_through_convert(make_config, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from primus_bridge.convert import main as convert_main
+
+    cfg = make_config(lora=False, lr=3e-3, min_lr=3e-4)
+    cfg.activation_checkpointing.recompute_activations = True
+    cfg.convert_to_hf = False
+    result = ENGINE.train(cfg)
+    assert result.trainable_params == result.total_params
+    assert fell(result.losses, 0.2), result.losses
+    assert result.export_dir is None
+
+    out = tmp_path / "converted"
+    assert convert_main(["--load", cfg.checkpointing.save, "--convert_to_hf", "--hf_save_path", str(out)]) == 0
+    exported = AutoModelForCausalLM.from_pretrained(out)
+    saved = AutoModelForCausalLM.from_pretrained(latest_checkpoint(cfg.checkpointing.save) / "model")
+    for (name, a), (_, b) in zip(exported.state_dict().items(), saved.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert convert_main(["--load", cfg.checkpointing.save, "--convert_to_hf", "--hf_save_path", str(out)]) == 2
+
+
+def test_resume_continues_at_the_saved_step(make_config):
+    first_cfg = make_config(train_iters=4, eval_iters=0)
+    first_cfg.convert_to_hf = False
+    first = ENGINE.train(first_cfg)
+    second = ENGINE.train(make_config(train_iters=6, eval_iters=0))
+    assert second.extra["first_step"] == 5 and second.steps_done == 6 and len(second.step_times) == 2
+    assert second.losses[:4] == first.losses
+
+
+def test_gradient_accumulation_equals_one_big_batch(make_config, tmp_path):
+    big = ENGINE.train(make_config(run_dir=tmp_path / "big", micro_batch_size=4, train_iters=2, eval_iters=0))
+    accumulated = ENGINE.train(make_config(run_dir=tmp_path / "acc", micro_batch_size=1, train_iters=2, eval_iters=0))
+    assert big.losses == pytest.approx(accumulated.losses, rel=1e-5)
+
+
+def test_outputs_are_checked_before_training(make_config, tmp_path):
+    cfg = make_config()
+    export = tmp_path / "hf_model"
+    export.mkdir()
+    (export / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="hf_save_path: .* not empty"):
+        ENGINE.train(cfg)
+    cfg = make_config(run_dir=tmp_path / "other")
+    save = tmp_path / "other" / "checkpoints"
+    save.mkdir(parents=True)
+    (save / "notes.txt").write_text("someone else's")
+    with pytest.raises(ConfigError, match="checkpointing.save: .* holds no checkpoint of ours"):
+        ENGINE.train(cfg)
