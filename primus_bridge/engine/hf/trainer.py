@@ -16,6 +16,7 @@ from .checkpoint import fill_checkpoint
 from .distributed import barrier, gather_objects
 from .export import export_checkpoint
 from .progress import Progress
+from .scalars import Scalars
 from .setup import Run
 from .step import StepStats, evaluate, train_step
 
@@ -60,17 +61,18 @@ def _run_step(run: Run) -> tuple[StepStats, float]:
     return stats, time.perf_counter() - started
 
 
-def _maybe_evaluate(run: Run, progress: Progress, last: bool) -> None:
+def _maybe_evaluate(run: Run, progress: Progress, scalars: Scalars, last: bool) -> None:
     t, step = run.cfg.training, run.state.step
     if t.eval_iters == 0 or not len(run.data.valid) or not (step % t.eval_interval == 0 or last):
         return
     loss = evaluate(run.model, eval_batches(run), run.env, run.precision, run.loaded.logits_to_keep)
     if loss is not None:
         run.state.eval_losses[str(step)] = loss
+        scalars.validation(step, loss)
         progress.note("validation: step %d | loss %.4f", step, loss)
 
 
-def train_loop(run: Run, progress: Progress) -> tuple[bool, list[float]]:
+def train_loop(run: Run, progress: Progress, scalars: Scalars) -> tuple[bool, list[float]]:
     """Run the remaining steps; returns (preempted, step times)."""
     t, state, times = run.cfg.training, run.state, []
     tokens_per_step = t.global_batch_size * run.cfg.data.seq_length
@@ -83,8 +85,9 @@ def train_loop(run: Run, progress: Progress) -> tuple[bool, list[float]]:
             state.consumed_samples += t.global_batch_size
             state.losses.append(stats.loss)
             progress.step(state.step, stats, tokens_per_step / seconds)
+            scalars.step(state.step, stats, tokens_per_step / seconds)
             last = state.step == t.train_iters
-            _maybe_evaluate(run, progress, last)
+            _maybe_evaluate(run, progress, scalars, last)
             stop = watch.should_stop()
             if stop or last or state.step % run.cfg.checkpointing.save_interval == 0:
                 folder = save(run)
@@ -115,10 +118,12 @@ def _peak_memory(run: Run) -> tuple[int | None, int | None]:
 def run_training(run: Run) -> TrainResult:
     start_step, t = run.state.step, run.cfg.training
     progress = Progress(t.train_iters, start_step, t.log_interval, run.env.is_main)
+    scalars = Scalars(t.tensorboard_dir, run.env.is_main)
     try:
-        preempted, times = train_loop(run, progress)
+        preempted, times = train_loop(run, progress, scalars)
     finally:
         progress.close()
+        scalars.close()
     export_dir = _export(run, preempted)
     tokens_per_step = t.global_batch_size * run.cfg.data.seq_length
     allocated, reserved = _peak_memory(run)

@@ -104,3 +104,29 @@ def test_outputs_are_checked_before_training(make_config, tmp_path):
     (save / "notes.txt").write_text("someone else's")
     with pytest.raises(ConfigError, match="checkpointing.save: .* holds no checkpoint of ours"):
         ENGINE.train(cfg)
+
+
+def test_progress_bar_on_a_terminal_and_log_lines_elsewhere(capsys, caplog):
+    from primus_bridge.engine.hf.progress import Progress
+    from primus_bridge.engine.hf.step import StepStats
+
+    stats = StepStats(loss=2.5, trained_tokens=10, grad_norm=0.5, lr=1e-3)
+    bar = Progress(total_steps=4, start_step=0, log_interval=2, enabled=True, use_bar=True)
+    bar.step(1, stats, 1234.0)
+    bar.close()
+    shown = capsys.readouterr().out
+    assert "1/4" in shown and "loss=2.5000" in shown and "tok_s=1,234" in shown
+
+    plain = Progress(total_steps=4, start_step=0, log_interval=2, enabled=True, use_bar=False)
+    with caplog.at_level("INFO", logger="primus_bridge"):
+        plain.step(1, stats, 1234.0)
+        plain.step(2, stats, 1234.0)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and lines[0].startswith("step 2/4 | loss 2.5000 | lr 1.000e-03") and "eta" in lines[0]
+
+
+def test_tensorboard_scalars_are_written(make_config, tmp_path):
+    cfg = make_config(train_iters=2, eval_interval=1, tensorboard_dir=str(tmp_path / "tb"))
+    cfg.convert_to_hf = False
+    ENGINE.train(cfg)
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
