@@ -25,16 +25,22 @@ def build_optimizer(model: torch.nn.Module, cfg: PrimusConfig) -> torch.optim.Ad
                              eps=t.adam_eps)
 
 
+def check_schedule(cfg: PrimusConfig) -> str:
+    """The decay style, after checking the schedule keys."""
+    t = cfg.training
+    if t.lr_decay_style not in DECAY_STYLES:
+        raise ConfigError(f"training.lr_decay_style: {t.lr_decay_style!r} is not one of {', '.join(DECAY_STYLES)}")
+    if t.min_lr > t.lr:
+        raise ConfigError(f"training.min_lr: {t.min_lr} is above training.lr {t.lr}; use a smaller min_lr")
+    return t.lr_decay_style
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: PrimusConfig) -> LambdaLR:
     """Warm-up reaches lr at step `lr_warmup_iters`; the decay ends at min_lr on the last step."""
     from transformers import optimization as schedules
 
     t = cfg.training
-    style = t.lr_decay_style
-    if style not in DECAY_STYLES:
-        raise ConfigError(f"training.lr_decay_style: {style!r} is not one of {', '.join(DECAY_STYLES)}")
-    if t.min_lr > t.lr:
-        raise ConfigError(f"training.min_lr: {t.min_lr} is above training.lr {t.lr}; use a smaller min_lr")
+    style = check_schedule(cfg)
     if style == "cosine":
         return schedules.get_cosine_with_min_lr_schedule_with_warmup_lr_rate(
             optimizer, t.lr_warmup_iters, t.train_iters, min_lr=t.min_lr)

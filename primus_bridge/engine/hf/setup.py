@@ -16,7 +16,7 @@ from .checkpoint import CheckpointMeta, TrainerState, TrainingObjects, read_rng,
 from .data import end_of_turn_token_id, load_run_data
 from .distributed import DistEnv, barrier
 from .model import LoadedModel, build_model, model_source
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, check_schedule
 from .precision import Precision, choose_precision
 
 log = logging.getLogger("primus_bridge")
@@ -89,23 +89,37 @@ def _wrap_ddp(model: torch.nn.Module, env: DistEnv) -> torch.nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [env.device.index] if env.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)
+    # broadcast_buffers off: the model's buffers (rotary frequencies) are identical constants on every rank.
+    return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+
+
+def _resume_dir(checkpoints: CheckpointPlan | None) -> Path | None:
+    if checkpoints is None or checkpoints.resume_step is None:
+        return None
+    log.info("resume: %s holds a checkpoint at step %d; continuing from it (--no_resume to start over "
+             "in a fresh folder)", checkpoints.save, checkpoints.resume_step)
+    return iteration_dir(checkpoints.save, checkpoints.resume_step)
+
+
+def check_settings(cfg: PrimusConfig, env: DistEnv) -> Precision:
+    """The hf engine's own config checks, before any data or weights are loaded."""
+    model_source(cfg)
+    check_schedule(cfg)
+    batch_plan(cfg, env)
+    return choose_precision(cfg, env.device)
 
 
 def build_run(cfg: PrimusConfig, env: DistEnv) -> Run:
+    precision = check_settings(cfg, env)
     checkpoints = plan_outputs(cfg, env)
     seed_everything(cfg.training.seed)
     tokenizer, data = load_run_data(cfg, env)
-    resume_dir = iteration_dir(checkpoints.save, checkpoints.resume_step) \
-        if checkpoints and checkpoints.resume_step is not None else None
-    if resume_dir is not None:
-        log.info("resume: %s holds a checkpoint at step %d; continuing from it (--no_resume to start over "
-                 "in a fresh folder)", checkpoints.save, checkpoints.resume_step)
+    resume_dir = _resume_dir(checkpoints)
     loaded = build_model(cfg, env, resume_dir / "model" if resume_dir else None)
     optimizer = build_optimizer(loaded.model, cfg)
     objects = TrainingObjects(loaded.model, optimizer, build_scheduler(optimizer, cfg), tokenizer, cfg,
                               _meta(cfg, tokenizer, data.report.template))
     state = _restore(resume_dir, objects, env) if resume_dir else TrainerState(world_size=env.world_size)
-    return Run(cfg, env, choose_precision(cfg, env.device), loaded, _wrap_ddp(loaded.model, env), objects, data,
+    return Run(cfg, env, precision, loaded, _wrap_ddp(loaded.model, env), objects, data,
                StepSampler(data.train, cfg.data.seed, state.consumed_samples), batch_plan(cfg, env), state,
                checkpoints)

@@ -65,7 +65,8 @@ def _maybe_evaluate(run: Run, progress: Progress, scalars: Scalars, last: bool) 
     t, step = run.cfg.training, run.state.step
     if t.eval_iters == 0 or not len(run.data.valid) or not (step % t.eval_interval == 0 or last):
         return
-    loss = evaluate(run.model, eval_batches(run), run.env, run.precision, run.loaded.logits_to_keep)
+    # The plain module, not the DDP wrapper: ranks may hold different numbers of validation batches.
+    loss = evaluate(run.loaded.model, eval_batches(run), run.env, run.precision, run.loaded.logits_to_keep)
     if loss is not None:
         run.state.eval_losses[str(step)] = loss
         scalars.validation(step, loss)

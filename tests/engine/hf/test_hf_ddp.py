@@ -14,8 +14,8 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def test_two_processes_match_one(make_config, tmp_path):
-    single = get_engine("hf").train(make_config(run_dir=tmp_path / "one", train_iters=3, eval_iters=0))
-    cfg = make_config(run_dir=tmp_path / "two", train_iters=3, eval_iters=0, micro_batch_size=1)
+    single = get_engine("hf").train(make_config(run_dir=tmp_path / "one", train_iters=3, eval_interval=3))
+    cfg = make_config(run_dir=tmp_path / "two", train_iters=3, eval_interval=3, micro_batch_size=1)
     config = tmp_path / "two.yaml"
     config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -26,3 +26,4 @@ def test_two_processes_match_one(make_config, tmp_path):
     result = json.loads((tmp_path / "two" / "checkpoints" / "train_result.json").read_text())
     assert result["extra"]["world_size"] == 2
     assert result["losses"] == pytest.approx(single.losses, rel=1e-5)
+    assert result["extra"]["eval_losses"]["3"] == pytest.approx(single.extra["eval_losses"]["3"], rel=1e-5)

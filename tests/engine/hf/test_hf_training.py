@@ -130,3 +130,18 @@ def test_tensorboard_scalars_are_written(make_config, tmp_path):
     cfg.convert_to_hf = False
     ENGINE.train(cfg)
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"lora.lora_target_modules": ["qkv_proj"]}, "lora.lora_target_modules: .*q_proj"),
+    ({"training.lr_decay_style": "cosin"}, "training.lr_decay_style: 'cosin' is not one of cosine"),
+    ({"precision.fp16": True, "precision.bf16": False}, "precision.fp16: the hf engine trains in bf16 or fp32"),
+    ({"hf_model_name_or_path": None}, "hf_model_name_or_path: the hf engine starts from a HF model"),
+])
+def test_bad_settings_name_the_key_and_the_fix(make_config, change, message):
+    values = make_config().model_dump()
+    for dotted, value in change.items():
+        section, _, key = dotted.rpartition(".")
+        (values[section] if section else values)[key] = value
+    with pytest.raises(ConfigError, match=message):
+        ENGINE.train(type(make_config()).model_validate(values))
