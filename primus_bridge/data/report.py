@@ -38,7 +38,8 @@ class DataReport:
     dropped: dict[str, int] = field(default_factory=dict)
     """Parsed samples not trained, by reason (e.g. no trainable tokens left)."""
     truncated: dict[str, int] = field(default_factory=dict)
-    """Samples cut to fit seq_length, by the step that made them fit."""
+    """Samples cut to fit seq_length, by the step that made them fit (one then left with nothing to train is
+    also counted under dropped)."""
     tokens: int = 0
     trainable_tokens: int = 0
     trainable_pct: float = 0.0

@@ -25,7 +25,7 @@ JSON_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_cons
 def parse_json_line(raw: bytes, first: bool = False) -> tuple[object, str | None, str | None]:
     """(value, problem, kind) for one JSON Lines line: problem is None when it parsed."""
     try:
-        text = raw.decode("utf-8")
+        text = raw.rstrip(b"\r\n").decode("utf-8")
     except UnicodeDecodeError as err:
         return None, f"invalid UTF-8 at byte {err.start} of the line", "invalid UTF-8"
     if first:

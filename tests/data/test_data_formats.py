@@ -142,3 +142,14 @@ def test_auto_detection_needs_the_first_records_to_agree(tmp_path, make_cfg, tok
     path = write_jsonl(tmp_path / "mixed.jsonl", [alpaca_record("q", "a"), chat("q", "a"), alpaca_record("q", "a")])
     with pytest.raises(DataError, match=r"first records disagree \(.*mixed\.jsonl:1 looks alpaca, .*:2 looks sharegpt"):
         prepare_data(make_cfg(path), tokenizer)
+
+
+def test_first_bad_record_in_file_order_is_reported(tmp_path, make_cfg, tokenizer):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"instruction": "q1", "output": "a1"}\n{"instruction": "q2", "output": 5}\n'
+                    '{"instruction": "q3"\n', encoding="utf-8")
+    with pytest.raises(DataError, match=rf"^{path}:2: field 'output' must be a string"):
+        prepare_data(make_cfg(path), tokenizer)
+    path.write_text('{"instruction": "q3"\n["not", "an", "object"]\n', encoding="utf-8")
+    with pytest.raises(DataError, match=rf"^{path}:1: invalid JSON: Expecting ',' delimiter at column 21"):
+        prepare_data(make_cfg(path), tokenizer)
