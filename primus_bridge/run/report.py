@@ -67,7 +67,7 @@ def _fmt(value, unit: str = "") -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:,.4g}{unit}"
+        return f"{value:,.0f}{unit}" if abs(value) >= 100 else f"{value:.4g}{unit}"
     return f"{value:,}{unit}" if isinstance(value, int) else f"{value}{unit}"
 
 

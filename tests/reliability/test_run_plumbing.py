@@ -126,3 +126,20 @@ def test_rng_state_round_trips_through_json():
     restore_rng(state)
     again = (random.random(), np.random.rand(), torch.rand(3))
     assert first[:2] == again[:2] and torch.equal(first[2], again[2])
+
+
+def test_run_report_writes_result_markdown_and_curve(tmp_path):
+    from primus_bridge.engine.base import TrainResult
+    from primus_bridge.run.report import loss_drop, read_result, write_run_report
+
+    result = TrainResult(engine="hf", steps_done=10, losses=[8.0 - 0.5 * i for i in range(10)],
+                         tokens_per_second=35012.3, trainable_params=1000, total_params=5000,
+                         checkpoint_dir=tmp_path / "ck", extra={"eval_losses": {"5": 6.0, "10": 4.5}})
+    report = write_run_report(tmp_path, result, "Run", [("Notes", "all good")])
+    text = report.read_text()
+    assert "| tokens/s | 35,012 |" in text and "valid loss (step 10) | 4.5000" in text and "## Notes" in text
+    assert (tmp_path / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+    again = read_result(tmp_path)
+    assert again.losses == result.losses and again.checkpoint_dir == str(tmp_path / "ck")
+    start, end, drop = loss_drop(result.losses)
+    assert (start, end) == (7.0, 4.5) and drop == pytest.approx(2.5 / 7)
