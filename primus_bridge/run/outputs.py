@@ -4,7 +4,6 @@ A checkpoint folder that holds our own checkpoints is fine: the run resumes from
 `resume: false`, refuses unless `overwrite: true`, which starts over and replaces them).
 """
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +11,6 @@ from ..checkpoint_info import latest_iteration
 from ..config import ConfigError
 from .checkpoints import STALE_TEMP
 
-log = logging.getLogger("primus_bridge")
 
 @dataclass(frozen=True)
 class CheckpointPlan:

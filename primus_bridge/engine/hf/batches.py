@@ -18,28 +18,33 @@ from .model import PACKED_BY_POSITION_IDS
 
 @dataclass
 class Batch:
+    """One micro-batch on the device. The 4D mask is built when the batch is used, so only one is alive at a time."""
+
     input_ids: torch.Tensor
     labels: torch.Tensor
     position_ids: torch.Tensor
-    attention_mask: torch.Tensor | None
+    cu_seqlens: torch.Tensor | None
+    """Document boundaries over the flattened batch; None for kernels that read packing from position_ids."""
+    mask_dtype: torch.dtype
 
     @property
     def trained_tokens(self) -> torch.Tensor:
         return (self.labels != -100).sum()
 
     def model_inputs(self) -> dict:
-        return {"input_ids": self.input_ids, "position_ids": self.position_ids, "attention_mask": self.attention_mask}
+        mask = None
+        if self.cu_seqlens is not None:
+            mask = packed_causal_mask(self.cu_seqlens, *self.input_ids.shape, self.mask_dtype, self.input_ids.device)
+        return {"input_ids": self.input_ids, "position_ids": self.position_ids, "attention_mask": mask}
 
 
 def make_batch(split, indices: list[int], device: torch.device, attn_implementation: str,
                mask_dtype: torch.dtype) -> Batch:
     """Rows -> tensors; sdpa/eager get a 4D block-diagonal causal mask, varlen kernels only position_ids."""
     tensors = collate(split, indices)
-    input_ids = tensors["input_ids"].to(device)
-    mask = None
-    if attn_implementation not in PACKED_BY_POSITION_IDS:
-        mask = packed_causal_mask(tensors["cu_seqlens"], *input_ids.shape, mask_dtype, device)
-    return Batch(input_ids, tensors["labels"].to(device), tensors["position_ids"].to(device), mask)
+    cu_seqlens = None if attn_implementation in PACKED_BY_POSITION_IDS else tensors["cu_seqlens"]
+    return Batch(tensors["input_ids"].to(device), tensors["labels"].to(device), tensors["position_ids"].to(device),
+                 cu_seqlens, mask_dtype)
 
 
 @dataclass(frozen=True)

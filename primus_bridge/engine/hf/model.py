@@ -1,7 +1,6 @@
 """The model the hf engine trains: `AutoModelForCausalLM` (fp32 master weights), optionally wrapped by PEFT LoRA."""
 
 import inspect
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +10,6 @@ from ...config import ConfigError, PrimusConfig
 from ...run.secrets import hf_token
 from .distributed import DistEnv
 
-log = logging.getLogger("primus_bridge")
 
 PACKED_BY_POSITION_IDS = {"flash_attention_2", "flash_attention_3", "flex_attention"}
 """Attention kernels that take packed rows as position_ids alone (varlen / block mask built by transformers)."""

@@ -6,6 +6,7 @@ ranks, so each rank scales its backward by world_size / global_tokens to undo th
 """
 
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -63,7 +64,7 @@ def train_step(model, optimizer, scheduler, batches: list[Batch], env: DistEnv, 
 
 
 @torch.no_grad()
-def evaluate(model, batches: list[Batch], env: DistEnv, precision: Precision, logits_to_keep: bool) -> float | None:
+def evaluate(model, batches: Iterable[Batch], env: DistEnv, precision: Precision, logits_to_keep: bool) -> float | None:
     """Mean token loss over `batches` of every rank; None when there is nothing to evaluate."""
     was_training = model.training
     model.eval()

@@ -1,8 +1,8 @@
 """The hf engine's training loop: steps, validation, checkpoints, preemption, export, result."""
 
 import dataclasses
-import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -11,7 +11,7 @@ from ...engine.base import TrainResult
 from ...run.checkpoints import write_checkpoint
 from ...run.rng import capture_rng
 from ...run.signals import PreemptionWatch
-from .batches import make_batch, step_batches
+from .batches import Batch, make_batch, step_batches
 from .checkpoint import fill_checkpoint
 from .distributed import barrier, gather_objects
 from .export import export_checkpoint
@@ -20,20 +20,18 @@ from .scalars import Scalars
 from .setup import Run
 from .step import StepStats, evaluate, train_step
 
-log = logging.getLogger("primus_bridge")
-
 
 def mask_dtype(run: Run) -> torch.dtype:
     return run.precision.autocast_dtype or torch.float32
 
 
-def eval_batches(run: Run) -> list:
-    """This rank's share of the first eval_iters x micro-batch x processes rows of the valid split."""
+def eval_batches(run: Run) -> Iterator[Batch]:
+    """This rank's share of the first eval_iters x micro-batch x processes rows of the valid split (built lazily)."""
     valid, t, env = run.data.valid, run.cfg.training, run.env
     count = min(len(valid), t.eval_iters * t.micro_batch_size * env.world_size)
     mine = list(range(env.rank, count, env.world_size))
     groups = [mine[i:i + t.micro_batch_size] for i in range(0, len(mine), t.micro_batch_size)]
-    return [make_batch(valid, g, env.device, run.loaded.attn_implementation, mask_dtype(run)) for g in groups]
+    return (make_batch(valid, g, env.device, run.loaded.attn_implementation, mask_dtype(run)) for g in groups)
 
 
 def save(run: Run) -> Path | None:
