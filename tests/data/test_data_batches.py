@@ -43,10 +43,12 @@ def test_seeded_order_is_deterministic_and_a_permutation_per_epoch(split):
 
 
 def test_resume_from_a_sample_index_continues_the_same_sequence(split):
-    full = indices(iterate_batches(split, 4, seed=3, epochs=3))
-    for start in (0, 4, 8, len(split) - 2, len(split) + 6):
-        assert indices(iterate_batches(split, 4, start_index=start, seed=3, epochs=3)) == \
-            full[start:start + 4 * ((len(full) - start) // 4)]
+    n = len(split)
+    order = indices(iterate_batches(split, 1, seed=3, epochs=3))
+    assert len(order) == 3 * n
+    for start in (0, 4, 7, n - 2, n + 6, 2 * n + 1):
+        resumed = indices(iterate_batches(split, 4, start_index=start, seed=3, epochs=3))
+        assert resumed == order[start:start + 4 * ((3 * n - start) // 4)]
 
 
 def test_endless_by_default_and_last_short_batch_on_request(split):

@@ -55,3 +55,4 @@ def test_large_file_streams_with_bounded_memory(tmp_path, suffix, megabytes):
     assert count == expected
     assert peak < RSS_GROWTH_LIMIT, f"RSS grew {peak / MB:.0f} MB while streaming a {megabytes} MB file"
     assert time.monotonic() - started < 120
+    path.unlink()
