@@ -83,8 +83,9 @@ def _generation_section(answers: list[tuple[str, str]]) -> str:
 def _where_section(cfg, run_dir: Path) -> list[tuple[str, str]]:
     rows = [("HF model (merged)", cfg.hf_save_path), ("checkpoints", cfg.checkpointing.save),
             ("report", str(run_dir / "report.md")), ("loss curve", str(run_dir / "loss_curve.png"))]
-    if cfg.lora.use_lora:
-        rows.insert(1, ("LoRA adapter (PEFT)", str(Path(cfg.hf_save_path) / "adapter")))
+    adapter = Path(cfg.hf_save_path) / "adapter"
+    if adapter.is_dir():
+        rows.insert(1, ("LoRA adapter (PEFT)", str(adapter)))
     return rows
 
 

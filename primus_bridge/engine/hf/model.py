@@ -40,7 +40,12 @@ def model_source(cfg: PrimusConfig) -> str:
         raise ConfigError("hf_model_name_or_path: the hf engine starts from a HF model; pass "
                           f"--hf_model_name_or_path FOLDER_OR_HUB_ID{hint}")
     local = Path(source).expanduser()
-    return str(local.resolve()) if local.is_dir() else source
+    if local.is_dir():
+        return str(local.resolve())
+    if source.startswith((".", "/", "~")) or source.count("/") > 1:
+        raise ConfigError(f"hf_model_name_or_path: {source} is not a folder; pass a HF model folder or a hub id "
+                          "from the local HF cache")
+    return source
 
 
 def attention_implementation(cfg: PrimusConfig, device: torch.device) -> str:
