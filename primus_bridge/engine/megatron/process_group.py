@@ -1,20 +1,13 @@
 """A one-process gloo group for work done before (or outside) the training job: HF import, export.
 
 Megatron-Core's checkpoint code needs torch.distributed and its parallel state even on one CPU process.
-The group listens on a free local port, so it never touches the rendezvous of a surrounding
-`torchrun` (whose MASTER_PORT belongs to the launcher).
+The group uses an in-process store: under `torchrun`, any TCP rendezvous (even on a fresh port) is
+routed to the launcher's agent store as a client and waits forever for a server.
 """
 
 import contextlib
-import socket
 
 import torch.distributed as dist
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -24,7 +17,7 @@ def single_process_group():
 
     if dist.is_initialized():
         raise RuntimeError("single_process_group: torch.distributed is already initialized in this process")
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", world_size=1, rank=0)
+    dist.init_process_group("gloo", store=dist.HashStore(), world_size=1, rank=0)
     try:
         parallel_state.initialize_model_parallel()
         yield

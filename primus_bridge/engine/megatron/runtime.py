@@ -3,10 +3,10 @@
 import contextlib
 import os
 import signal
+import socket
 
 from .model import allow_our_targets
 from .prebuilt_helpers import use_prebuilt_dataset_helpers
-from .process_group import _free_port
 from .te_compat import import_megatron_bridge
 
 
@@ -15,6 +15,12 @@ def prepare_megatron() -> None:
     import_megatron_bridge()
     use_prebuilt_dataset_helpers()
     allow_our_targets()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def ensure_rendezvous() -> None:

@@ -1,4 +1,4 @@
-"""finetune() end to end on the GPU: a ~0.85B Llama-shaped model built here (random weights, saved as HF).
+"""finetune() end to end on the GPU: a 0.75B Llama-shaped model built here (random weights, saved as HF).
 
 SFT 50 steps (alpaca) and LoRA 50 steps (sharegpt/chatml) on the project's sample data; exports checked
 against the Megatron checkpoint and PEFT; a resumed run repeats the uninterrupted run's losses.
@@ -8,10 +8,12 @@ Results go to $PRIMUS_REPORT_DIR (default benchmarks/reports/megatron-engine) as
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,10 +21,15 @@ import torch
 
 pytestmark = pytest.mark.gpu
 
-SHAPE = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=18, num_attention_heads=16,
+SHAPE = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=16, num_attention_heads=16,
              num_key_value_heads=4, max_position_embeddings=4096, rope_theta=500000.0)
-STEPS, SAVE_EVERY = 50, 40
 REPORT_NAME = "h200-finetune.json"
+CONCURRENT = os.environ.get("PRIMUS_GPU_CONCURRENT_RUNS") == "1"
+"""Run SFT and LoRA side by side on the one GPU (each from its own HF import) when device time is short."""
+STEPS = 50
+SAVE_EVERY = STEPS if CONCURRENT else 40
+"""The SFT run also saves at step 40 for the resume test (not in the side-by-side mode)."""
+RUN_TIMEOUT = int(os.environ.get("PRIMUS_GPU_RUN_TIMEOUT", "420"))
 HERE = Path(__file__).resolve().parent
 RUNS: dict[str, dict] = {}
 
@@ -47,7 +54,7 @@ def work(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def llama(work, tokenizer_dir, repo) -> Path:
-    """A Llama-shaped model (18 layers, hidden 2048, GQA 16/4) with random bf16 weights and the project tokenizer."""
+    """A Llama-shaped model (16 layers, hidden 2048, GQA 16/4) with random bf16 weights and the project tokenizer."""
     import megatron.core
     import transformers
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -59,7 +66,7 @@ def llama(work, tokenizer_dir, repo) -> Path:
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = LlamaForCausalLM(config).to(torch.bfloat16)
-    folder = work / "llama-0.85b"
+    folder = work / "llama-0.75b"
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     versions = {"torch": torch.__version__, "transformers": transformers.__version__,
@@ -91,19 +98,41 @@ def _yaml(path: Path, values: dict) -> Path:
     return path
 
 
-def train(work: Path, repo: Path, name: str, values: dict, timeout: int = 420) -> dict:
-    """One torchrun of the driver; the TrainResult JSON (a failed run fails with its log's tail)."""
+@dataclass
+class Launched:
+    name: str
+    process: subprocess.Popen
+    log: Path
+    result: Path
+    started: float
+
+
+def launch(work: Path, repo: Path, name: str, values: dict) -> Launched:
+    """Start one torchrun of the driver (in its own session, so a timeout can stop its worker too)."""
     config, result, log = _yaml(work / f"{name}.yaml", values), work / f"{name}.result.json", work / f"{name}.log"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1", "--master-port",
                str(_free_port()), str(HERE / "finetune_driver.py"), "--config", str(config), "--result", str(result)]
-    started = time.perf_counter()
     with open(log, "w") as handle:
-        done = subprocess.run(command, cwd=repo, stdout=handle, stderr=subprocess.STDOUT, timeout=timeout,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    wall = time.perf_counter() - started
-    _append_log(repo, name, log)
-    assert done.returncode == 0, f"{name} failed ({done.returncode}):\n{log.read_text()[-6000:]}"
-    return {**json.loads(result.read_text()), "wall_seconds": wall}
+        process = subprocess.Popen(command, cwd=repo, stdout=handle, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+    return Launched(name, process, log, result, time.perf_counter())
+
+
+def finish(run: Launched, repo: Path, timeout: float) -> dict:
+    """The run's TrainResult JSON; a failed or timed-out run fails with its log's tail."""
+    try:
+        returncode = run.process.wait(timeout=max(timeout, 1))
+    except subprocess.TimeoutExpired:
+        os.killpg(run.process.pid, signal.SIGKILL)
+        returncode = f"timeout after {timeout:.0f} s"
+    finally:
+        _append_log(repo, run.name, run.log)
+    assert returncode == 0, f"{run.name} failed ({returncode}):\n{run.log.read_text()[-6000:]}"
+    return {**json.loads(run.result.read_text()), "wall_seconds": time.perf_counter() - run.started}
+
+
+def train(work: Path, repo: Path, name: str, values: dict, timeout: int = 420) -> dict:
+    return finish(launch(work, repo, name, values), repo, timeout)
 
 
 def _append_log(repo: Path, name: str, log: Path) -> None:
@@ -115,20 +144,21 @@ def _append_log(repo: Path, name: str, log: Path) -> None:
 def _base_values(model: Path, work: Path, name: str) -> dict:
     return {
         "framework": "megatron_bridge", "engine": "megatron", "hf_model_name_or_path": str(model),
-        "training": {"micro_batch_size": 2, "global_batch_size": 16, "train_iters": STEPS, "lr_warmup_iters": 5,
-                     "eval_interval": 25, "eval_iters": 1, "log_interval": 10},
+        "training": {"micro_batch_size": 2, "global_batch_size": 8, "train_iters": STEPS, "lr_warmup_iters": 5,
+                     "log_interval": 10},
         "precision": {"bf16": True},
-        "data": {"seq_length": 2048, "split": "95,5,0", "cache_dir": str(work / "data-cache")},
+        "data": {"seq_length": 2048, "split": "100,0,0", "cache_dir": str(work / "data-cache")},
         "checkpointing": {"save": str(work / name), "save_interval": SAVE_EVERY},
     }
 
 
 def _summary(result: dict) -> dict:
+    """What the report keeps of a run; `side_by_side` marks runs that shared the GPU (tokens/s not comparable)."""
     losses = result["losses"]
     return {key: result[key] for key in ("steps_done", "losses", "step_times", "tokens_per_second",
                                          "tokens_per_step", "trainable_params", "total_params",
                                          "peak_memory_allocated", "peak_memory_reserved", "wall_seconds", "extra")
-            } | {"loss_first5": sum(losses[:5]) / 5, "loss_last5": sum(losses[-5:]) / 5,
+            } | {"side_by_side": CONCURRENT, "loss_first5": sum(losses[:5]) / 5, "loss_last5": sum(losses[-5:]) / 5,
                  "peak_memory_allocated_gib": result["peak_memory_allocated"] / 2**30}
 
 
@@ -181,13 +211,58 @@ def _probe_tokens(vocab: int) -> torch.Tensor:
     return torch.randint(0, vocab, (2, 192), generator=torch.Generator().manual_seed(7)).cuda()
 
 
-def test_sft_finetune_and_export(llama, work, repo):
+def _sft_values(llama: Path, work: Path) -> dict:
     values = _base_values(llama, work, "sft") | {
         "convert_from_hf": True, "convert_to_hf": True, "hf_save_path": str(work / "sft-hf")}
     values["training"] |= {"lr": 1.0e-4, "min_lr": 1.0e-5}
     values["data"] |= {"data_path": "examples/data/alpaca_sample.jsonl", "dataset_format": "alpaca",
                        "prompt_template": "alpaca"}
-    result = train(work, repo, "sft", values)
+    return values
+
+
+def _lora_values(llama: Path, work: Path) -> dict:
+    """LoRA on every projection; starts from the SFT run's HF import (or its own, when run side by side)."""
+    values = _base_values(llama, work, "lora") | {
+        "convert_to_hf": True, "hf_save_path": str(work / "lora-hf"),
+        "lora": {"use_lora": True, "lora_rank": 16, "lora_alpha": 32, "lora_dropout": 0.05,
+                 "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                         "down_proj"]}}
+    if CONCURRENT:
+        values["convert_from_hf"] = True
+    else:
+        values["model"] = {"load": str(work / "sft.hf_import")}
+    values["training"] |= {"lr": 5.0e-4, "min_lr": 5.0e-5}
+    values["checkpointing"] |= {"save_interval": STEPS, "save_lora_only": True}
+    values["data"] |= {"data_path": "examples/data/sharegpt_sample.jsonl", "dataset_format": "sharegpt",
+                       "chat_format": "chatml", "prompt_template": "chatml"}
+    return values
+
+
+@pytest.fixture(scope="module")
+def side_by_side(llama, work, repo) -> dict:
+    """With PRIMUS_GPU_CONCURRENT_RUNS=1: both runs launched together; {name: result or error text}."""
+    if not CONCURRENT:
+        return {}
+    runs = [launch(work, repo, "sft", _sft_values(llama, work)), launch(work, repo, "lora", _lora_values(llama, work))]
+    deadline, outcome = time.perf_counter() + RUN_TIMEOUT, {}
+    for run in runs:
+        try:
+            outcome[run.name] = finish(run, repo, deadline - time.perf_counter())
+        except AssertionError as err:
+            outcome[run.name] = str(err)
+    return outcome
+
+
+def _run(name: str, values: dict, side_by_side: dict, work: Path, repo: Path) -> dict:
+    if not CONCURRENT:
+        return train(work, repo, name, values, RUN_TIMEOUT)
+    outcome = side_by_side[name]
+    assert isinstance(outcome, dict), outcome
+    return outcome
+
+
+def test_sft_finetune_and_export(llama, work, repo, side_by_side):
+    result = _run("sft", _sft_values(llama, work), side_by_side, work, repo)
     RUNS["sft"] = result
     summary = _summary(result)
     record(repo, "sft", summary)
@@ -216,14 +291,12 @@ def _resume_copy(work: Path, step: int) -> Path:
 
 
 def test_resumed_run_repeats_the_uninterrupted_losses(llama, work, repo):
-    if "sft" not in RUNS:
-        pytest.skip("the SFT run did not finish")
+    if "sft" not in RUNS or SAVE_EVERY >= STEPS:
+        pytest.skip("needs the SFT run with its step-40 checkpoint")
     _resume_copy(work, SAVE_EVERY)
-    values = _base_values(llama, work, "sft-resume") | {"convert_from_hf": True}
-    values["training"] |= {"lr": 1.0e-4, "min_lr": 1.0e-5}
-    values["data"] |= {"data_path": "examples/data/alpaca_sample.jsonl", "dataset_format": "alpaca",
-                       "prompt_template": "alpaca"}
-    result = train(work, repo, "sft-resume", values)
+    values = _sft_values(llama, work) | {"convert_to_hf": False}
+    values["checkpointing"] = {**values["checkpointing"], "save": str(work / "sft-resume")}
+    result = train(work, repo, "sft-resume", values, RUN_TIMEOUT)
     expected = RUNS["sft"]["losses"][SAVE_EVERY:]
     got = result["losses"]
     diffs = [abs(a - b) for a, b in zip(got, expected)]
@@ -234,18 +307,8 @@ def test_resumed_run_repeats_the_uninterrupted_losses(llama, work, repo):
     assert max(diffs) < 1e-2 * max(expected)
 
 
-def test_lora_finetune_and_export(llama, work, repo):
-    values = _base_values(llama, work, "lora") | {
-        "convert_to_hf": True, "hf_save_path": str(work / "lora-hf"),
-        "lora": {"use_lora": True, "lora_rank": 16, "lora_alpha": 32, "lora_dropout": 0.05,
-                 "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                         "down_proj"]}}
-    values["model"] = {"load": str(work / "sft.hf_import")}
-    values["training"] |= {"lr": 5.0e-4, "min_lr": 5.0e-5}
-    values["checkpointing"] |= {"save_interval": STEPS, "save_lora_only": True}
-    values["data"] |= {"data_path": "examples/data/sharegpt_sample.jsonl", "dataset_format": "sharegpt",
-                       "chat_format": "chatml", "prompt_template": "chatml"}
-    result = train(work, repo, "lora", values)
+def test_lora_finetune_and_export(llama, work, repo, side_by_side):
+    result = _run("lora", _lora_values(llama, work), side_by_side, work, repo)
     RUNS["lora"] = result
     summary = _summary(result)
     record(repo, "lora", summary)
@@ -261,11 +324,9 @@ def test_lora_finetune_and_export(llama, work, repo):
     tokens = _probe_tokens(len(tokenizer))
     merged = _hf_logits(work / "lora-hf", tokens)
     with_adapter = _hf_logits(llama, tokens, adapter=work / "lora-hf" / "adapter")
-    base = _hf_logits(llama, tokens)
-    diff, moved = (merged - with_adapter).abs().max().item(), (merged - base).abs().max().item()
-    record(repo, "lora", summary | {"merged_vs_peft_adapter_max_abs_logit_diff": diff,
-                                    "merged_vs_base_max_abs_logit_diff": moved})
-    assert diff < 0.1 * moved, (diff, moved)
+    diff, scale = (merged - with_adapter).abs().max().item(), with_adapter.abs().max().item()
+    record(repo, "lora", summary | {"merged_vs_peft_adapter_max_abs_logit_diff": diff, "logit_abs_max": scale})
+    assert diff < 0.02 * scale, (diff, scale)  # merged weights are rounded to bf16; the adapter path is not
 
 
 def test_lora_checkpoint_exports_through_the_cli(llama, work, repo):
@@ -328,13 +389,14 @@ def _step_ms(model, batch: dict, params, repeats: int = 10) -> float:
 
 def test_lora_overhead_breakdown(llama, repo):
     """Forward+backward of 2 layers on one 4096-token packed stream: full training vs frozen vs LoRA."""
+    from primus_bridge.engine.megatron.runtime import prepare_megatron
+
+    prepare_megatron()
     from megatron.bridge.training.utils.packed_seq_utils import get_packed_seq_params
     from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
     from primus_bridge.engine.megatron.process_group import single_process_group
-    from primus_bridge.engine.megatron.runtime import prepare_megatron
 
-    prepare_megatron()
     vocab = json.loads((llama / "config.json").read_text())["vocab_size"]
     lengths = [300, 700, 120, 1100, 500, 900, 476]
     cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device="cuda")

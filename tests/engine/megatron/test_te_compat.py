@@ -64,3 +64,20 @@ def test_prebuilt_dataset_helpers_skip_compilation(megatron_cpu):
     assert helpers_prebuilt()
     assert initialize.compile_helpers.__wrapped__.__module__ == "megatron.core.datasets.utils"
     initialize.compile_helpers()  # returns without running make (the wheel has no Makefile)
+
+
+def test_single_process_group_inside_torchrun_does_not_wait_for_a_server():
+    """Under torchrun every TCP rendezvous goes to the launcher's agent store; ours must not use one."""
+    out = _run(
+        "import os\n"
+        "os.environ.update(TORCHELASTIC_USE_AGENT_STORE='True', TORCHELASTIC_RESTART_COUNT='0',\n"
+        "                  MASTER_ADDR='127.0.0.1', MASTER_PORT='1', RANK='0', WORLD_SIZE='1')\n"
+        "from primus_bridge.engine.megatron.runtime import prepare_megatron\n"
+        "prepare_megatron()\n"
+        "import torch.distributed as dist\n"
+        "from primus_bridge.engine.megatron.process_group import single_process_group\n"
+        "with single_process_group():\n"
+        "    print('world', dist.get_world_size())\n"
+        "print('after', dist.is_initialized())\n"
+    )
+    assert "world 1" in out and "after False" in out
