@@ -8,6 +8,9 @@ iter_NNNNNNN/
   tokenizer/             the run's tokenizer
   run_config.yaml        the resolved config (secrets redacted)
   primus_bridge.json     {"engine": "hf", "step", "lora", "base_model", "eos_token_id", ...}
+
+A LoRA checkpoint holds the adapter only: the frozen base weights never change, so they stay where
+`base_model` (the resolved hf_model_name_or_path) points, and export reads them from there.
 """
 
 import json

@@ -36,7 +36,8 @@ def model_source(cfg: PrimusConfig) -> str:
     """The HF model to start from: an absolute local folder, or a hub id (resolved from the local HF cache)."""
     source = cfg.hf_model_name_or_path
     if not source:
-        hint = f" (model.load {cfg.model.load} is a Megatron checkpoint: use engine: megatron)" if cfg.model.load else ""
+        load = cfg.model.load
+        hint = f" (model.load {load} is a Megatron checkpoint: use engine: megatron)" if load else ""
         raise ConfigError("hf_model_name_or_path: the hf engine starts from a HF model; pass "
                           f"--hf_model_name_or_path FOLDER_OR_HUB_ID{hint}")
     local = Path(source).expanduser()

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 
-from ...checkpoint_info import iteration_dir
+from ...checkpoint_info import checkpoint_engine, iteration_dir
 from ...config import ConfigError, PrimusConfig
+from ...data import PreparedData
 from ...run.checkpoints import remove_checkpoints, remove_stale_temporaries
 from ...run.outputs import CheckpointPlan, check_export_dir, plan_checkpoint_dir
 from ...run.rng import restore_rng, seed_everything
@@ -32,7 +33,7 @@ class Run:
     loaded: LoadedModel
     model: torch.nn.Module
     objects: TrainingObjects
-    data: object
+    data: PreparedData
     sampler: StepSampler
     plan: BatchPlan
     state: TrainerState
@@ -93,12 +94,21 @@ def _wrap_ddp(model: torch.nn.Module, env: DistEnv) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
 
 
-def _resume_dir(checkpoints: CheckpointPlan | None) -> Path | None:
+def _resume_dir(checkpoints: CheckpointPlan | None, cfg: PrimusConfig) -> Path | None:
+    """The iteration folder to resume from (checked to be an hf-engine checkpoint of the same kind), or None."""
     if checkpoints is None or checkpoints.resume_step is None:
         return None
+    folder = iteration_dir(checkpoints.save, checkpoints.resume_step)
+    engine = checkpoint_engine(folder)
+    lora = engine == "hf" and CheckpointMeta.read(folder).lora
+    if engine != "hf" or lora != cfg.lora.use_lora:
+        kind = f"{engine} engine" + (f", {'LoRA' if lora else 'full fine-tune'}" if engine == "hf" else "")
+        raise ConfigError(f"checkpointing.save: {checkpoints.save} holds a checkpoint of another kind of run ({kind}) "
+                          f"at step {checkpoints.resume_step}; choose a fresh folder, or pass --no_resume "
+                          "--overwrite to replace it")
     log.info("resume: %s holds a checkpoint at step %d; continuing from it (--no_resume to start over "
              "in a fresh folder)", checkpoints.save, checkpoints.resume_step)
-    return iteration_dir(checkpoints.save, checkpoints.resume_step)
+    return folder
 
 
 def check_settings(cfg: PrimusConfig, env: DistEnv) -> Precision:
@@ -114,7 +124,7 @@ def build_run(cfg: PrimusConfig, env: DistEnv) -> Run:
     checkpoints = plan_outputs(cfg, env)
     seed_everything(cfg.training.seed)
     tokenizer, data = load_run_data(cfg, env)
-    resume_dir = _resume_dir(checkpoints)
+    resume_dir = _resume_dir(checkpoints, cfg)
     loaded = build_model(cfg, env, resume_dir / "model" if resume_dir else None)
     optimizer = build_optimizer(loaded.model, cfg)
     objects = TrainingObjects(loaded.model, optimizer, build_scheduler(optimizer, cfg), tokenizer, cfg,

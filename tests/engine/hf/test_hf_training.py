@@ -145,3 +145,12 @@ def test_bad_settings_name_the_key_and_the_fix(make_config, change, message):
         (values[section] if section else values)[key] = value
     with pytest.raises(ConfigError, match=message):
         ENGINE.train(type(make_config()).model_validate(values))
+
+
+def test_resume_refuses_a_checkpoint_of_another_kind(make_config):
+    lora = make_config(train_iters=2, eval_iters=0)
+    lora.convert_to_hf = False
+    ENGINE.train(lora)
+    full = make_config(lora=False, train_iters=4, eval_iters=0)
+    with pytest.raises(ConfigError, match=r"holds a checkpoint of another kind of run \(hf engine, LoRA\) at step 2"):
+        ENGINE.train(full)
