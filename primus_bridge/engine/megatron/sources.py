@@ -9,6 +9,7 @@
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import time
 from dataclasses import dataclass
@@ -119,14 +120,44 @@ def import_hf_checkpoint(source: HFSource, out: Path, transformer_impl: str) -> 
     return out
 
 
+def _import_child(source_path: str, out: str, transformer_impl: str, errors) -> None:
+    """Entry point of the import process (spawned: Megatron's global state stays out of the trainer)."""
+    from .runtime import prepare_megatron
+
+    prepare_megatron()
+    try:
+        import_hf_checkpoint(resolve_hf_model(source_path), Path(out), transformer_impl)
+    except ConfigError as err:
+        errors.send(err.messages)
+        raise SystemExit(2) from None
+    errors.send([])
+
+
+def import_in_child_process(source: HFSource, out: Path, transformer_impl: str) -> Path:
+    """Run the import in a fresh process. Megatron-Bridge's checkpoint writer initialises process-wide
+    state (the rerun state machine, parallel state) that finetune() must initialise itself afterwards."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_import_child, args=(str(source.path), str(out), transformer_impl, send))
+    child.start()
+    child.join()
+    messages = receive.recv() if receive.poll() else None
+    if messages:
+        raise ConfigError(messages)
+    if child.exitcode != 0:
+        raise RuntimeError(f"importing {source.path} failed in the import process (exit code {child.exitcode}); "
+                           "its error is printed above")
+    return out
+
+
 def ensure_imported(cfg: PrimusConfig, source: HFSource, transformer_impl: str) -> Path:
-    """Rank 0 imports (once); the other ranks wait for the finished folder."""
+    """Rank 0 imports (once, in a child process); the other ranks wait for the finished folder."""
     out = import_cache_dir(cfg, source)
     if cached_import(out, source):
         log.info("reusing the Megatron import of %s at %s", source.path, out)
         return out
     if int(os.environ.get("RANK", "0")) == 0:
-        return import_hf_checkpoint(source, out, transformer_impl)
+        return import_in_child_process(source, out, transformer_impl)
     deadline = time.monotonic() + IMPORT_WAIT_SECONDS
     while not cached_import(out, source):
         if time.monotonic() > deadline:

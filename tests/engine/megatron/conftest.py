@@ -7,7 +7,6 @@ with Megatron's parallel state stands in for the launcher.
 """
 
 import contextlib
-import socket
 
 import pytest
 import torch
@@ -41,15 +40,12 @@ class CpuRNGStatesTracker:
             torch.set_rng_state(saved)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def megatron_cpu():
-    """Megatron-Bridge imported, torch.distributed (gloo, 1 rank) and model parallel state set up on the CPU."""
+    """Megatron-Bridge imported, torch.distributed (gloo, 1 rank) and model parallel state set up on the CPU.
+
+    Module scope: torn down after each test module, so other test folders find no process group.
+    """
     import torch.distributed as dist
 
     from primus_bridge.engine.megatron.runtime import prepare_megatron
@@ -60,7 +56,7 @@ def megatron_cpu():
 
     patcher = pytest.MonkeyPatch()
     patcher.setattr(torch.cuda, "current_device", lambda: torch.device("cpu"))
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", world_size=1, rank=0)
+    dist.init_process_group("gloo", store=dist.HashStore(), world_size=1, rank=0)
     parallel_state.initialize_model_parallel()
     tracker = CpuRNGStatesTracker(mcore_random.CudaRNGStatesTracker())
     tracker.add(mcore_random._MODEL_PARALLEL_RNG_TRACKER_NAME, 1234)

@@ -71,3 +71,16 @@ def test_transformer_engine_asked_for_but_absent(megatron_cpu, tiny_hf):
     with pytest.raises(ConfigError, match="transformer_impl: transformer_engine, but TransformerEngine does not"):
         _plan({"convert_from_hf": True, "hf_model_name_or_path": str(tiny_hf),
                "model": {"transformer_impl": "transformer_engine"}})
+
+
+def test_import_runs_in_its_own_process_and_reports_its_errors(tiny_hf, tmp_path):
+    """The trainer imports HF weights in a spawned process; a config problem there reaches the caller."""
+    import torch
+
+    from primus_bridge.engine.megatron.sources import import_in_child_process, resolve_hf_model
+
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU the import succeeds (covered by the GPU tests)")
+    with pytest.raises(ConfigError, match="writing a Megatron checkpoint needs a GPU here"):
+        import_in_child_process(resolve_hf_model(str(tiny_hf)), tmp_path / "import", "local")
+    assert not (tmp_path / "import").exists()
