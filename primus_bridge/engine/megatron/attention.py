@@ -6,9 +6,10 @@ an H200; this module ran 363 TFLOP/s using 33 GiB. It is placed into the layer s
 `ModuleSpec` (see layer_spec.py) and takes the same constructor and forward arguments.
 
 - Unpacked rows ([s, b, heads, dim]): `scaled_dot_product_attention`, causal, GQA without copying K/V.
-- Packed rows (`packed_seq_params.qkv_format == 'thd'`, [t, heads, dim]): FlexAttention with a
-  document-causal block mask built from cu_seqlens, so no token attends across documents.
-  FlexAttention runs compiled on GPUs (CUDA and ROCm, through Triton) and eagerly on the CPU.
+- Packed rows (`packed_seq_params.qkv_format == 'thd'`, [t, heads, dim]): no token attends across
+  documents. On GPUs (CUDA and ROCm, through Triton): compiled FlexAttention with a document-causal
+  block mask built from cu_seqlens. On the CPU, where FlexAttention has no backward: causal SDPA on
+  each document in turn (exact too; used by the CPU tests and CPU-only debugging).
 """
 
 import contextlib
@@ -36,9 +37,18 @@ def _compiled_flex_attention():
 
 
 def run_flex_attention(query, key, value, block_mask, scale, enable_gqa):
-    """flex_attention, compiled where it runs on a GPU (eager flex is a slow reference path)."""
+    """flex_attention, compiled where it runs on a GPU (eager flex is a slow, forward-only reference)."""
     attend = _compiled_flex_attention() if query.is_cuda else flex_attention
     return attend(query, key, value, block_mask=block_mask, scale=scale, enable_gqa=enable_gqa)
+
+
+def per_document_attention(query, key, value, cu_seqlens, scale, enable_gqa):
+    """[1, heads, t, dim] inputs: causal SDPA on each document's slice, concatenated along t."""
+    bounds = cu_seqlens.tolist()
+    pieces = [F.scaled_dot_product_attention(query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], is_causal=True,
+                                             scale=scale, enable_gqa=enable_gqa)
+              for a, b in zip(bounds[:-1], bounds[1:])]
+    return torch.cat(pieces, dim=2)
 
 
 class SDPACoreAttention(MegatronModule):
@@ -86,10 +96,13 @@ class SDPACoreAttention(MegatronModule):
             raise ValueError("SDPACoreAttention: attention dropout with packed documents is not supported; "
                              "set attention_dropout to 0 or use transformer_impl: transformer_engine")
         cu_seqlens = params.cu_seqlens_q_padded if params.cu_seqlens_q_padded is not None else params.cu_seqlens_q
-        total = query.shape[0]
-        block_mask = self._block_masks.get(cu_seqlens, total)
+        total, gqa = query.shape[0], self.heads != self.kv_heads
         q, k, v = (t.transpose(0, 1).unsqueeze(0) for t in (query, key, value))
-        out = run_flex_attention(q, k, v, block_mask, self.softmax_scale, self.heads != self.kv_heads)
+        if query.is_cuda:
+            block_mask = self._block_masks.get(cu_seqlens, total)
+            out = run_flex_attention(q, k, v, block_mask, self.softmax_scale, gqa)
+        else:
+            out = per_document_attention(q, k, v, cu_seqlens, self.softmax_scale, gqa)
         return out.squeeze(0).transpose(0, 1).reshape(total, -1)
 
     def _dropout_rng(self):

@@ -68,6 +68,15 @@ def test_packed_documents_never_attend_across(transformer_config):
     expected = _naive_masked_attention(q, k, v, dense_document_causal_mask(cu, total))
     torch.testing.assert_close(got.double(), expected, atol=1e-5, rtol=1e-5)
 
+    # FlexAttention with the document block mask (the GPU path; eager here) gives the same.
+    from primus_bridge.engine.megatron.attention import run_flex_attention
+    from primus_bridge.engine.megatron.document_mask import document_causal_block_mask
+
+    flex = run_flex_attention(*(t.transpose(0, 1).unsqueeze(0) for t in (q, k, v)),
+                              document_causal_block_mask(cu, total), DIM ** -0.5, True)
+    torch.testing.assert_close(flex.squeeze(0).transpose(0, 1).reshape(total, -1).double(), expected,
+                               atol=1e-5, rtol=1e-5)
+
     # The same tokens attended as one document would differ: the mask is really applied.
     whole = torch.tensor([0, total], dtype=torch.int32)
     unmasked = _naive_masked_attention(q, k, v, dense_document_causal_mask(whole, total))

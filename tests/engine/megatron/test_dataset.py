@@ -105,3 +105,36 @@ def test_rows_whose_lengths_do_not_cover_the_row_are_refused():
     row = PackedRow(ids, ids, np.ones(8, np.float32), ids, np.array([3, 4], dtype=np.int32))
     with pytest.raises(ValueError, match="seq_lens add up to 7 tokens but the rows hold 8"):
         pack_rows([row])
+
+
+@pytest.mark.parametrize("use_lora", [False, True])
+def test_backward_through_a_packed_stream(datasets, run_config, use_lora):
+    """One training step's backward on a stream: finite gradients, on the adapters only for LoRA."""
+    from megatron.bridge import AutoBridge
+    from megatron.bridge.training.utils.packed_seq_utils import get_packed_seq_params
+
+    from primus_bridge.config.sections.lora import LoraConfig
+    from primus_bridge.engine.megatron.layer_spec import use_local_spec
+    from primus_bridge.engine.megatron.lora import build_peft
+
+    batch = type(datasets[0]).collate_fn([datasets[0][0]])
+    provider = AutoBridge.from_hf_pretrained(run_config.hf_model_name_or_path).to_megatron_provider(load_weights=True)
+    use_local_spec(provider)
+    provider.params_dtype, provider.bf16 = torch.float32, False
+    provider.finalize()
+    model = provider.provide_distributed_model(wrap_with_ddp=False, use_cpu_initialization=True)
+    if use_lora:
+        model = build_peft(LoraConfig(use_lora=True, lora_rank=4, lora_dropout=0.0))(model, training=True)
+    module = model[0]
+    params = get_packed_seq_params({k: batch[k] for k in ("cu_seqlens_q", "cu_seqlens_kv", "max_seqlen_q",
+                                                          "max_seqlen_kv")})
+    losses = module.train()(input_ids=batch["tokens"], position_ids=batch["position_ids"], attention_mask=None,
+                            labels=batch["labels"], packed_seq_params=params)
+    ((losses * batch["loss_mask"]).sum() / batch["loss_mask"].sum()).backward()
+    with_grad = {name for name, p in module.named_parameters() if p.grad is not None}
+    assert with_grad and all(torch.isfinite(p.grad).all() for p in module.parameters() if p.grad is not None)
+    if use_lora:
+        assert all(".adapter." in name for name in with_grad)
+        assert any("linear_out" in name and module.get_parameter(name).grad.abs().sum() > 0 for name in with_grad)
+    else:
+        assert with_grad == {name for name, _ in module.named_parameters()}
