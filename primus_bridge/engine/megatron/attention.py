@@ -54,6 +54,9 @@ def per_document_attention(query, key, value, cu_seqlens, scale, enable_gqa):
 class SDPACoreAttention(MegatronModule):
     """Causal (optionally document-masked) attention; a drop-in for Megatron-Core's DotProductAttention."""
 
+    _block_masks = BlockMaskCache()
+    """Shared by all layers: one block mask per micro batch (they all receive the same cu_seqlens)."""
+
     def __init__(self, config: TransformerConfig, layer_number: int, attn_mask_type: AttnMaskType,
                  attention_type: str, attention_dropout: float | None = None,
                  softmax_scale: float | None = None, cp_comm_type: str | None = None,
@@ -69,7 +72,6 @@ class SDPACoreAttention(MegatronModule):
         self.softmax_scale = softmax_scale if softmax_scale is not None else head_dim ** -0.5
         self.dropout = config.attention_dropout if attention_dropout is None else attention_dropout
         self.layer_number = layer_number
-        self._block_masks = BlockMaskCache()
 
     def forward(self, query, key, value, attention_mask, attn_mask_type=None, attention_bias=None,
                 packed_seq_params: PackedSeqParams | None = None):
