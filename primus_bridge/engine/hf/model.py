@@ -91,12 +91,22 @@ def _wrap_lora(base, cfg: PrimusConfig, adapter_dir: Path | None):
                           "(Llama: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj)") from None
 
 
+def frozen_base_dtype(cfg: PrimusConfig, device: torch.device) -> torch.dtype:
+    """LoRA under bf16 on a GPU keeps the frozen base in bf16 (as HF + PEFT users do); it gets no
+    optimizer state, so fp32 copies would only double its memory. Trained weights stay fp32."""
+    from .precision import choose_precision
+
+    if cfg.lora.use_lora and choose_precision(cfg, device).autocast_dtype == torch.bfloat16:
+        return torch.bfloat16
+    return torch.float32
+
+
 def build_model(cfg: PrimusConfig, env: DistEnv, resume_weights: Path | None = None) -> LoadedModel:
     """Base model (or the checkpoint's full weights), LoRA when asked, gradient checkpointing when asked."""
     attn = attention_implementation(cfg, env.device)
     is_lora = cfg.lora.use_lora
     source = str(resume_weights) if resume_weights is not None and not is_lora else model_source(cfg)
-    model = load_causal_lm(source, cfg, attn)
+    model = load_causal_lm(source, cfg, attn, frozen_base_dtype(cfg, env.device))
     if is_lora:
         model = _wrap_lora(model, cfg, resume_weights)
     if cfg.activation_checkpointing.recompute_activations:

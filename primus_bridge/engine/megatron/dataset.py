@@ -17,6 +17,8 @@ import torch
 from megatron.bridge.data.base import DatasetBuildContext, DatasetProvider
 from torch.utils.data import Dataset
 
+from ...data.batches import epoch_order
+
 
 class PackedStreams(Dataset):
     """`num_streams` samples, each `rows_per_stream` rows of `split` laid end to end.
@@ -41,7 +43,7 @@ class PackedStreams(Dataset):
         """Which split row sits at `position` of the endless epoch sequence."""
         epoch, offset = divmod(position, len(self.split))
         if epoch not in self._orders:
-            self._orders[epoch] = np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
+            self._orders[epoch] = epoch_order(len(self.split), self.seed, epoch)  # the hf engine's order too
         return int(self._orders[epoch][offset])
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
