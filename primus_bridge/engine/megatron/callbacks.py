@@ -55,7 +55,8 @@ class StepRecorder(Callback):
     def on_train_step_end(self, context: CallbackContext) -> None:
         _synchronize()
         self.step_times.append(time.perf_counter() - self._started)
-        self.last_step = context.state.train_state.step
+        # Megatron-Bridge fires this before it advances train_state.step: the step just run is step + 1.
+        self.last_step = context.state.train_state.step + 1
         loss = (context.loss_dict or {}).get(LOSS_KEY)
         if loss is not None:
             self.losses.append(float(loss))

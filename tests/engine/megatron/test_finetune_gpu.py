@@ -26,7 +26,7 @@ SHAPE = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=16, num
 REPORT_NAME = "h200-finetune.json"
 CONCURRENT = os.environ.get("PRIMUS_GPU_CONCURRENT_RUNS") == "1"
 """Run SFT and LoRA side by side on the one GPU (each from its own HF import) when device time is short."""
-STEPS = 50
+STEPS = int(os.environ.get("PRIMUS_GPU_STEPS", "50"))
 SAVE_EVERY = STEPS if CONCURRENT else 40
 """The SFT run also saves at step 40 for the resume test (not in the side-by-side mode)."""
 RUN_TIMEOUT = int(os.environ.get("PRIMUS_GPU_RUN_TIMEOUT", "420"))
