@@ -40,14 +40,14 @@ def build_random_llama(shape: ModelShape, tokenizer_dir: Path, out: Path, device
                        seed: int = 0) -> Path:
     """Initialise LlamaForCausalLM from its config (on `device`, in `dtype`) and save it with the tokenizer."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
     if len(tokenizer) > shape.vocab_size:
-        raise ValueError(f"tokenizer {tokenizer_dir} has {len(tokenizer)} tokens, more than the {shape.name} "
+        raise ValueError(f"tokenizer {tokenizer_dir} has {len(tokenizer)} tokens, more than the "
                          f"shape's vocabulary ({shape.vocab_size})")
-    config = LlamaConfig(**shape.hf_config_dict(), bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = shape.hf_config(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                             pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(seed)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, TORCH_DTYPES[dtype]))

@@ -53,7 +53,7 @@ def test_attention_term_is_linear_in_sequence_length():
 
 def test_tied_embeddings_still_count_the_lm_head():
     one_b = get_shape("llama3.2-1b")
-    assert one_b.tie_embeddings
+    assert one_b.tied_embeddings
     assert lm_head_params(one_b) == 2048 * 128256
 
 

@@ -89,13 +89,10 @@ def test_calibration_cases_cover_the_issue(script):
 
 def test_calibration_cases_fit_one_h200(script, tmp_path):
     """Each case, with the exact config the script runs, fits the calibration machine's one H200."""
-    from transformers import LlamaConfig
-
     from primus_bridge.bench.workspace import Workspace
-    from recipes._shape import ModelShape
 
     for case in script.CASES:
-        shape = ModelShape.from_hf_config(LlamaConfig(**SHAPES[case.shape].hf_config_dict()).to_dict())
+        shape = SHAPES[case.shape]
         config = script.run_values(case, tmp_path / "model", tmp_path / "data.jsonl", Workspace(tmp_path))
         assert config["activation_checkpointing"]["recompute_activations"] is case.recompute
         row = compare_one("h200", Measurement(case.name, shape, config, 1, 1, peak_memory_allocated=1))
