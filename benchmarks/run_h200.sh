@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The h200 benchmark suite on the H200 machine, sized to one device call (each command there may run
-# at most 10 minutes). Run it from the repository root there, with .whl/ sent along (the Megatron-Bridge
-# wheels: /work/shared/gpu/README.md):
+# at most 10 minutes). Run it from the repository root there, with .whl/ holding the wheels of
+# Megatron-Bridge, Megatron-Core and the packages they import (for a plain PyTorch image without them):
 #
 #   bash benchmarks/run_h200.sh REPORT_DIR [BUDGET_SECONDS] [more primus-bridge bench flags]
 #
