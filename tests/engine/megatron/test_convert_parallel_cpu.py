@@ -20,6 +20,9 @@ from safetensors.torch import load_file
 WORKER = Path(__file__).with_name("parallel_convert_worker.py")
 WORLD_SIZE = 2
 WORKER_TIMEOUT_S = 300
+LAUNCHER_VARIABLES = frozenset({"RANK", "LOCAL_RANK", "GROUP_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE",
+                                "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID"})
+"""Left out of the launcher's environment: an earlier one-process run in this pytest process may have set them."""
 SPLITS = {"tp2": (2, 1), "pp2": (1, 2)}
 """name -> (tensor_model_parallel_size, pipeline_model_parallel_size)."""
 VOCAB_MULTIPLE = 8
@@ -64,7 +67,8 @@ def _run_worker(hf: Path, tokens: Path, out: Path, tp: int, pp: int) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={WORLD_SIZE}", "--nnodes=1",
                "--rdzv-backend=c10d", "--rdzv-endpoint=127.0.0.1:0", str(WORKER), "--hf", str(hf),
                "--tokens", str(tokens), "--out", str(out), "--tp", str(tp), "--pp", str(pp)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {key: value for key, value in os.environ.items() if key not in LAUNCHER_VARIABLES}
+    env["OMP_NUM_THREADS"] = "1"
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
     if done.returncode != 0:
         pytest.fail(f"TP={tp} PP={pp} conversion failed (exit {done.returncode}):\n{done.stdout[-4000:]}"
