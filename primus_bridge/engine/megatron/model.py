@@ -67,13 +67,21 @@ def provider_from_checkpoint(iteration: Path, transformer_impl: str):
 
 
 def preflight_errors(cfg: PrimusConfig, provider, position_limit: int | None) -> list[str]:
-    """Problems the model's real shape reveals: TP vs heads, sequence length vs positions."""
+    """Problems the model's real shape reveals: TP vs heads, KV groups and vocabulary; sequence vs positions.
+
+    The vocabulary matters because the embedding and output layer are split by rows across TP ranks and
+    the HF checkpoint's rows are kept as they are (no padding, so the export matches the original).
+    """
     tp, errors = cfg.parallelism.tensor_model_parallel_size, []
     heads, groups = provider.num_attention_heads, provider.num_query_groups or provider.num_attention_heads
     for name, count in (("attention heads", heads), ("KV groups", groups)):
         if count % tp:
             errors.append(f"parallelism.tensor_model_parallel_size: {tp} does not divide the model's {count} "
                           f"{name}; use a divisor of {count}")
+    if provider.vocab_size % tp:
+        errors.append(f"parallelism.tensor_model_parallel_size: {tp} does not divide the model's "
+                      f"{provider.vocab_size} vocabulary entries; use a TP size that does, or a checkpoint whose "
+                      "vocabulary is padded (e.g. to a multiple of 128)")
     if position_limit and cfg.data.seq_length > position_limit:
         errors.append(f"data.seq_length: {cfg.data.seq_length} is beyond the model's {position_limit} positions; "
                       f"use at most {position_limit}")

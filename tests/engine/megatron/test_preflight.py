@@ -59,6 +59,8 @@ def test_tp_and_sequence_length_against_the_real_model(megatron_cpu, tiny_hf):
     assert err.value.messages == [
         "parallelism.tensor_model_parallel_size: 3 does not divide the model's 4 attention heads; use a divisor of 4",
         "parallelism.tensor_model_parallel_size: 3 does not divide the model's 2 KV groups; use a divisor of 2",
+        "parallelism.tensor_model_parallel_size: 3 does not divide the model's 1685 vocabulary entries; use a TP "
+        "size that does, or a checkpoint whose vocabulary is padded (e.g. to a multiple of 128)",
         "data.seq_length: 4096 is beyond the model's 1024 positions; use at most 1024",
     ]
 
