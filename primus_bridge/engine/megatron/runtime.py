@@ -1,4 +1,4 @@
-"""Process set-up before Megatron-Bridge runs: imports, the dataset-helper adaptation, the rendezvous."""
+"""Process set-up before Megatron-Bridge runs: imports, our adaptations of it, the rendezvous."""
 
 import contextlib
 import os
@@ -6,14 +6,16 @@ import signal
 import socket
 
 from .model import allow_our_targets
+from .packed_rope import use_packed_rope
 from .prebuilt_helpers import use_prebuilt_dataset_helpers
 from .te_compat import import_megatron_bridge
 
 
 def prepare_megatron() -> None:
-    """Import Megatron-Bridge (TE placeholders where TE is absent) and apply our two adaptations."""
+    """Import Megatron-Bridge (TE placeholders where TE is absent) and apply our adaptations of it."""
     import_megatron_bridge()
     use_prebuilt_dataset_helpers()
+    use_packed_rope()
     allow_our_targets()
 
 
