@@ -50,8 +50,9 @@ class CalibrationCase:
     recompute: bool
 
     def bench_case(self) -> BenchCase:
-        return BenchCase(self.name, self.shape, self.mode, self.seq_length, self.micro_batch_size,
-                         2 * self.micro_batch_size, timeout_s=CASE_TIMEOUT_S)
+        return BenchCase(name=self.name, shape=self.shape, mode=self.mode, seq_length=self.seq_length,
+                         micro_batch_size=self.micro_batch_size, global_batch_size=2 * self.micro_batch_size,
+                         timeout_s=CASE_TIMEOUT_S)
 
 
 # Full and LoRA, with and without recompute, seq 2048 and 4096, micro batch 1 and 2; grouped by shape.

@@ -16,8 +16,8 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class CaseInfo(Record):
-    """A case as it ran: its definition plus the numbers derived from it."""
+class CaseShape(Record):
+    """What fixes a case's work: model shape, mode, row length and batch sizes (suites and results share it)."""
 
     name: str
     shape: str
@@ -25,6 +25,11 @@ class CaseInfo(Record):
     seq_length: int
     micro_batch_size: int
     global_batch_size: int
+
+
+class CaseInfo(CaseShape):
+    """A case as it ran: its definition plus the numbers derived from it."""
+
     lora_rank: int | None
     lora_targets: list[str] | None
     tokens_per_step: int

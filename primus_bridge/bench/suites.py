@@ -7,7 +7,10 @@ same packed rows (same data file, tokenizer, seq_length and seed), same precisio
 from dataclasses import dataclass
 from typing import Literal
 
+from pydantic import ConfigDict
+
 from .flops import LoraSpec
+from .results import CaseShape
 
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -18,16 +21,11 @@ SYSTEMS = {  # system -> (engine name, needs a GPU, what it is)
 }
 
 
-@dataclass(frozen=True)
-class BenchCase:
+class BenchCase(CaseShape):
     """One configuration; every system of the suite runs it."""
 
-    name: str
-    shape: str
-    mode: Literal["sft", "lora"]
-    seq_length: int
-    micro_batch_size: int
-    global_batch_size: int
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     lora_rank: int = 16
     lora_targets: tuple[str, ...] = ALL_LINEAR
     timeout_s: int = 420
@@ -83,7 +81,9 @@ class Suite:
 
 def _cases(rows: list[tuple]) -> tuple[BenchCase, ...]:
     """Rows of (name, shape, mode, seq_length, micro_batch, global_batch, expected_s, timeout_s)."""
-    return tuple(BenchCase(*row[:6], expected_s=row[6], timeout_s=row[7]) for row in rows)
+    fields = ("name", "shape", "mode", "seq_length", "micro_batch_size", "global_batch_size", "expected_s",
+              "timeout_s")
+    return tuple(BenchCase(**dict(zip(fields, row))) for row in rows)
 
 
 # Smallest shapes first (an early, cheap check that both systems run), the targets' cases before the
