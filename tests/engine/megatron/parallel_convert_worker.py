@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from conftest import CpuRNGStatesTracker  # this script's folder is sys.path[0]
+from fp32_megatron_model import fp32_megatron_model, unwrap
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -54,27 +55,11 @@ def _cpu_megatron(tp: int, pp: int) -> None:
 
 def _megatron_model(hf: Path, tp: int, pp: int):
     """AutoBridge and this rank's model chunks, HF weights loaded into the TP/PP shards."""
-    from megatron.bridge import AutoBridge
-
-    from primus_bridge.engine.megatron.layer_spec import use_local_spec
-
-    bridge = AutoBridge.from_hf_pretrained(str(hf))
-    provider = bridge.to_megatron_provider(load_weights=True)
-    use_local_spec(provider)
-    provider.tensor_model_parallel_size, provider.pipeline_model_parallel_size = tp, pp
-    provider.params_dtype, provider.bf16, provider.fp16 = torch.float32, False, False
-    provider.pipeline_dtype = torch.float32
-    provider.batch_p2p_comm = False
-    provider.parallel_output = False  # the output layer gathers the vocabulary shards itself
-    provider.finalize()
-    models = provider.provide_distributed_model(wrap_with_ddp=False, use_cpu_initialization=True)
-    return bridge, models
-
-
-def _unwrap(model):
-    while hasattr(model, "module"):
-        model = model.module
-    return model
+    return fp32_megatron_model(
+        hf, tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp, pipeline_dtype=torch.float32,
+        batch_p2p_comm=False,
+        parallel_output=False,  # the output layer gathers the vocabulary shards itself
+    )
 
 
 def _logits(stage, tokens: torch.Tensor) -> torch.Tensor | None:
@@ -104,7 +89,7 @@ def main(argv: list[str]) -> int:
     args = _parse(argv)
     _cpu_megatron(args.tp, args.pp)
     bridge, models = _megatron_model(args.hf, args.tp, args.pp)
-    stage = _unwrap(models[0]).eval()
+    stage = unwrap(models[0]).eval()
     _write_shards(stage, args.out)
     logits = _logits(stage, torch.load(args.tokens))
     if logits is not None and parallel_state.get_tensor_model_parallel_rank() == 0:

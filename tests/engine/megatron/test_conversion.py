@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from fp32_megatron_model import fp32_megatron_model, unwrap  # this folder is on sys.path
 
 ARCHS = ("llama", "qwen2")
 
@@ -35,26 +36,6 @@ def hf_models(tmp_path_factory, tokenizer_dir):
     return folders
 
 
-def _megatron_model(folder):
-    from megatron.bridge import AutoBridge
-
-    from primus_bridge.engine.megatron.layer_spec import use_local_spec
-
-    bridge = AutoBridge.from_hf_pretrained(str(folder))
-    provider = bridge.to_megatron_provider(load_weights=True)
-    use_local_spec(provider)
-    provider.params_dtype, provider.bf16, provider.fp16 = torch.float32, False, False
-    provider.finalize()
-    models = provider.provide_distributed_model(wrap_with_ddp=False, use_cpu_initialization=True)
-    return bridge, models
-
-
-def _unwrap(model):
-    while hasattr(model, "module"):
-        model = model.module
-    return model
-
-
 def _weights(folder) -> dict[str, torch.Tensor]:
     weights = {}
     for path in sorted(folder.glob("*.safetensors")):
@@ -64,7 +45,7 @@ def _weights(folder) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_round_trip_is_bit_exact(megatron_cpu, hf_models, arch, tmp_path):
-    bridge, models = _megatron_model(hf_models[arch])
+    bridge, models = fp32_megatron_model(hf_models[arch])
     bridge.save_hf_pretrained(models, tmp_path, show_progress=False)
     before, after = _weights(hf_models[arch]), _weights(tmp_path)
     assert sorted(before) == sorted(after)
@@ -79,8 +60,8 @@ def test_megatron_logits_equal_hf_logits(megatron_cpu, hf_models, arch):
     from transformers import AutoModelForCausalLM
 
     hf = AutoModelForCausalLM.from_pretrained(hf_models[arch], dtype=torch.float32).eval()
-    _, models = _megatron_model(hf_models[arch])
-    megatron = _unwrap(models[0]).eval()
+    _, models = fp32_megatron_model(hf_models[arch])
+    megatron = unwrap(models[0]).eval()
     tokens = torch.randint(0, hf.config.vocab_size, (2, 40), generator=torch.Generator().manual_seed(3))
     positions = torch.arange(40).expand(2, -1)
     with torch.no_grad():
@@ -96,8 +77,8 @@ def test_packed_logits_equal_each_document_alone(megatron_cpu, hf_models, arch):
     from transformers import AutoModelForCausalLM
 
     hf = AutoModelForCausalLM.from_pretrained(hf_models[arch], dtype=torch.float32).eval()
-    _, models = _megatron_model(hf_models[arch])
-    megatron = _unwrap(models[0]).eval()
+    _, models = fp32_megatron_model(hf_models[arch])
+    megatron = unwrap(models[0]).eval()
     lengths = [7, 19, 3, 11]
     documents = [torch.randint(0, hf.config.vocab_size, (n,), generator=torch.Generator().manual_seed(n))
                  for n in lengths]
