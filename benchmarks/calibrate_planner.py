@@ -62,6 +62,7 @@ CASES = (
     CalibrationCase("1b-lora-s4096-mb2", "llama3.2-1b", "lora", 4096, 2, False),
     CalibrationCase("3b-sft-s4096-mb1", "llama3.2-3b", "sft", 4096, 1, False),
     CalibrationCase("3b-sft-s2048-mb2-recompute", "llama3.2-3b", "sft", 2048, 2, True),
+    CalibrationCase("3b-lora-s4096-mb1-recompute", "llama3.2-3b", "lora", 4096, 1, True),
     CalibrationCase("8b-lora-s4096-mb1", "llama3-8b", "lora", 4096, 1, False),
     CalibrationCase("8b-lora-s2048-mb2-recompute", "llama3-8b", "lora", 2048, 2, True),
     CalibrationCase("8b-lora-s4096-mb1-recompute", "llama3-8b", "lora", 4096, 1, True),

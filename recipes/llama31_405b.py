@@ -2,8 +2,9 @@
 
 126 layers: pipeline sizes must divide 126 (7, 9, 18 ...). Sequence 4096, micro batch 1, TP8 with
 sequence parallel everywhere.
-  SFT   H100: PP18 on 18 nodes; H200: PP9 on 9 nodes; B200, MI300X: PP7 on 7 nodes (full recompute
-        on all of these); MI325X, MI355X: PP7 on 7 nodes without recompute.
+  SFT   H100: PP18 on 18 nodes; H200: PP9 on 18 nodes (DP2: the distributed optimizer halves the
+        optimizer states and the Adam step's working copies); B200: PP7 on 14 nodes (DP2); MI300X: PP7
+        on 7 nodes (full recompute on all of these); MI325X, MI355X: PP7 on 7 nodes without recompute.
   LoRA  H100: PP2 on 2 nodes with recompute; H200, B200: PP1 on 1 node with recompute;
         MI300X, MI325X, MI355X: PP1 on 1 node, no recompute.
 """
@@ -18,8 +19,9 @@ SHAPE = ModelShape(
 )
 
 SIZE = SizeClass(
-    sft={80: Tuning(tp=8, pp=18, recompute=True, nodes=18), 141: Tuning(tp=8, pp=9, recompute=True, nodes=9),
-         180: Tuning(tp=8, pp=7, recompute=True, nodes=7), 256: Tuning(tp=8, pp=7, nodes=7)},
+    sft={80: Tuning(tp=8, pp=18, recompute=True, nodes=18), 141: Tuning(tp=8, pp=9, recompute=True, nodes=18),
+         180: Tuning(tp=8, pp=7, recompute=True, nodes=14), 192: Tuning(tp=8, pp=7, recompute=True, nodes=7),
+         256: Tuning(tp=8, pp=7, nodes=7)},
     lora={80: Tuning(tp=8, pp=2, recompute=True, nodes=2), 141: Tuning(tp=8, recompute=True), 192: Tuning(tp=8)},
     sft_defaults=SFT_LARGE, lora_defaults=LORA_LARGE,
 )

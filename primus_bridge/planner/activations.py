@@ -109,9 +109,14 @@ def stage_activation_bytes(shape: ModelShape, layout: Layout, stage: int) -> flo
     return (kept + working) * tokens
 
 
+LOGIT_BYTES = 10
+"""Per token and vocabulary entry at the loss, measured on the H200 (calibration report): the bf16 logits
+(2), the fp32 copy the vocab-parallel cross entropy keeps as its softmax (4) and the fp32 gradient its
+backward builds before the cast back to bf16 (4)."""
+
+
 def logits_bytes(shape: ModelShape, layout: Layout) -> float:
-    """Last stage, one micro batch: logits in bf16 (2 bytes) plus the fp32 copy the vocab-parallel
-    cross entropy makes and keeps as its softmax for backward (4 bytes), each vocab / TP wide;
+    """Last stage, one micro batch: the loss's vocab-wide tensors (LOGIT_BYTES each, vocab / TP wide)
     and the final RMSNorm input and output (2 x 2h)."""
-    per_token = 6 * shape.vocab_size / layout.tp + 4 * shape.hidden_size / _replicated_divisor(layout)
+    per_token = LOGIT_BYTES * shape.vocab_size / layout.tp + 4 * shape.hidden_size / _replicated_divisor(layout)
     return per_token * tokens_per_micro_batch(layout)

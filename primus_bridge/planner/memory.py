@@ -7,6 +7,12 @@ Bytes per parameter (Megatron-Core DDP + optimizer, as Megatron-Bridge's recipes
                         divided by DP x CP with the distributed optimizer (ZeRO-1), whole without it
 LoRA freezes the base: its weights cost 2 bytes/param and nothing else; the adapters cost all three
 rows above (reported together as `lora`).
+The optimizer step is a second peak, after the backward pass has freed the activations and logits:
+torch's Adam (used where neither TransformerEngine nor Apex provides a fused one) makes fp32 working
+copies, about 4 bytes per trainable parameter it updates on this GPU (measured on the H200). The
+breakdown counts how far that rises above the backward pass's activations + logits
+(`optimizer_step_excess`, often 0), so the parts still add up to the peak. With a fused Adam this
+over-estimates a little, which a planner may.
 Framework overhead: about 1 GiB of CUDA / HIP context (outside PyTorch's allocator) plus 3 GiB of
 communication buffers (NCCL / RCCL), BLAS workspaces and kernels; and 5% of all tensor memory for
 allocator fragmentation (reserved minus allocated, typical of long runs with varying shapes).
@@ -22,6 +28,7 @@ from .layout import Layout
 from .params import base_params_on_gpu, lora_params_on_gpu
 
 GRAD_BYTES = 4
+ADAM_STEP_BYTES = 4
 FRAMEWORK_OVERHEAD_BYTES = 4 * GIB
 FRAGMENTATION = 0.05
 
@@ -36,13 +43,15 @@ class MemoryBreakdown:
     activations: float
     lora: float
     logits: float
+    optimizer_step_excess: float
     framework_overhead: float
     allocator_fragmentation: float
 
     @property
     def tensors(self) -> float:
         """What PyTorch's allocator holds at the peak (compare with torch.cuda.max_memory_allocated)."""
-        return self.weights + self.gradients + self.optimizer_states + self.activations + self.lora + self.logits
+        return (self.weights + self.gradients + self.optimizer_states + self.activations + self.lora + self.logits
+                + self.optimizer_step_excess)
 
     @property
     def total(self) -> float:
@@ -67,18 +76,26 @@ def trainable_state_bytes(layout: Layout, distributed: bool) -> float:
     return weight_bytes(layout) + GRAD_BYTES + optimizer_bytes(layout, distributed)
 
 
+def adam_step_bytes(trainable_params: float, layout: Layout) -> float:
+    """torch Adam's fp32 working copies during the step, for the trainable parameters this GPU updates."""
+    shards = layout.dp * layout.cp if layout.distributed_optimizer else 1
+    return ADAM_STEP_BYTES * trainable_params / shards
+
+
 def stage_memory(shape: ModelShape, layout: Layout, stage: int) -> MemoryBreakdown:
     """The breakdown for one GPU of pipeline stage `stage` (0-based)."""
-    base = base_params_on_gpu(shape, layout, stage)
+    base, adapters = base_params_on_gpu(shape, layout, stage), lora_params_on_gpu(shape, layout)
     full = layout.lora is None
     tensors = {
         "weights": base * weight_bytes(layout),
         "gradients": base * GRAD_BYTES if full else 0.0,
         "optimizer_states": base * optimizer_bytes(layout, layout.distributed_optimizer) if full else 0.0,
         "activations": stage_activation_bytes(shape, layout, stage),
-        "lora": lora_params_on_gpu(shape, layout) * trainable_state_bytes(layout, layout.distributed_optimizer),
+        "lora": adapters * trainable_state_bytes(layout, layout.distributed_optimizer),
         "logits": logits_bytes(shape, layout) if stage == layout.pp - 1 else 0.0,
     }
+    step = adam_step_bytes(base if full else adapters, layout)
+    tensors["optimizer_step_excess"] = max(0.0, step - tensors["activations"] - tensors["logits"])
     return MemoryBreakdown(**tensors, framework_overhead=FRAMEWORK_OVERHEAD_BYTES,
                            allocator_fragmentation=FRAGMENTATION * sum(tensors.values()))
 

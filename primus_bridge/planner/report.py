@@ -13,7 +13,8 @@ PART_NOTES = {
     "optimizer_states": "fp32 master + Adam m, v: 12 B/param, / DP x CP when distributed",
     "activations": "kept for backward (Korthikanti et al., flash attention)",
     "lora": "adapter weights, gradients and optimizer states",
-    "logits": "bf16 logits + fp32 softmax copy, last stage",
+    "logits": "bf16 logits + fp32 softmax + fp32 loss gradient, last stage",
+    "optimizer_step_excess": "Adam step temporaries above the backward peak",
     "framework_overhead": "CUDA/HIP context, NCCL/RCCL buffers, workspaces",
     "allocator_fragmentation": "5% of tensor memory",
 }

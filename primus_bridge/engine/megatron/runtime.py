@@ -6,6 +6,7 @@ import signal
 import socket
 
 from .model import allow_our_targets
+from .optimizer_resume import resume_before_first_step
 from .packed_rope import use_packed_rope
 from .prebuilt_helpers import use_prebuilt_dataset_helpers
 from .te_compat import import_megatron_bridge
@@ -16,6 +17,7 @@ def prepare_megatron() -> None:
     import_megatron_bridge()
     use_prebuilt_dataset_helpers()
     use_packed_rope()
+    resume_before_first_step()
     allow_our_targets()
 
 

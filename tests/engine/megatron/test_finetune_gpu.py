@@ -185,13 +185,14 @@ def _hf_logits(folder: Path, tokens: torch.Tensor, adapter: Path | None = None) 
 
 def _megatron_logits(iteration: Path, tokens: torch.Tensor) -> torch.Tensor:
     """The checkpointed Megatron model (local SDPA spec) in fp32 on the GPU."""
+    from primus_bridge.engine.megatron.runtime import prepare_megatron
+
+    prepare_megatron()  # before any megatron.bridge import: TE placeholders where TE is absent
     from megatron.bridge.training.checkpointing import _load_model_weights_from_checkpoint
 
     from primus_bridge.engine.megatron.checkpoint_export import _single_rank_model
     from primus_bridge.engine.megatron.process_group import single_process_group
-    from primus_bridge.engine.megatron.runtime import prepare_megatron
 
-    prepare_megatron()
     with single_process_group():
         model = _single_rank_model(iteration, "local")
         _load_model_weights_from_checkpoint(str(iteration), model)
