@@ -87,10 +87,13 @@ def driver_version() -> str | None:
 
 
 def git_revision(repo: Path) -> tuple[str | None, bool | None]:
-    """(commit, has uncommitted changes) of the code; falls back to $PRIMUS_BRIDGE_REVISION."""
+    """(commit, has uncommitted changes) of the code. $PRIMUS_BRIDGE_REVISION, when set, wins: a copy of
+    the tree sent to a GPU machine may carry a stale .git or none."""
+    if os.environ.get(REVISION_ENV):
+        return os.environ[REVISION_ENV], None
     commit = _command_output(["git", "-C", str(repo), "rev-parse", "HEAD"])
     if commit is None:
-        return os.environ.get(REVISION_ENV) or None, None
+        return None, None
     status = _command_output(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"])
     return commit, bool(status)
 
