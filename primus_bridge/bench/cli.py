@@ -12,6 +12,7 @@ from .report.index import write_index
 from .results import load_results
 from .runner import RunOptions, run_suite
 from .suites import SUITES, get_suite
+from .targets import evaluate
 from .workspace import DEFAULT_WORKDIR, REPO, Workspace
 
 REPORTS_ROOT = REPO / "benchmarks" / "reports"
@@ -66,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     cases = selected_cases(suite, args.cases)
     out = args.out or default_out(suite.name, suite.device == "gpu")
     if args.render:
-        write_reports(load_results(out), out)
+        results = load_results(out)
+        results.targets = [evaluate(target, results) for target in suite.targets]
+        write_reports(results, out)
     else:
         options = RunOptions(suite, out, Workspace(args.workdir), cases, args.resume, args.time_budget)
         results = run_suite(options)

@@ -46,7 +46,7 @@ class Target:
     """A benchmark target: metric of (case, system), optionally divided by the same metric of a reference."""
 
     title: str
-    metric: Literal["tokens_per_s_per_gpu", "peak_memory_allocated", "mfu_measured", "step_time_mean"]
+    metric: Literal["tokens_per_s_per_gpu", "peak_memory_allocated", "mfu_measured", "step_time_mean_s"]
     subject: tuple[str, str]
     op: Literal[">=", "<="]
     threshold: float
@@ -108,7 +108,7 @@ H200_TARGETS = (
            0.8, reference=("llama3-8b-lora-s4096", "hf")),
     Target("1B full SFT MFU (measured peak)", "mfu_measured", ("llama3.2-1b-sft-s4096", "megatron"), ">=", 0.55),
     Target("3B full SFT MFU (measured peak)", "mfu_measured", ("llama3.2-3b-sft-s4096", "megatron"), ">=", 0.55),
-    Target("1B LoRA step time vs full SFT (same batch)", "step_time_mean", ("llama3.2-1b-lora-s4096", "megatron"),
+    Target("1B LoRA step time vs full SFT (same batch)", "step_time_mean_s", ("llama3.2-1b-lora-s4096", "megatron"),
            "<=", 0.85, reference=("llama3.2-1b-sft-s4096", "megatron")),
 )
 

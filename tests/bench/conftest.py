@@ -36,6 +36,7 @@ TARGETS = (
     Target("memory", "peak_memory_allocated", ("lora-4k", "megatron"), "<=", 0.8, reference=("lora-4k", "hf")),
     Target("mfu 8k", "mfu_measured", ("lora-8k", "megatron"), ">=", 0.55),
     Target("hf 8k", "mfu_measured", ("lora-8k", "hf"), ">=", 0.1),
+    Target("step", "step_time_mean_s", ("lora-4k", "megatron"), "<=", 0.85, reference=("lora-4k", "hf")),
 )
 
 

@@ -42,3 +42,8 @@ def test_targets_met_not_met_and_not_measured(sample_results):
     assert by_title["memory"].value == pytest.approx(40 / 60) and by_title["memory"].met is True
     assert by_title["mfu 8k"].met is False
     assert by_title["hf 8k"].met is None and by_title["hf 8k"].value is None
+
+
+def test_step_time_target_divides_mean_step_times(sample_results):
+    step = {t.title: t for t in sample_results.targets}["step"]
+    assert step.value == pytest.approx(2.0 / 3.0) and step.met is True

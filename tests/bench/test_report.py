@@ -42,7 +42,7 @@ def test_markdown_holds_table_comparison_targets_and_failures(sample_results):
     text = markdown_text(sample_results)
     assert "| lora-4k | megatron | 16,384 |" in text
     assert "| lora-4k | 1.50x | 0.67x |" in text
-    assert "Targets met: 2 of 4. Not met: mfu 8k. Not measured (a run missing or failed): hf 8k." in text
+    assert "Targets met: 3 of 5. Not met: mfu 8k. Not measured (a run missing or failed): hf 8k." in text
     assert "CUDA out of memory" in text
     assert "790 TFLOP/s median" in text and "80% of the datasheet's 989.4" in text
     assert "transformer-engine absent" in text
@@ -62,7 +62,7 @@ def test_index_lists_each_run_with_headline_numbers(sample_results, tmp_path):
     index = write_index(tmp_path).read_text()
     assert "[2026-11-29-h200-h200](2026-11-29-h200-h200/report.md)" in index
     assert "megatron 16,384 (69.5%) / hf 10,923 (46.3%)" in index
-    assert "| 1.50x | 0.67x | 2/4 met |" in index
+    assert "| 1.50x | 0.67x | 3/5 met |" in index
     assert "hf failed" in index
 
 

@@ -63,3 +63,16 @@ def test_unknown_suite_and_case_name_the_known_ones():
         get_suite("nope")
     with pytest.raises(KeyError, match="tiny-sft-s256"):
         get_suite("cpu-smoke").case("nope")
+
+
+def test_every_target_names_a_metric_the_runs_record():
+    from typing import get_args
+
+    from primus_bridge.bench.results import RunMetrics
+    from primus_bridge.bench.suites import SUITES, Target
+
+    recorded = set(RunMetrics.model_fields) | {"peak_memory_allocated"}
+    assert set(get_args(Target.__annotations__["metric"])) <= recorded
+    for suite in SUITES.values():
+        for target in suite.targets:
+            assert target.metric in recorded, (suite.name, target.title, target.metric)
