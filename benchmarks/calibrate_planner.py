@@ -3,9 +3,9 @@
 On the GPU machine (one GPU; random-weight models of the 1B, 3B and 8B Llama shapes, built once each):
     python benchmarks/calibrate_planner.py
 Re-compare a measurement file anywhere (no GPU needed):
-    python benchmarks/calibrate_planner.py --compare benchmarks/reports/planner_calibration_measurements.json
+    python benchmarks/calibrate_planner.py --compare benchmarks/reports/planner-calibration/planner_calibration_measurements.json
 
-Writes, under --out_dir (default benchmarks/reports/): planner_calibration_measurements.json (what was
+Writes, under --out_dir (default benchmarks/reports/planner-calibration/): planner_calibration_measurements.json (what was
 measured, saved after every case), planner_calibration.json and planner_calibration.md (the comparison).
 Exit code 0 when every case is within +-15%, 1 when some are not, 2 when a case could not run.
 """
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cases", help=f"comma-separated subset of: {', '.join(c.name for c in CASES)}")
     parser.add_argument("--gpu", help="GPU type (default: detected)")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="models, data and logs")
-    parser.add_argument("--out_dir", type=Path, default=REPO / "benchmarks" / "reports")
+    parser.add_argument("--out_dir", type=Path, default=REPO / "benchmarks" / "reports" / "planner-calibration")
     return parser
 
 

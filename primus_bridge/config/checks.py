@@ -98,6 +98,19 @@ def _check_io(cfg: PrimusConfig) -> list[str]:
     return errors
 
 
+def _check_profiling(cfg: PrimusConfig) -> list[str]:
+    p, steps = cfg.profiling, cfg.training.train_iters
+    if not p.enabled:
+        return []
+    if p.end_step < p.start_step:
+        return [f"profiling.end_step ({p.end_step}) is before profiling.start_step ({p.start_step}); "
+                "set end_step >= start_step"]
+    if p.end_step > steps:
+        return [f"profiling.end_step ({p.end_step}) is after the last step (training.train_iters = {steps}); "
+                "profile earlier steps or train longer"]
+    return []
+
+
 def _env_world_size() -> int | None:
     value = os.environ.get("WORLD_SIZE")
     return int(value) if value and value.isdigit() else None
@@ -111,4 +124,5 @@ def cross_field_errors(cfg: PrimusConfig, origins: dict[str, str], world_size: i
         *_check_lora(cfg, origins),
         *_check_parallel_flags(cfg),
         *_check_io(cfg),
+        *_check_profiling(cfg),
     ]

@@ -11,6 +11,7 @@ from .sections.lora import LoraConfig
 from .sections.model import ModelConfig
 from .sections.parallelism import ParallelismConfig
 from .sections.precision import PrecisionConfig
+from .sections.profiling import ProfilingConfig
 from .sections.recompute import RecomputeConfig
 from .sections.training import TrainingConfig
 
@@ -45,6 +46,7 @@ class PrimusConfig(Section):
     lora: LoraConfig = Field(default_factory=LoraConfig)
     checkpointing: CheckpointConfig = Field(default_factory=CheckpointConfig)
     activation_checkpointing: RecomputeConfig = Field(default_factory=RecomputeConfig)
+    profiling: ProfilingConfig = Field(default_factory=ProfilingConfig)
 
     @field_validator("framework")
     @classmethod

@@ -34,7 +34,7 @@ def test_random_bytes(tmp_path, data):
 yaml_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=50))
 yaml_trees = st.recursive(yaml_scalars, lambda kids: st.one_of(
     st.lists(kids, max_size=4), st.dictionaries(st.text(max_size=12), kids, max_size=4)), max_leaves=20)
-sections = ["training", "data", "lora", "model", "parallelism", "precision", "checkpointing"]
+sections = ["training", "data", "lora", "model", "parallelism", "precision", "checkpointing", "profiling"]
 
 
 @SETTINGS

@@ -98,3 +98,14 @@ def test_calibration_cases_fit_one_h200(script, tmp_path):
         row = compare_one("h200", Measurement(case.name, shape, config, 1, 1, peak_memory_allocated=1))
         assert (row.mode, row.seq_length, row.micro_batch_size) == (case.mode, case.seq_length, case.micro_batch_size)
         assert row.planned_total_gib < 0.9 * 139.7, case.name
+
+
+def test_the_committed_h200_measurements_stay_within_15_percent():
+    """A planner change that breaks the H200 calibration fails here, without a GPU."""
+    committed = Path(__file__).resolve().parents[2] / "benchmarks/reports/planner-calibration"
+    gpu, measurements = load_measurements(committed / "planner_calibration_measurements.json")
+    rows = [compare_one(gpu, m) for m in measurements]
+    assert len(rows) >= 6
+    assert all(r.within_tolerance for r in rows), [(r.case, r.error) for r in rows]
+    table = json.loads((committed / "planner_calibration.json").read_text())
+    assert [(r["case"], r["error"]) for r in table["rows"]] == [(r.case, r.error) for r in rows]

@@ -1,5 +1,6 @@
 """The hf engine's training loop: steps, validation, checkpoints, preemption, export, result."""
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ import torch
 
 from ...engine.base import TrainResult
 from ...run.checkpoints import write_checkpoint
+from ...run.profiler import StepProfiler, profile_dir
 from ...run.rng import capture_rng
 from ...run.signals import PreemptionWatch
 from .batches import Batch, make_batch, step_batches
@@ -76,11 +78,15 @@ def train_loop(run: Run, progress: Progress, scalars: Scalars) -> tuple[bool, li
     t, state, times = run.cfg.training, run.state, []
     tokens_per_step = t.global_batch_size * run.cfg.data.seq_length
     run.model.train()
-    with PreemptionWatch() as watch:
+    profiler = StepProfiler(run.cfg.profiling, profile_dir(run.cfg.profiling, run.cfg.checkpointing.save),
+                            run.env.rank)
+    with PreemptionWatch() as watch, contextlib.closing(profiler):
         while state.step < t.train_iters:
+            profiler.step_started(state.step + 1)
             stats, seconds = _run_step(run)
             times.append(seconds)
             state.step += 1
+            profiler.step_finished(state.step)
             state.consumed_samples += t.global_batch_size
             state.losses.append(stats.loss)
             progress.step(state.step, stats, tokens_per_step / seconds)

@@ -1,6 +1,7 @@
 """Megatron-Bridge training callbacks: what TrainResult reports, and our checkpoint markers.
 
 - StepRecorder: wall time, loss and peak memory of every optimizer step run in this process.
+- ProfileSteps: the `profiling:` window (run/profiler.py) around Megatron-Bridge's steps.
 - CheckpointMarkers: after each save, `primus_bridge.json` in the iteration folder and the
   `latest_checkpointed_iteration.txt` pointer (Megatron-Bridge itself tracks `latest_train_state.pt`),
   so every tool of the project finds and recognises the checkpoint.
@@ -15,6 +16,7 @@ import torch.distributed as dist
 from megatron.bridge.training.callbacks import Callback, CallbackContext
 
 from ...checkpoint_info import LATEST_FILE, MARKER_FILE, iteration_dir
+from ...run.profiler import StepProfiler
 from ...utils.atomic import atomic_write_text
 
 LOSS_KEY = "lm loss"
@@ -62,6 +64,22 @@ class StepRecorder(Callback):
             self.losses.append(float(loss))
         if context.skipped_iter:
             self.skipped_steps.append(self.last_step)
+
+
+class ProfileSteps(Callback):
+    """Both hooks run before Megatron-Bridge advances train_state.step: the step in flight is step + 1."""
+
+    def __init__(self, profiler: StepProfiler):
+        self.profiler = profiler
+
+    def on_train_step_start(self, context: CallbackContext) -> None:
+        self.profiler.step_started(context.state.train_state.step + 1)
+
+    def on_train_step_end(self, context: CallbackContext) -> None:
+        self.profiler.step_finished(context.state.train_state.step + 1)
+
+    def on_train_end(self, context: CallbackContext) -> None:
+        self.profiler.close()
 
 
 class CheckpointMarkers(Callback):

@@ -11,8 +11,9 @@ from ...checkpoint_info import MARKER_FILE, latest_checkpoint
 from ...config import ConfigError, PrimusConfig
 from ...run.checkpoints import remove_checkpoints
 from ...run.outputs import check_export_dir, plan_checkpoint_dir
+from ...run.profiler import StepProfiler, profile_dir
 from ..base import TrainResult
-from .callbacks import CheckpointMarkers, StepRecorder
+from .callbacks import CheckpointMarkers, ProfileSteps, StepRecorder
 from .container import StartingPoint, build_config_container
 from .export import training_template
 from .layer_spec import resolve_transformer_impl
@@ -121,6 +122,9 @@ class MegatronBridgeRunner:
         recorder = StepRecorder()
         markers = CheckpointMarkers(plan.start.save, _marker(cfg, plan), yaml.safe_dump(cfg.model_dump(mode="json")))
         callbacks = [recorder, markers]
+        if cfg.profiling.enabled:
+            out = profile_dir(cfg.profiling, cfg.checkpointing.save)
+            callbacks.append(ProfileSteps(StepProfiler(cfg.profiling, out)))
         if cfg.convert_to_hf:
             from .train_end_export import ExportAtTrainEnd
 

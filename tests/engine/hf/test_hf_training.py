@@ -154,3 +154,21 @@ def test_resume_refuses_a_checkpoint_of_another_kind(make_config):
     full = make_config(lora=False, train_iters=4, eval_iters=0)
     with pytest.raises(ConfigError, match=r"holds a checkpoint of another kind of run \(hf engine, LoRA\) at step 2"):
         ENGINE.train(full)
+
+
+def test_profiling_writes_a_trace_and_an_operation_table_for_the_chosen_steps(make_config, tmp_path):
+    import gzip
+    import json
+
+    cfg = make_config(train_iters=4)
+    cfg.convert_to_hf = False
+    cfg.profiling = cfg.profiling.model_copy(update={"enabled": True, "start_step": 2, "end_step": 3, "top_ops": 15})
+    ENGINE.train(cfg)
+    folder = tmp_path / "checkpoints" / "profile"
+    trace = json.loads(gzip.decompress((folder / "rank-0.json.gz").read_bytes()))
+    names = {event.get("name") for event in trace["traceEvents"]}
+    assert "aten::mm" in names or "aten::addmm" in names
+    table = (folder / "ops-rank0.txt").read_text()
+    assert table.startswith("steps 2-3, rank 0, sorted by self_cpu_time_total")
+    assert "Self CPU" in table and "aten::" in table
+    assert not list(folder.glob(".*")), "no partial files left behind"
