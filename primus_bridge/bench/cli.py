@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
                         help="scratch folder for models, data, per-run configs and logs")
     parser.add_argument("--render", action="store_true", help="only rewrite the reports from --out's results.json")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile each run's last warm-up step (not timed); operation tables go to --out/profiles/")
     return parser
 
 
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         results.targets = [evaluate(target, results) for target in suite.targets]
         write_reports(results, out)
     else:
-        options = RunOptions(suite, out, Workspace(args.workdir), cases, args.resume, args.time_budget)
+        options = RunOptions(suite, out, Workspace(args.workdir), cases, args.resume, args.time_budget, args.profile)
         results = run_suite(options)
         log.info("results:\n%s", summary(results))
     refresh_index(out)

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ConfigError
+from ..utils.atomic import atomic_write_text
 from .environment import DeviceInfo, capture_environment
 from .flops import FORMULA_TEXT, flops_per_token
 from .metrics import compute_metrics
 from .peak import MatmulPeak, datasheet_peak_tflops
 from .processes import log_tail, python_command, run_logged
 from .report import write_reports
-from .results import RESULTS_FILE, BenchResults, CaseInfo, SystemRun, load_results
+from .results import RESULTS_FILE, BenchResults, CaseInfo, SystemRun, load_results, save_results
 from .shapes import shape_from_hf_config
 from .suites import SYSTEMS, BenchCase, Suite
 from .targets import evaluate
@@ -40,6 +41,8 @@ class RunOptions:
     resume: bool = False
     time_budget_s: float | None = None
     """Start no run that could end after this many seconds from the start."""
+    profile: bool = False
+    """Profile the last warm-up step of every run (see profile_values)."""
 
 
 def now() -> str:
@@ -108,6 +111,8 @@ def run_system(case: BenchCase, system: str, options: RunOptions, model_dir: Pat
         return SystemRun(case=case.name, system=system, status="skipped", reason="needs a GPU; this suite runs on CPU")
     run_dir, log_file = workspace.run_dir(case, system), workspace.log_file(case, system)
     values = case_values(case, suite, system, model_dir, data_file, workspace)
+    if options.profile:
+        values["profiling"] = profile_values(suite, run_dir)
     config, out = write_run_config(values, run_dir), run_dir / "result.json"
     out.unlink(missing_ok=True)
     command = python_command("primus_bridge.bench.worker", ["--config", str(config), "--out", str(out)], suite.gpus)
@@ -119,7 +124,27 @@ def run_system(case: BenchCase, system: str, options: RunOptions, model_dir: Pat
     if finished.returncode != 0 or not out.is_file():
         return SystemRun(case=case.name, system=system, status="failed", wall_s=finished.wall_s,
                          reason=f"exit code {finished.returncode}:\n{log_tail(log_file)}")
+    if options.profile:
+        keep_operation_table(run_dir, options.out_dir, f"{case.name}-{system}")
     return run_from_record(case, system, suite, json.loads(out.read_text()), finished.wall_s)
+
+
+def profile_values(suite: Suite, run_dir: Path) -> dict:
+    """The last warm-up step: compiled and warm, and not among the timed steps (nor is writing the trace)."""
+    step = max(suite.warmup_steps, 1)
+    return {"enabled": True, "start_step": step, "end_step": step, "dir": str(run_dir / "profile")}
+
+
+def keep_operation_table(run_dir: Path, out_dir: Path, name: str) -> Path | None:
+    """Copy rank 0's operation table into the report folder (the trace stays in the work folder: it is large)."""
+    table = run_dir / "profile" / "ops-rank0.txt"
+    if not table.is_file():
+        log.warning("%s: no profile was written (%s)", name, table)
+        return None
+    target = out_dir / "profiles" / f"{name}-ops.txt"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target, table.read_text())
+    return target
 
 
 def with_metrics(run: SystemRun, info: CaseInfo, results: BenchResults) -> SystemRun:
@@ -134,10 +159,19 @@ def with_metrics(run: SystemRun, info: CaseInfo, results: BenchResults) -> Syste
 
 
 def publish(results: BenchResults, options: RunOptions) -> None:
-    """Re-evaluate the targets, then write results.json and every report file."""
-    results.targets = [evaluate(target, results) for target in options.suite.targets]
+    """results.json first, so the measurements survive whatever follows; then the targets and the reports.
+
+    A failure in the second part is logged with its traceback and does not stop the suite: the runs still
+    to come are worth more than a report, which `bench --render` rewrites later.
+    """
     results.updated = now()
-    write_reports(results, options.out_dir)
+    save_results(results, options.out_dir)
+    try:
+        results.targets = [evaluate(target, results) for target in options.suite.targets]
+        write_reports(results, options.out_dir)
+    except Exception:  # noqa: BLE001 - any report bug; results.json is already complete
+        log.exception("%s: writing the report failed; results.json holds every run (fix, then bench --render)",
+                      options.out_dir)
 
 
 def start_results(options: RunOptions) -> BenchResults:

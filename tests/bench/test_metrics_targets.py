@@ -47,3 +47,19 @@ def test_targets_met_not_met_and_not_measured(sample_results):
 def test_step_time_target_divides_mean_step_times(sample_results):
     step = {t.title: t for t in sample_results.targets}["step"]
     assert step.value == pytest.approx(2.0 / 3.0) and step.met is True
+
+
+def test_a_report_bug_does_not_lose_the_runs(sample_results, tmp_path, caplog):
+    """A target naming a metric the runs do not record (a past bug) is logged; results.json keeps every run."""
+    from primus_bridge.bench.results import load_results
+    from primus_bridge.bench.runner import RunOptions, publish
+    from primus_bridge.bench.suites import Suite, Target
+    from primus_bridge.bench.workspace import Workspace
+
+    bad = Target("bad", "step_time_mean", ("lora-4k", "megatron"), "<=", 1.0)
+    suite = Suite(name="h200", description="", device="gpu", systems=("megatron", "hf"), warmup_steps=1,
+                  timed_steps=4, cases=(), peak_matmul_size=1024, targets=(bad,))
+    publish(sample_results, RunOptions(suite, tmp_path, Workspace(tmp_path / "work"), ()))
+    assert [(r.case, r.system) for r in load_results(tmp_path).runs] == \
+        [(r.case, r.system) for r in sample_results.runs]
+    assert "writing the report failed" in caplog.text and "step_time_mean" in caplog.text

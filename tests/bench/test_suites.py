@@ -76,3 +76,28 @@ def test_every_target_names_a_metric_the_runs_record():
     for suite in SUITES.values():
         for target in suite.targets:
             assert target.metric in recorded, (suite.name, target.title, target.metric)
+
+
+def test_profiling_takes_the_last_warm_up_step_and_passes_the_config_checks(tmp_path):
+    from primus_bridge.bench.runner import profile_values
+    from primus_bridge.bench.suites import get_suite
+    from primus_bridge.bench.workspace import Workspace, build_config, case_values
+
+    for name in ("h200", "cpu-smoke"):
+        suite = get_suite(name)
+        case = suite.cases[0]
+        values = case_values(case, suite, "hf", tmp_path / "model", tmp_path / "data.jsonl", Workspace(tmp_path))
+        values["profiling"] = profile_values(suite, tmp_path / "run")
+        cfg = build_config(values, case, suite.gpus)
+        assert cfg.profiling.start_step == cfg.profiling.end_step == suite.warmup_steps
+        assert suite.warmup_steps >= 2, "step 1 compiles and allocates: profile a later warm-up step"
+
+
+def test_the_operation_table_is_copied_into_the_report(tmp_path):
+    from primus_bridge.bench.runner import keep_operation_table
+
+    assert keep_operation_table(tmp_path / "run", tmp_path / "report", "c-hf") is None
+    (tmp_path / "run" / "profile").mkdir(parents=True)
+    (tmp_path / "run" / "profile" / "ops-rank0.txt").write_text("aten::mm 1 ms\n")
+    copied = keep_operation_table(tmp_path / "run", tmp_path / "report", "c-hf")
+    assert copied == tmp_path / "report" / "profiles" / "c-hf-ops.txt" and copied.read_text() == "aten::mm 1 ms\n"
