@@ -15,8 +15,10 @@ kv = KV groups x head size, f the SwiGLU size, t = TP:
   SwiGLU output (FC2 input)                       2f / t
 
 For Llama 3 8B (q = h, kv = h/4, f = 3.5h) this is 34h bytes per token at t = 1, the paper's
-34sbh. LoRA with dropout adds, per adapted linear, the dropped-out input (2 bytes) and its mask
-(1 byte). Context parallel divides the tokens by CP. Full recompute keeps only each recompute
+34sbh. Under LoRA the frozen base linears keep no input: a linear's input is kept by its adapter
+(2 bytes; with dropout a dropped-out copy and the mask instead, 3 bytes) or, for the output
+projection, by the attention anyway; an untargeted linear's input is not kept at all (see
+linear_input_bytes). Context parallel divides the tokens by CP. Full recompute keeps only each recompute
 chunk's input (2h per token); selective recompute re-runs core attention only, whose s x s
 scores flash attention never stores, so it saves just the softmax statistics.
 """
@@ -34,13 +36,34 @@ def _replicated_divisor(layout: Layout) -> int:
     return layout.tp if layout.sequence_parallel else 1
 
 
-def _lora_dropout_bytes(shape: ModelShape, layout: Layout) -> float:
-    if layout.lora is None or layout.lora.dropout == 0:
-        return 0.0
-    h, t, rep = shape.hidden_size, layout.tp, _replicated_divisor(layout)
-    inputs = {"linear_qkv": h / rep, "linear_proj": shape.query_size / t,
-              "linear_fc1": h / rep, "linear_fc2": shape.ffn_hidden_size / t}
-    return sum(3 * inputs[name] for name in layout.lora.modules)
+KEPT_BY_ATTENTION = frozenset({"linear_proj"})
+"""The output projection's input is the attention output, which the attention's backward keeps anyway."""
+
+
+def _linear_inputs(shape: ModelShape, layout: Layout) -> dict[str, float]:
+    """Elements of each linear layer's input per token on one GPU."""
+    rep, t = _replicated_divisor(layout), layout.tp
+    return {"linear_qkv": shape.hidden_size / rep, "linear_proj": shape.query_size / t,
+            "linear_fc1": shape.hidden_size / rep, "linear_fc2": shape.ffn_hidden_size / t}
+
+
+def linear_input_bytes(shape: ModelShape, layout: Layout) -> float:
+    """Bytes per token the layer keeps of its linear layers' inputs for their backward.
+
+    A trained linear keeps its bf16 input (2 bytes). Under LoRA the base linear is frozen and keeps none
+    (Megatron-Core's LinearWithFrozenWeight saves only its weight); its adapter keeps the same input
+    without dropout (2), or a dropped-out copy and the dropout mask with it (3, on top of what others keep).
+    """
+    inputs = _linear_inputs(shape, layout)
+    if layout.lora is None:
+        return sum(2 * n for n in inputs.values())
+    total = 0.0
+    for name, n in inputs.items():
+        kept = 2 if name in KEPT_BY_ATTENTION else 0
+        if name in layout.lora.modules:
+            kept = kept + 3 if layout.lora.dropout > 0 else max(kept, 2)
+        total += kept * n
+    return total
 
 
 def softmax_stats_bytes(shape: ModelShape, layout: Layout) -> float:
@@ -51,10 +74,10 @@ def layer_bytes_per_token(shape: ModelShape, layout: Layout) -> float:
     """Bytes one layer keeps for its backward, per token, on one GPU, without recompute."""
     h, t = shape.hidden_size, layout.tp
     q, kv, f = shape.query_size, shape.kv_size, shape.ffn_hidden_size
-    norm_region = 4 * 2 * h / _replicated_divisor(layout)
-    attention = (2 * (q + 2 * kv) + 2 * q) / t + softmax_stats_bytes(shape, layout)
-    mlp = (2 * 2 * f + 2 * f) / t
-    return norm_region + attention + mlp + _lora_dropout_bytes(shape, layout)
+    norm_inputs = 2 * 2 * h / _replicated_divisor(layout)
+    attention = 2 * (q + 2 * kv) / t + softmax_stats_bytes(shape, layout)
+    swiglu_input = 2 * 2 * f / t
+    return norm_inputs + attention + swiglu_input + linear_input_bytes(shape, layout)
 
 
 def layer_input_bytes_per_token(shape: ModelShape, layout: Layout) -> float:
