@@ -7,12 +7,10 @@ from pathlib import Path
 
 from ..cli.errors import run_verb
 from ..logs import setup_logging
-from .report import write_reports
 from .report.index import write_index
 from .results import load_results
-from .runner import RunOptions, run_suite
+from .runner import RunOptions, render, run_suite
 from .suites import SUITES, get_suite
-from .targets import evaluate
 from .workspace import DEFAULT_WORKDIR, REPO, Workspace
 
 REPORTS_ROOT = REPO / "benchmarks" / "reports"
@@ -69,9 +67,7 @@ def run(args: argparse.Namespace) -> int:
     cases = selected_cases(suite, args.cases)
     out = args.out or default_out(suite.name, suite.device == "gpu")
     if args.render:
-        results = load_results(out)
-        results.targets = [evaluate(target, results) for target in suite.targets]
-        write_reports(results, out)
+        render(load_results(out), suite, out)
     else:
         options = RunOptions(suite, out, Workspace(args.workdir), cases, args.resume, args.time_budget, args.profile)
         results = run_suite(options)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ConfigError
+from ..run.profiler import operation_table_path
 from ..utils.atomic import atomic_write_text
 from .environment import DeviceInfo, capture_environment
 from .flops import FORMULA_TEXT, flops_per_token
@@ -132,12 +133,16 @@ def run_system(case: BenchCase, system: str, options: RunOptions, model_dir: Pat
 def profile_values(suite: Suite, run_dir: Path) -> dict:
     """The last warm-up step: compiled and warm, and not among the timed steps (nor is writing the trace)."""
     step = max(suite.warmup_steps, 1)
-    return {"enabled": True, "start_step": step, "end_step": step, "dir": str(run_dir / "profile")}
+    return {"enabled": True, "start_step": step, "end_step": step, "dir": str(profile_folder(run_dir))}
+
+
+def profile_folder(run_dir: Path) -> Path:
+    return run_dir / "profile"
 
 
 def keep_operation_table(run_dir: Path, out_dir: Path, name: str) -> Path | None:
     """Copy rank 0's operation table into the report folder (the trace stays in the work folder: it is large)."""
-    table = run_dir / "profile" / "ops-rank0.txt"
+    table = operation_table_path(profile_folder(run_dir), 0)
     if not table.is_file():
         log.warning("%s: no profile was written (%s)", name, table)
         return None
@@ -158,6 +163,12 @@ def with_metrics(run: SystemRun, info: CaseInfo, results: BenchResults) -> Syste
     return run.model_copy(update={"metrics": metrics})
 
 
+def render(results: BenchResults, suite: Suite, out_dir: Path) -> None:
+    """Check the suite's targets against the runs, then write results.json and every report file."""
+    results.targets = [evaluate(target, results) for target in suite.targets]
+    write_reports(results, out_dir)
+
+
 def publish(results: BenchResults, options: RunOptions) -> None:
     """results.json first, so the measurements survive whatever follows; then the targets and the reports.
 
@@ -167,8 +178,7 @@ def publish(results: BenchResults, options: RunOptions) -> None:
     results.updated = now()
     save_results(results, options.out_dir)
     try:
-        results.targets = [evaluate(target, results) for target in options.suite.targets]
-        write_reports(results, options.out_dir)
+        render(results, options.suite, options.out_dir)
     except Exception:  # noqa: BLE001 - any report bug; results.json is already complete
         log.exception("%s: writing the report failed; results.json holds every run (fix, then bench --render)",
                       options.out_dir)

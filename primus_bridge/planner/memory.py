@@ -65,10 +65,14 @@ def weight_bytes(layout: Layout) -> int:
     return 2 if layout.half_precision else 4
 
 
+def optimizer_shards(layout: Layout, distributed: bool) -> int:
+    """Ranks the optimizer's per-parameter work is split over: DP x CP with the distributed optimizer."""
+    return layout.dp * layout.cp if distributed else 1
+
+
 def optimizer_bytes(layout: Layout, distributed: bool) -> float:
     """Optimizer bytes per trainable parameter on one GPU."""
-    per_param = 12 if layout.half_precision else 8
-    return per_param / (layout.dp * layout.cp) if distributed else per_param
+    return (12 if layout.half_precision else 8) / optimizer_shards(layout, distributed)
 
 
 def trainable_state_bytes(layout: Layout, distributed: bool) -> float:
@@ -78,8 +82,7 @@ def trainable_state_bytes(layout: Layout, distributed: bool) -> float:
 
 def adam_step_bytes(trainable_params: float, layout: Layout) -> float:
     """torch Adam's fp32 working copies during the step, for the trainable parameters this GPU updates."""
-    shards = layout.dp * layout.cp if layout.distributed_optimizer else 1
-    return ADAM_STEP_BYTES * trainable_params / shards
+    return ADAM_STEP_BYTES * trainable_params / optimizer_shards(layout, layout.distributed_optimizer)
 
 
 def stage_memory(shape: ModelShape, layout: Layout, stage: int) -> MemoryBreakdown:

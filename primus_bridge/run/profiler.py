@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from ..config import PrimusConfig
 from ..config.sections.profiling import ProfilingConfig
 from ..utils.atomic import atomic_write_text
 
@@ -23,6 +24,10 @@ def profile_dir(config: ProfilingConfig, save_dir: str | None) -> Path:
     if config.dir:
         return Path(config.dir)
     return Path(save_dir) / "profile" if save_dir else Path("profile")
+
+
+def operation_table_path(out_dir: Path, rank: int) -> Path:
+    return Path(out_dir) / f"ops-rank{rank}.txt"
 
 
 def _activities() -> list[torch.profiler.ProfilerActivity]:
@@ -51,6 +56,11 @@ class StepProfiler:
     def step_finished(self, step: int) -> None:
         if self._profile is not None and step >= self.config.end_step:
             self.close()
+
+    @classmethod
+    def for_run(cls, cfg: PrimusConfig, rank: int | None = None) -> "StepProfiler":
+        """The run's profiler, writing to `profiling.dir` (default <checkpointing.save>/profile)."""
+        return cls(cfg.profiling, profile_dir(cfg.profiling, cfg.checkpointing.save), rank)
 
     @property
     def rank(self) -> int:
@@ -81,6 +91,6 @@ class StepProfiler:
         table = averages.table(sort_by=sort_by, row_limit=self.config.top_ops)
         header = (f"steps {self.config.start_step}-{self.config.end_step}, rank {self.rank}, "
                   f"sorted by {sort_by}\n\n")
-        path = self.out_dir / f"ops-rank{self.rank}.txt"
+        path = operation_table_path(self.out_dir, self.rank)
         atomic_write_text(path, header + table + "\n")
         return path

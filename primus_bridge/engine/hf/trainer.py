@@ -10,7 +10,7 @@ import torch
 
 from ...engine.base import TrainResult
 from ...run.checkpoints import write_checkpoint
-from ...run.profiler import StepProfiler, profile_dir
+from ...run.profiler import StepProfiler
 from ...run.rng import capture_rng
 from ...run.signals import PreemptionWatch
 from .batches import Batch, make_batch, step_batches
@@ -78,8 +78,7 @@ def train_loop(run: Run, progress: Progress, scalars: Scalars) -> tuple[bool, li
     t, state, times = run.cfg.training, run.state, []
     tokens_per_step = t.global_batch_size * run.cfg.data.seq_length
     run.model.train()
-    profiler = StepProfiler(run.cfg.profiling, profile_dir(run.cfg.profiling, run.cfg.checkpointing.save),
-                            run.env.rank)
+    profiler = StepProfiler.for_run(run.cfg, run.env.rank)
     with PreemptionWatch() as watch, contextlib.closing(profiler):
         while state.step < t.train_iters:
             profiler.step_started(state.step + 1)

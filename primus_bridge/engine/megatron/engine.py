@@ -11,7 +11,7 @@ from ...checkpoint_info import MARKER_FILE, latest_checkpoint
 from ...config import ConfigError, PrimusConfig
 from ...run.checkpoints import remove_checkpoints
 from ...run.outputs import check_export_dir, plan_checkpoint_dir
-from ...run.profiler import StepProfiler, profile_dir
+from ...run.profiler import StepProfiler
 from ..base import TrainResult
 from .callbacks import CheckpointMarkers, ProfileSteps, StepRecorder
 from .container import StartingPoint, build_config_container
@@ -123,8 +123,7 @@ class MegatronBridgeRunner:
         markers = CheckpointMarkers(plan.start.save, _marker(cfg, plan), yaml.safe_dump(cfg.model_dump(mode="json")))
         callbacks = [recorder, markers]
         if cfg.profiling.enabled:
-            out = profile_dir(cfg.profiling, cfg.checkpointing.save)
-            callbacks.append(ProfileSteps(StepProfiler(cfg.profiling, out)))
+            callbacks.append(ProfileSteps(StepProfiler.for_run(cfg)))
         if cfg.convert_to_hf:
             from .train_end_export import ExportAtTrainEnd
 
