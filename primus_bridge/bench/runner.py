@@ -214,7 +214,7 @@ def prepare_case(case: BenchCase, results: BenchResults, options: RunOptions) ->
 def run_case(case: BenchCase, systems: list[str], results: BenchResults, options: RunOptions,
              time_left: Callable[[], float]) -> bool:
     """Run the case's pending systems; False when the time budget stopped it before the end."""
-    if time_left() < case.expected_s:
+    if time_left() < case.expected_for(systems[0]):
         log.info("%s: not started, the time budget is nearly spent (resume to continue)", case.name)
         return False
     try:
@@ -225,7 +225,7 @@ def run_case(case: BenchCase, systems: list[str], results: BenchResults, options
         publish(results, options)
         return True
     for system in systems:
-        if time_left() < case.expected_s:
+        if time_left() < case.expected_for(system):
             log.info("%s / %s: not started, the time budget is nearly spent", case.name, system)
             return False
         timeout_s = min(case.timeout_s, time_left())
