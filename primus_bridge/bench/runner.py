@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ConfigError
-from ..run.profiler import operation_table_path
+from ..run.profiler import gaps_table_path, operation_table_path
 from ..utils.atomic import atomic_write_text
 from .environment import DeviceInfo, capture_environment
 from .flops import FORMULA_TEXT, flops_per_token
@@ -126,30 +126,35 @@ def run_system(case: BenchCase, system: str, options: RunOptions, model_dir: Pat
         return SystemRun(case=case.name, system=system, status="failed", wall_s=finished.wall_s,
                          reason=f"exit code {finished.returncode}:\n{log_tail(log_file)}")
     if options.profile:
-        keep_operation_table(run_dir, options.out_dir, f"{case.name}-{system}")
+        keep_profile_tables(run_dir, options.out_dir, f"{case.name}-{system}")
     return run_from_record(case, system, suite, json.loads(out.read_text()), finished.wall_s)
 
 
 def profile_values(suite: Suite, run_dir: Path) -> dict:
-    """The last warm-up step: compiled and warm, and not among the timed steps (nor is writing the trace)."""
+    """The last warm-up step: compiled and warm, and not among the timed steps. No Chrome trace: exporting
+    one step of an 8B model took 40-60 s on the H200, a run's worth of device time; the tables are enough."""
     step = max(suite.warmup_steps, 1)
-    return {"enabled": True, "start_step": step, "end_step": step, "dir": str(profile_folder(run_dir))}
+    return {"enabled": True, "start_step": step, "end_step": step, "dir": str(profile_folder(run_dir)),
+            "trace": False}
 
 
 def profile_folder(run_dir: Path) -> Path:
     return run_dir / "profile"
 
 
-def keep_operation_table(run_dir: Path, out_dir: Path, name: str) -> Path | None:
-    """Copy rank 0's operation table into the report folder (the trace stays in the work folder: it is large)."""
-    table = operation_table_path(profile_folder(run_dir), 0)
-    if not table.is_file():
-        log.warning("%s: no profile was written (%s)", name, table)
-        return None
-    target = out_dir / "profiles" / f"{name}-ops.txt"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(target, table.read_text())
-    return target
+def keep_profile_tables(run_dir: Path, out_dir: Path, name: str) -> list[Path]:
+    """Copy rank 0's operation table (and device-gap table, on a GPU) into the report's profiles/ folder."""
+    kept = []
+    for source, kind in ((operation_table_path(profile_folder(run_dir), 0), "ops"),
+                         (gaps_table_path(profile_folder(run_dir), 0), "gaps")):
+        if source.is_file():
+            target = out_dir / "profiles" / f"{name}-{kind}.txt"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(target, source.read_text())
+            kept.append(target)
+    if not kept:
+        log.warning("%s: no profile was written (%s)", name, profile_folder(run_dir))
+    return kept
 
 
 def with_metrics(run: SystemRun, info: CaseInfo, results: BenchResults) -> SystemRun:

@@ -2,8 +2,9 @@
 
 The engine calls `step_started(n)` before optimizer step n (counted from 1) and `step_finished(n)` after
 it. Steps `start_step`..`end_step` of `profiling:` are recorded; at the end this rank writes
-`rank-<R>.json.gz` (open it in Perfetto or chrome://tracing) and `ops-rank<R>.txt`, PyTorch's own table
-of operations and kernels by self device time (self CPU time without a GPU).
+`rank-<R>.json.gz` (open it in Perfetto or chrome://tracing; unless `trace: false`), `ops-rank<R>.txt`,
+PyTorch's own table of operations and kernels by self device time (self CPU time without a GPU), and on
+a GPU `gaps-rank<R>.txt`: how busy the device was and its longest idle gaps (device_gaps.py).
 """
 
 import logging
@@ -16,6 +17,7 @@ import torch.distributed as dist
 from ..config import PrimusConfig
 from ..config.sections.profiling import ProfilingConfig
 from ..utils.atomic import atomic_write_text
+from .device_gaps import Interval, device_timeline, render
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,10 @@ def profile_dir(config: ProfilingConfig, save_dir: str | None) -> Path:
 
 def operation_table_path(out_dir: Path, rank: int) -> Path:
     return Path(out_dir) / f"ops-rank{rank}.txt"
+
+
+def gaps_table_path(out_dir: Path, rank: int) -> Path:
+    return Path(out_dir) / f"gaps-rank{rank}.txt"
 
 
 def _activities() -> list[torch.profiler.ProfilerActivity]:
@@ -73,7 +79,11 @@ class StepProfiler:
         profile, self._profile = self._profile, None
         profile.__exit__(None, None, None)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.written = [self._write_trace(profile), self._write_table(profile)]
+        self.written = [self._write_table(profile)]
+        if torch.profiler.ProfilerActivity.CUDA in _activities():
+            self.written.append(self._write_gaps(profile))
+        if self.config.trace:
+            self.written.append(self._write_trace(profile))
         log.info("profile of steps %d-%d: %s", self.config.start_step, self.config.end_step,
                  ", ".join(str(p) for p in self.written))
 
@@ -93,4 +103,14 @@ class StepProfiler:
                   f"sorted by {sort_by}\n\n")
         path = operation_table_path(self.out_dir, self.rank)
         atomic_write_text(path, header + table + "\n")
+        return path
+
+    def _write_gaps(self, profile: torch.profiler.profile) -> Path:
+        device, host = [], []
+        for event in profile.profiler.kineto_results.events():
+            interval = Interval(event.name(), event.start_ns(), event.start_ns() + event.duration_ns())
+            (host if event.device_type() == torch.autograd.DeviceType.CPU else device).append(interval)
+        header = f"steps {self.config.start_step}-{self.config.end_step}, rank {self.rank}\n"
+        path = gaps_table_path(self.out_dir, self.rank)
+        atomic_write_text(path, header + render(device_timeline(device, host)))
         return path

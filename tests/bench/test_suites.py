@@ -91,14 +91,19 @@ def test_profiling_takes_the_last_warm_up_step_and_passes_the_config_checks(tmp_
         values["profiling"] = profile_values(suite, tmp_path / "run")
         cfg = build_config(values, case, suite.gpus)
         assert cfg.profiling.start_step == cfg.profiling.end_step == suite.warmup_steps
+        assert not cfg.profiling.trace
         assert suite.warmup_steps >= 2, "step 1 compiles and allocates: profile a later warm-up step"
 
 
-def test_the_operation_table_is_copied_into_the_report(tmp_path):
-    from primus_bridge.bench.runner import keep_operation_table
+def test_the_profile_tables_are_copied_into_the_report(tmp_path):
+    from primus_bridge.bench.runner import keep_profile_tables
 
-    assert keep_operation_table(tmp_path / "run", tmp_path / "report", "c-hf") is None
+    assert keep_profile_tables(tmp_path / "run", tmp_path / "report", "c-hf") == []
     (tmp_path / "run" / "profile").mkdir(parents=True)
     (tmp_path / "run" / "profile" / "ops-rank0.txt").write_text("aten::mm 1 ms\n")
-    copied = keep_operation_table(tmp_path / "run", tmp_path / "report", "c-hf")
-    assert copied == tmp_path / "report" / "profiles" / "c-hf-ops.txt" and copied.read_text() == "aten::mm 1 ms\n"
+    assert keep_profile_tables(tmp_path / "run", tmp_path / "report", "c-hf") == [
+        tmp_path / "report" / "profiles" / "c-hf-ops.txt"]
+    (tmp_path / "run" / "profile" / "gaps-rank0.txt").write_text("device busy 50%\n")
+    ops, gaps = keep_profile_tables(tmp_path / "run", tmp_path / "report", "c-hf")
+    assert ops.read_text() == "aten::mm 1 ms\n" and gaps.read_text() == "device busy 50%\n"
+    assert gaps == tmp_path / "report" / "profiles" / "c-hf-gaps.txt"

@@ -13,8 +13,11 @@ class ProfilingConfig(Section):
     end_step: int = Field(default=3, ge=1)
     """Last profiled optimizer step (inclusive)."""
     dir: str | None = None
-    """Where `rank-<R>.json.gz` (Chrome / Perfetto trace) and `ops-rank<R>.txt` go; default
+    """Where `rank-<R>.json.gz` (Chrome / Perfetto trace), `ops-rank<R>.txt` and `gaps-rank<R>.txt` go; default
     <checkpointing.save>/profile, else ./profile."""
+    trace: bool = True
+    """Write the Chrome / Perfetto trace (exporting a large step takes tens of seconds; the tables are
+    written either way)."""
     record_shapes: bool = False
     """Record input shapes (bigger trace; the table then splits operations by shape)."""
     top_ops: int = Field(default=40, ge=1)

@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 
+from .lora_fast_path import use_lora_fast_path
 from .model import allow_our_targets
 from .optimizer_resume import resume_before_first_step
 from .packed_rope import use_packed_rope
@@ -17,6 +18,7 @@ def prepare_megatron() -> None:
     import_megatron_bridge()
     use_prebuilt_dataset_helpers()
     use_packed_rope()
+    use_lora_fast_path()
     resume_before_first_step()
     allow_our_targets()
 
