@@ -98,6 +98,18 @@ def _check_io(cfg: PrimusConfig) -> list[str]:
     return errors
 
 
+def _check_head_loss(cfg: PrimusConfig) -> list[str]:
+    if cfg.model.head_loss != "chunked":
+        return []
+    needs = [what for what, ok in (("engine: megatron", cfg.engine == "megatron"),
+                                   ("lora.use_lora: true (a frozen LM head)", cfg.lora.use_lora),
+                                   ("parallelism.tensor_model_parallel_size: 1",
+                                    cfg.parallelism.tensor_model_parallel_size == 1)) if not ok]
+    if not needs:
+        return []
+    return [f"model.head_loss: chunked needs {', '.join(needs)}; set head_loss: full otherwise"]
+
+
 def _check_profiling(cfg: PrimusConfig) -> list[str]:
     p, steps = cfg.profiling, cfg.training.train_iters
     if not p.enabled:
@@ -124,5 +136,6 @@ def cross_field_errors(cfg: PrimusConfig, origins: dict[str, str], world_size: i
         *_check_lora(cfg, origins),
         *_check_parallel_flags(cfg),
         *_check_io(cfg),
+        *_check_head_loss(cfg),
         *_check_profiling(cfg),
     ]

@@ -138,8 +138,20 @@ LOGIT_BYTES = 10
 backward builds before the cast back to bf16 (4)."""
 
 
+CHUNKED_LOGIT_BYTES = 8
+"""Per token of a chunk and vocabulary entry under model.head_loss: chunked: the fp32 logits turned into
+probabilities in place (4), their bf16 copy for the gradient matmul (2), the bf16 logits being converted (2)."""
+
+
 def logits_bytes(shape: ModelShape, layout: Layout) -> float:
     """Last stage, one micro batch: the loss's vocab-wide tensors (LOGIT_BYTES each, vocab / TP wide)
-    and the final RMSNorm input and output (2 x 2h)."""
-    per_token = LOGIT_BYTES * shape.vocab_size / layout.tp + 4 * shape.hidden_size / _replicated_divisor(layout)
-    return per_token * tokens_per_micro_batch(layout)
+    and the final RMSNorm input and output (2 x 2h). Chunked (frozen head, TP 1): vocab-wide tensors for
+    one chunk only, plus the hidden-state gradient computed in the forward (2h per token)."""
+    tokens = tokens_per_micro_batch(layout)
+    norm = 4 * shape.hidden_size / _replicated_divisor(layout) * tokens
+    if layout.head_loss == "chunked":
+        from ..engine.megatron.chunked_head_loss import CHUNK_TOKENS
+
+        return norm + 2 * shape.hidden_size * tokens + \
+            CHUNKED_LOGIT_BYTES * shape.vocab_size * min(tokens, CHUNK_TOKENS)
+    return norm + LOGIT_BYTES * shape.vocab_size / layout.tp * tokens

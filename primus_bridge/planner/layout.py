@@ -51,6 +51,8 @@ class Layout:
     lora: LoraSpec | None = None
     half_precision: bool = True
     """bf16 or fp16 weights with fp32 master copies; False means plain fp32 training."""
+    head_loss: Literal["full", "chunked"] = "full"
+    """model.head_loss: chunked keeps the vocab-wide logits of CHUNK_TOKENS tokens at a time."""
 
     @property
     def model_parallel(self) -> int:
@@ -106,4 +108,5 @@ def layout_from_config(cfg: PrimusConfig, world_size: int, gpus_per_node: int) -
         distributed_optimizer=p.use_distributed_optimizer,
         lora=lora_spec(cfg),
         half_precision=cfg.precision.bf16 or cfg.precision.fp16,
+        head_loss=cfg.model.head_loss,
     )
