@@ -33,6 +33,13 @@ def test_only_steps_start_to_end_are_recorded(tmp_path):
     assert "aten::mm" in (tmp_path / "ops-rank0.txt").read_text()
 
 
+def test_trace_false_writes_the_table_only(tmp_path):
+    profiler = StepProfiler(ProfilingConfig(enabled=True, start_step=1, end_step=1, trace=False), tmp_path, rank=0)
+    _steps(profiler, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ops-rank0.txt"] and profiler.written == [
+        tmp_path / "ops-rank0.txt"]
+
+
 def test_disabled_records_nothing(tmp_path):
     _steps(StepProfiler(ProfilingConfig(enabled=False), tmp_path, rank=0), 4)
     assert not list(tmp_path.iterdir())

@@ -330,6 +330,24 @@ def test_lora_finetune_and_export(llama, work, repo, side_by_side):
     assert diff < 0.02 * scale, (diff, scale)  # merged weights are rounded to bf16; the adapter path is not
 
 
+def test_chunked_head_loss_matches_and_uses_less_memory(llama, work, repo):
+    """model.head_loss: chunked on the LoRA run's config: the same losses, a lower peak."""
+    if "lora" not in RUNS:
+        pytest.skip("the LoRA run did not finish")
+    values = _lora_values(llama, work)
+    values.pop("convert_to_hf"), values.pop("hf_save_path")
+    values["checkpointing"] = {"save": None}
+    values["model"] = values.get("model", {}) | {"head_loss": "chunked"}
+    result = train(work, repo, "lora-chunked-head", values, RUN_TIMEOUT)
+    full = RUNS["lora"]
+    summary = _summary(result) | {"full_head_losses": full["losses"],
+                                  "full_head_peak_memory_allocated": full["peak_memory_allocated"]}
+    record(repo, "lora_chunked_head", summary)
+    assert abs(result["losses"][0] - full["losses"][0]) < 0.01 * full["losses"][0]
+    assert result["peak_memory_allocated"] < full["peak_memory_allocated"]
+    _assert_learned(result)
+
+
 def test_lora_checkpoint_exports_through_the_cli(llama, work, repo):
     if "lora" not in RUNS:
         pytest.skip("the LoRA run did not finish")
