@@ -16,8 +16,9 @@ ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 
 SYSTEMS = {  # system -> (engine name, needs a GPU, what it is)
     "megatron": ("megatron", True, "primus-bridge megatron engine (Megatron-Bridge finetune(); TE when present, "
-                                   "else the local spec with SDPA attention)"),
-    "hf": ("hf", False, "HF Transformers + PEFT baseline (best attention implementation available)"),
+                                   "else the local spec: FlexAttention with a document mask on packed rows)"),
+    "hf": ("hf", False, "HF Transformers + PEFT baseline (attention: flash-attention 2 when installed, else SDPA "
+                        "with a block-diagonal mask over the packed documents)"),
 }
 
 
