@@ -110,3 +110,4 @@ def test_config_names_what_chunked_needs():
     cfg = resolve([Layer("test", {"engine": "megatron", "model": {"head_loss": "chunked"},
                                   "lora": {"use_lora": True}})], world_size=1)[0]
     assert cfg.model.head_loss == "chunked"
+
