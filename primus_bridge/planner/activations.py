@@ -138,9 +138,10 @@ LOGIT_BYTES = 10
 backward builds before the cast back to bf16 (4)."""
 
 
-CHUNKED_LOGIT_BYTES = 8
-"""Per token of a chunk and vocabulary entry under model.head_loss: chunked: the fp32 logits turned into
-probabilities in place (4), their bf16 copy for the gradient matmul (2), the bf16 logits being converted (2)."""
+CHUNKED_LOGIT_BYTES = 10
+"""Per token of a chunk and vocabulary entry under model.head_loss: chunked (not yet measured): the fp32
+logits, later the probabilities in place (4), log-sum-exp's fp32 temporary (4), and the bf16 logits being
+converted or the probabilities' bf16 copy for the gradient matmul (2)."""
 
 
 def logits_bytes(shape: ModelShape, layout: Layout) -> float:
