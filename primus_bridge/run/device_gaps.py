@@ -66,6 +66,12 @@ def _host_in(gap: Gap, host: list[Interval]) -> list[tuple[str, int]]:
     return sorted(inside.items(), key=lambda kv: -kv[1])[:HOST_NAMES_PER_GAP]
 
 
+def is_sync(name: str) -> bool:
+    """A host call that waits for the device: a synchronize, or a blocking (non-Async) memcpy."""
+    blocking_copy = name.startswith(("cudaMemcpy", "hipMemcpy")) and "Async" not in name
+    return "ynchronize" in name or blocking_copy
+
+
 def device_timeline(device: list[Interval], host: list[Interval], top_gaps: int = 15) -> DeviceTimeline:
     """Busy time, the `top_gaps` longest idle gaps (≥ 50 µs) and the host's sync calls, over the window
     from the first to the last event."""
@@ -82,7 +88,7 @@ def device_timeline(device: list[Interval], host: list[Interval], top_gaps: int 
         gap.host = _host_in(gap, host)
     syncs: dict[str, tuple[int, int]] = {}
     for op in host:
-        if "ynchronize" in op.name or op.name.startswith(("cudaMemcpy", "hipMemcpy")) and "Async" not in op.name:
+        if is_sync(op.name):
             count, total = syncs.get(op.name, (0, 0))
             syncs[op.name] = (count + 1, total + op.end_ns - op.start_ns)
     return DeviceTimeline(start, end - start, busy, gaps, syncs)

@@ -62,28 +62,28 @@ def _chunk(hidden, weight, target, with_grad: bool):
     return log_sum_exp - target_logit, probs.to(hidden.dtype) @ weight
 
 
-def chunked_head_output(*, hidden_states, output_layer, output_weight, labels, runtime_gather_output,
-                        compute_language_model_loss, scale_logits, config, **_):
-    """GPTModel output processor: the chunked loss for a frozen head, else Megatron-Core's own path."""
+def chunked_head_output(*, hidden_states, output_layer, output_weight, labels, **_):
+    """GPTModel output processor (training forwards with labels and a frozen head): the chunked loss."""
     weight = output_weight if output_weight is not None else output_layer.weight
-    if labels is not None and not weight.requires_grad and not getattr(config, "use_mup", False):
-        return FrozenHeadCrossEntropy.apply(hidden_states, weight, labels, CHUNK_TOKENS)
-    logits, _ = output_layer(hidden_states, weight=output_weight, runtime_gather_output=runtime_gather_output)
-    logits = scale_logits(logits)
-    if labels is None:
-        return logits.transpose(0, 1).contiguous()
-    return compute_language_model_loss(labels, logits)
+    return FrozenHeadCrossEntropy.apply(hidden_states, weight, labels, CHUNK_TOKENS)
 
 
-def _with_chunked_head(module, args, kwargs):
-    if module.training and kwargs.get("labels") is not None and kwargs.get("output_processor") is None:
+def _head_weight(model):
+    return model.shared_embedding_or_output_weight() if model.share_embeddings_and_output_weights \
+        else model.output_layer.weight
+
+
+def _with_chunked_head(model, args, kwargs):
+    """Forward pre-hook: the chunked loss where it applies; Megatron-Core's own output path otherwise
+    (no labels, evaluation, a trainable head, MuP logit scaling)."""
+    if (model.training and kwargs.get("labels") is not None and kwargs.get("output_processor") is None
+            and not _head_weight(model).requires_grad and not getattr(model.config, "use_mup", False)):
         kwargs["output_processor"] = chunked_head_output
     return args, kwargs
 
 
 def use_chunked_head_loss(model: list) -> list:
-    """Megatron-Bridge pre-wrap hook: training forwards with labels use `chunked_head_output` on the
-    chunks that hold the LM head."""
+    """Megatron-Bridge pre-wrap hook: install `_with_chunked_head` on the chunks that hold the LM head."""
     for chunk in model:
         if getattr(chunk, "post_process", False) and not getattr(chunk.config, "mtp_num_layers", None):
             chunk.register_forward_pre_hook(_with_chunked_head, with_kwargs=True)

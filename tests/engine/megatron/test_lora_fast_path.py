@@ -2,8 +2,7 @@
 
 import pytest
 import torch
-
-ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+from tiny_lora_model import loss_and_grads, packed_stream, tiny_lora_model  # this folder is on sys.path
 
 
 @pytest.fixture(scope="module")
@@ -70,55 +69,25 @@ def test_other_configurations_keep_megatron_bridge_path(transformer_config):
 
 def test_installed_once_and_used_by_a_lora_model(megatron_cpu, tokenizer_dir, tmp_path):
     """A whole LoRA model: the same loss and adapter gradients with the fast path as without it."""
-    from megatron.bridge import AutoBridge
     from megatron.bridge.peft.utils import ParallelLinearAdapter
-    from megatron.bridge.training.utils.packed_seq_utils import get_packed_seq_params
 
-    from primus_bridge.config.sections.lora import LoraConfig
-    from primus_bridge.engine.megatron.layer_spec import use_local_spec
-    from primus_bridge.engine.megatron.lora import build_peft
     from primus_bridge.engine.megatron.lora_fast_path import use_lora_fast_path
-    from primus_bridge.models.tiny import build_tiny_llama
 
     use_lora_fast_path()
     installed = ParallelLinearAdapter.forward
     use_lora_fast_path()
     assert ParallelLinearAdapter.forward is installed and installed.__wrapped__ is not None
 
-    provider = AutoBridge.from_hf_pretrained(str(build_tiny_llama(tokenizer_dir, tmp_path / "tiny"))
-                                             ).to_megatron_provider(load_weights=False)
-    use_local_spec(provider)
-    provider.finalize()
-    model = provider.provide_distributed_model(wrap_with_ddp=False, use_cpu_initialization=True)
-    model = build_peft(LoraConfig(use_lora=True, lora_rank=4, lora_target_modules=ALL_LINEAR))(model, training=True)
-    model = model[0].train()
-    for name, param in model.named_parameters():
-        if "linear_out" in name:  # B starts at zero: give it values so every gradient is non-zero
-            torch.nn.init.normal_(param, std=0.02)
-    lengths, total = [5, 11, 16], 32
-    cu = torch.tensor([0, 5, 16, 32], dtype=torch.int32)
-    tokens = torch.randint(0, 100, (1, total), generator=torch.Generator().manual_seed(3))
-    params = get_packed_seq_params({"cu_seqlens_q": cu, "cu_seqlens_kv": cu, "max_seqlen_q": max(lengths),
-                                    "max_seqlen_kv": max(lengths)})
-    positions = torch.cat([torch.arange(n) for n in lengths])[None]
-
-    def loss_and_grads():
-        torch.manual_seed(5)  # the same adapter dropout masks for both paths
-        loss = model(input_ids=tokens, position_ids=positions, attention_mask=None, labels=tokens,
-                     packed_seq_params=params).sum()
-        loss.backward()
-        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
-        model.zero_grad(set_to_none=True)
-        return loss.detach(), grads
-
-    fast_loss, fast_grads = loss_and_grads()
+    model = tiny_lora_model(tokenizer_dir, tmp_path / "tiny", lora_dropout=0.05)[0]
+    stream = packed_stream()
+    fast_loss, fast_grads, _ = loss_and_grads(model, stream)
     ParallelLinearAdapter.forward = installed.__wrapped__
     try:
-        library_loss, library_grads = loss_and_grads()
+        library_loss, library_grads, _ = loss_and_grads(model, stream)
     finally:
         ParallelLinearAdapter.forward = installed
     torch.testing.assert_close(fast_loss, library_loss, rtol=1e-6, atol=1e-6)
-    assert len(fast_grads) == 4 * 2 * provider.num_layers
+    assert len(fast_grads) == 4 * 2 * model.config.num_layers
     for name, grad in library_grads.items():
         assert grad.abs().max() > 0, name
         torch.testing.assert_close(fast_grads[name], grad, rtol=1e-5, atol=1e-6)
