@@ -69,7 +69,7 @@ def new_results(suite: Suite, workspace: Workspace) -> BenchResults:
     return BenchResults(
         suite=suite.name, description=suite.description, started=now(), updated=now(), precision=suite.precision,
         warmup_steps=suite.warmup_steps, timed_steps=suite.timed_steps,
-        systems={name: SYSTEMS[name][2] for name in suite.systems},
+        systems={name: SYSTEMS[name].description for name in suite.systems},
         environment=capture_environment(device, REPO), measured_peak=peak,
         datasheet_peak_tflops=datasheet_peak_tflops(device.gpu_type, suite.precision), flops_formula=FORMULA_TEXT,
     )
@@ -108,7 +108,7 @@ def run_system(case: BenchCase, system: str, options: RunOptions, model_dir: Pat
                timeout_s: float) -> SystemRun:
     """Train one system on one case in its own process and read back what it measured."""
     suite, workspace = options.suite, options.workspace
-    if SYSTEMS[system][1] and suite.gpus == 0:
+    if SYSTEMS[system].needs_gpu and suite.gpus == 0:
         return SystemRun(case=case.name, system=system, status="skipped", reason="needs a GPU; this suite runs on CPU")
     run_dir, log_file = workspace.run_dir(case, system), workspace.log_file(case, system)
     values = case_values(case, suite, system, model_dir, data_file, workspace)
@@ -194,6 +194,7 @@ def start_results(options: RunOptions) -> BenchResults:
         results = load_results(options.out_dir)
         if results.suite != options.suite.name:
             raise ValueError(f"{options.out_dir} holds suite {results.suite!r}, not {options.suite.name!r}")
+        results.systems = {name: SYSTEMS[name].description for name in options.suite.systems}
         return results
     return new_results(options.suite, options.workspace)
 

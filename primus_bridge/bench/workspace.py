@@ -89,10 +89,10 @@ def case_values(case: BenchCase, suite: Suite, system: str, model_dir: Path, dat
     """The config of one system on one case, in the YAML layout."""
     on_gpu = suite.device == "gpu"
     return {
-        "engine": SYSTEMS[system][0],
+        "engine": SYSTEMS[system].engine,
         "hf_model_name_or_path": str(model_dir),
         "convert_from_hf": True,
-        "model": {"tokenizer": str(TOKENIZER_DIR)},
+        "model": {"tokenizer": str(TOKENIZER_DIR), **dict(SYSTEMS[system].model_settings)},
         "training": {
             "micro_batch_size": case.micro_batch_size, "global_batch_size": case.global_batch_size,
             "train_iters": suite.warmup_steps + suite.timed_steps, "lr": LEARNING_RATES[case.mode],

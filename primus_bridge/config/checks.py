@@ -4,7 +4,9 @@ import json
 import os
 from pathlib import Path
 
+from .head_loss import chunked_head_needs
 from .schema import PrimusConfig
+
 
 def _set_by_user(origin: str) -> bool:
     return not (origin.startswith("default") or origin.startswith("recipe"))
@@ -99,15 +101,10 @@ def _check_io(cfg: PrimusConfig) -> list[str]:
 
 
 def _check_head_loss(cfg: PrimusConfig) -> list[str]:
-    if cfg.model.head_loss != "chunked":
-        return []
-    needs = [what for what, ok in (("engine: megatron", cfg.engine == "megatron"),
-                                   ("lora.use_lora: true (a frozen LM head)", cfg.lora.use_lora),
-                                   ("parallelism.tensor_model_parallel_size: 1",
-                                    cfg.parallelism.tensor_model_parallel_size == 1)) if not ok]
+    needs = chunked_head_needs(cfg) if cfg.model.head_loss == "chunked" else []
     if not needs:
         return []
-    return [f"model.head_loss: chunked needs {', '.join(needs)}; set head_loss: full otherwise"]
+    return [f"model.head_loss: chunked needs {', '.join(needs)}; set head_loss: auto or full otherwise"]
 
 
 def _check_profiling(cfg: PrimusConfig) -> list[str]:

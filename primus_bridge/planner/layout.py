@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..config import PrimusConfig
+from ..config.head_loss import head_loss_mode
 
 Recompute = Literal["none", "full", "selective"]
 
@@ -108,5 +109,5 @@ def layout_from_config(cfg: PrimusConfig, world_size: int, gpus_per_node: int) -
         distributed_optimizer=p.use_distributed_optimizer,
         lora=lora_spec(cfg),
         half_precision=cfg.precision.bf16 or cfg.precision.fp16,
-        head_loss=cfg.model.head_loss,
+        head_loss=head_loss_mode(cfg),
     )

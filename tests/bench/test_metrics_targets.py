@@ -63,3 +63,29 @@ def test_a_report_bug_does_not_lose_the_runs(sample_results, tmp_path, caplog):
     assert [(r.case, r.system) for r in load_results(tmp_path).runs] == \
         [(r.case, r.system) for r in sample_results.runs]
     assert "writing the report failed" in caplog.text and "step_time_mean" in caplog.text
+
+
+def test_several_baselines_compare_against_the_strongest(sample_results):
+    """Speed against the fastest baseline, memory against the leanest; a baseline that did not run is left out."""
+    from primus_bridge.bench.report.rows import comparisons
+    from primus_bridge.bench.suites import Target
+    from primus_bridge.bench.targets import evaluate
+    from tests.bench.conftest import make_run
+
+    sample_results.systems["hf-flex"] = "baseline with another kernel"
+    four_k = sample_results.case_info("lora-4k")
+    sample_results.put_run(make_run(four_k, "hf-flex", 2.5, 80.0, sample_results))  # faster than hf, more memory
+    speed = Target("speed", "tokens_per_s_per_gpu", ("lora-4k", "megatron"), ">=", 1.3,
+                   reference=("lora-4k", "hf", "hf-flex"))
+    memory = Target("memory", "peak_memory_allocated", ("lora-4k", "megatron"), "<=", 0.8,
+                    reference=("lora-4k", "hf", "hf-flex"))
+    speed_result, memory_result = evaluate(speed, sample_results), evaluate(memory, sample_results)
+    assert speed_result.value == pytest.approx(2.5 / 2.0) and speed_result.met is False
+    assert "same of hf-flex on lora-4k (the strongest baseline of hf, hf-flex)" in speed_result.description
+    assert memory_result.value == pytest.approx(40 / 60) and memory_result.met is True
+    assert "same of hf on lora-4k" in memory_result.description
+    eight_k = Target("speed", "tokens_per_s_per_gpu", ("lora-8k", "megatron"), ">=", 1.3,
+                     reference=("lora-8k", "hf", "hf-flex"))
+    assert evaluate(eight_k, sample_results).met is None  # hf failed, hf-flex never ran
+    assert [(c.case, c.baseline) for c in comparisons(sample_results)] == [
+        ("lora-4k", "hf"), ("lora-4k", "hf-flex"), ("lora-8k", "hf"), ("lora-8k", "hf-flex")]

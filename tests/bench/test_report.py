@@ -41,7 +41,7 @@ def test_csv_has_one_row_per_run_with_its_numbers(sample_results, tmp_path):
 def test_markdown_holds_table_comparison_targets_and_failures(sample_results):
     text = markdown_text(sample_results)
     assert "| lora-4k | megatron | 16,384 |" in text
-    assert "| lora-4k | 1.50x | 0.67x |" in text
+    assert "| lora-4k | hf | 1.50x | 0.67x |" in text
     assert "Targets met: 3 of 5. Not met: mfu 8k. Not measured (a run missing or failed): hf 8k." in text
     assert "CUDA out of memory" in text
     assert "790 TFLOP/s median" in text and "80% of the datasheet's 989.4" in text

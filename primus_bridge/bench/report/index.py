@@ -13,12 +13,12 @@ INTRO = """# Benchmark reports
 One folder per run, `<date>-<device>-<suite>/`, written by `primus-bridge bench --suite NAME`: `results.json`
 (every number), `results.csv`, `report.md` (tables, comparison, targets) and PNG plots. This index is
 rebuilt from the folders' `results.json` after every run. Ratios are the first system of the suite over
-the last one (primus-bridge's megatron engine over the HF Transformers + PEFT baseline) on identical batches.
+each other one (primus-bridge's megatron engine over each HF Transformers + PEFT baseline) on identical batches.
 """
 
 
 def _case_rows(folder: str, results: BenchResults) -> list[list[str]]:
-    ratios = {c.case: c for c in comparisons(results)}
+    found = comparisons(results)
     met = sum(t.met is True for t in results.targets)
     targets = f"{met}/{len(results.targets)} met" if results.targets else "–"
     rows = []
@@ -29,11 +29,17 @@ def _case_rows(folder: str, results: BenchResults) -> list[list[str]]:
             m = run.metrics if run is not None and run.status == "ok" else None
             cells.append(f"{system} {fmt(m.tokens_per_s_per_gpu)} ({pct(m.mfu_measured)})" if m else
                          f"{system} {run.status if run else 'not run'}")
-        ratio = ratios.get(case.name)
+        mine = [c for c in found if c.case == case.name]
         rows.append([f"[{folder}]({folder}/report.md)", results.environment.device.name, case.name, " / ".join(cells),
-                     fmt(ratio.speed_ratio if ratio else None, ".2f", "x"),
-                     fmt(ratio.memory_ratio if ratio else None, ".2f", "x"), targets])
+                     _per_baseline(mine, "speed_ratio"), _per_baseline(mine, "memory_ratio"), targets])
     return rows
+
+
+def _per_baseline(found: list, ratio: str) -> str:
+    """One ratio against each baseline: '1.37x' with one, 'hf 1.37x, hf-flex 1.10x' with several."""
+    if len(found) == 1:
+        return fmt(getattr(found[0], ratio), ".2f", "x")
+    return ", ".join(f"{c.baseline} {fmt(getattr(c, ratio), '.2f', 'x')}" for c in found) or "–"
 
 
 def index_text(root: Path) -> str:

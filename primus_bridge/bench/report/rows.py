@@ -61,8 +61,6 @@ def compare(results: BenchResults, case: str, subject: str, baseline: str) -> Co
 
 
 def comparisons(results: BenchResults) -> list[Comparison]:
-    """The first system of the suite against the last (ours against the baseline), case by case."""
-    systems = list(results.systems)
-    if len(systems) < 2:
-        return []
-    return [compare(results, case.name, systems[0], systems[-1]) for case in results.cases]
+    """The first system of the suite (ours) against each of the others (the baselines), case by case."""
+    ours, *baselines = results.systems
+    return [compare(results, case.name, ours, baseline) for case in results.cases for baseline in baselines]

@@ -25,6 +25,7 @@ from megatron.bridge.training.mixed_precision import MixedPrecisionConfig, get_m
 from megatron.bridge.training.tokenizers.config import TokenizerConfig
 
 from ...config import ConfigError, PrimusConfig
+from ...config.head_loss import head_loss_mode
 from .chunked_head_loss import use_chunked_head_loss
 from .dataset import PackedRowsProvider
 from .lora import build_peft
@@ -139,7 +140,7 @@ def apply_model_settings(provider, cfg: PrimusConfig) -> None:
     provider.sequence_parallel = p.sequence_parallel
     provider.seq_length = cfg.data.seq_length * cfg.training.micro_batch_size
     provider.calculate_per_token_loss = p.context_parallel_size > 1
-    if cfg.model.head_loss == "chunked":
+    if head_loss_mode(cfg) == "chunked":
         provider.register_pre_wrap_hook(use_chunked_head_loss)
     if r.recompute_activations:
         provider.recompute_granularity = r.recompute_granularity

@@ -82,3 +82,20 @@ def test_config_names_what_chunked_needs():
                                   "lora": {"use_lora": True}})], world_size=1)[0]
     assert cfg.model.head_loss == "chunked"
 
+
+
+@pytest.mark.parametrize("values, expected", [
+    ({"engine": "megatron", "lora": {"use_lora": True}}, "chunked"),
+    ({"engine": "megatron"}, "full"),
+    ({"engine": "megatron", "lora": {"use_lora": True}, "model": {"head_loss": "full"}}, "full"),
+    ({"engine": "megatron", "lora": {"use_lora": True}, "parallelism": {"tensor_model_parallel_size": 2}}, "full"),
+    ({"engine": "hf", "lora": {"use_lora": True}}, "full"),
+])
+def test_auto_picks_the_chunked_head_where_it_applies(values, expected):
+    from primus_bridge.config.head_loss import head_loss_mode
+    from primus_bridge.config.layers import Layer
+    from primus_bridge.config.resolve import resolve
+
+    world = values.get("parallelism", {}).get("tensor_model_parallel_size", 1)
+    cfg = resolve([Layer("test", values)], world_size=world)[0]
+    assert head_loss_mode(cfg) == expected
