@@ -53,8 +53,11 @@ def linear_input_bytes(shape: ModelShape, layout: Layout) -> float:
     A trained linear keeps its bf16 input (2 bytes). Under LoRA the base linear is frozen and keeps none
     (Megatron-Core's LinearWithFrozenWeight saves only its weight); its adapter keeps the same input
     without dropout (2), or a dropped-out copy and the dropout mask with it (3, on top of what others keep).
+    With recompute_mlp_activation FC2's input itself is not kept (a dropped-out copy still is).
     """
     inputs = _linear_inputs(shape, layout)
+    if layout.recompute_mlp_activation:  # rebuilt from the SwiGLU input in the backward (swiglu_recompute)
+        inputs["linear_fc2"] = 0 if layout.lora is None or layout.lora.dropout == 0 else inputs["linear_fc2"]
     if layout.lora is None:
         return sum(2 * n for n in inputs.values())
     total = 0.0

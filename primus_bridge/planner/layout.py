@@ -54,6 +54,8 @@ class Layout:
     """bf16 or fp16 weights with fp32 master copies; False means plain fp32 training."""
     head_loss: Literal["full", "chunked"] = "full"
     """model.head_loss: chunked keeps the vocab-wide logits of CHUNK_TOKENS tokens at a time."""
+    recompute_mlp_activation: bool = True
+    """activation_checkpointing.recompute_mlp_activation: the SwiGLU output (FC2 input) is not kept."""
 
     @property
     def model_parallel(self) -> int:
@@ -110,4 +112,5 @@ def layout_from_config(cfg: PrimusConfig, world_size: int, gpus_per_node: int) -
         lora=lora_spec(cfg),
         half_precision=cfg.precision.bf16 or cfg.precision.fp16,
         head_loss=head_loss_mode(cfg),
+        recompute_mlp_activation=recompute.recompute_mlp_activation,
     )

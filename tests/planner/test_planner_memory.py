@@ -14,7 +14,8 @@ from primus_bridge.planner.params import base_params_on_gpu
 
 LLAMA8B = recipes.recipe("llama3_8b").shape
 LLAMA70B = recipes.recipe("llama3_70b").shape
-ONE_NODE = Layout(world_size=8, gpus_per_node=8, seq_length=4096)
+ONE_NODE = Layout(world_size=8, gpus_per_node=8, seq_length=4096, recompute_mlp_activation=False)
+"""The paper's setting: every activation kept."""
 
 
 def test_every_gpu_type_has_memory_and_a_peak():
@@ -46,6 +47,20 @@ def test_activations_are_34sbh_for_llama3_8b():
     """Korthikanti's 34 bytes x hidden per token and layer (no dropout, flash attention)."""
     stats = 4 * 32
     assert layer_bytes_per_token(LLAMA8B, ONE_NODE) == 34 * 4096 + stats
+
+
+def test_recomputing_the_swiglu_output_drops_fc2s_input():
+    """2f bytes (f = 3.5h) less per token and layer, for full fine-tuning and LoRA without dropout alike."""
+    recomputed = replace(ONE_NODE, recompute_mlp_activation=True)
+    assert layer_bytes_per_token(LLAMA8B, recomputed) == 27 * 4096 + 4 * 32
+    lora = LoraSpec(rank=16, targets=frozenset({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                                "down_proj"}), dropout=0.0)
+    saved = layer_bytes_per_token(LLAMA8B, replace(ONE_NODE, lora=lora)) - \
+        layer_bytes_per_token(LLAMA8B, replace(recomputed, lora=lora))
+    assert saved == 2 * 14336
+    with_dropout = replace(lora, dropout=0.1)  # the adapter keeps a dropped-out copy instead: nothing saved
+    assert layer_bytes_per_token(LLAMA8B, replace(ONE_NODE, lora=with_dropout)) == \
+        layer_bytes_per_token(LLAMA8B, replace(recomputed, lora=with_dropout))
 
 
 def test_tensor_and_sequence_parallel_split_activations():

@@ -26,7 +26,7 @@ from megatron.core.transformer.transformer_config import TransformerConfig
 from megatron.core.utils import divide
 from torch.nn.attention.flex_attention import flex_attention
 
-from .document_mask import BlockMaskCache
+from .document_mask import block_mask_cache
 
 SUPPORTED_MASKS = (AttnMaskType.causal, AttnMaskType.padding_causal)
 
@@ -54,7 +54,7 @@ def per_document_attention(query, key, value, cu_seqlens, scale, enable_gqa):
 class SDPACoreAttention(MegatronModule):
     """Causal (optionally document-masked) attention; a drop-in for Megatron-Core's DotProductAttention."""
 
-    _block_masks = BlockMaskCache()
+    _block_masks = block_mask_cache()
     """Shared by all layers: one block mask per micro batch (they all receive the same cu_seqlens)."""
 
     def __init__(self, config: TransformerConfig, layer_number: int, attn_mask_type: AttnMaskType,

@@ -29,6 +29,7 @@ from ...config.head_loss import head_loss_mode
 from .chunked_head_loss import use_chunked_head_loss
 from .dataset import PackedRowsProvider
 from .lora import build_peft
+from .swiglu_recompute import use_swiglu_recompute
 from .te_compat import transformer_engine_available
 
 
@@ -142,6 +143,8 @@ def apply_model_settings(provider, cfg: PrimusConfig) -> None:
     provider.calculate_per_token_loss = p.context_parallel_size > 1
     if head_loss_mode(cfg) == "chunked":
         provider.register_pre_wrap_hook(use_chunked_head_loss)
+    if r.recompute_mlp_activation:
+        provider.register_pre_wrap_hook(use_swiglu_recompute)
     if r.recompute_activations:
         provider.recompute_granularity = r.recompute_granularity
         if r.recompute_granularity == "full":

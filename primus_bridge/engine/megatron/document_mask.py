@@ -8,6 +8,8 @@ k <= q. FlexAttention's block mask skips every block that lies wholly across doc
 import torch
 from torch.nn.attention.flex_attention import BlockMask, create_block_mask
 
+from .micro_batch_cache import MicroBatchCache
+
 
 def document_ids(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
     """[total] int32: the document index of every token position."""
@@ -36,15 +38,6 @@ def dense_document_causal_mask(cu_seqlens: torch.Tensor, total: int) -> torch.Te
     return (doc[:, None] == doc[None, :]) & (positions[:, None] >= positions[None, :])
 
 
-class BlockMaskCache:
-    """One mask per forward pass: every layer receives the same cu_seqlens tensor object."""
-
-    def __init__(self):
-        self._key: tuple[torch.Tensor, int] | None = None
-        self._mask: BlockMask | None = None
-
-    def get(self, cu_seqlens: torch.Tensor, total: int) -> BlockMask:
-        if self._key is None or self._key[0] is not cu_seqlens or self._key[1] != total:
-            self._mask = document_causal_block_mask(cu_seqlens, total)
-            self._key = (cu_seqlens, total)
-        return self._mask
+def block_mask_cache() -> MicroBatchCache[BlockMask]:
+    """One block mask per micro batch: get(cu_seqlens, total); every layer receives the same cu_seqlens."""
+    return MicroBatchCache(document_causal_block_mask)

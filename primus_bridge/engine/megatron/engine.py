@@ -179,6 +179,7 @@ def _result(cfg: PrimusConfig, recorder: StepRecorder, plan: RunPlan, preempted:
         peak_memory_allocated=torch.cuda.max_memory_allocated() if on_gpu else None,
         peak_memory_reserved=torch.cuda.max_memory_reserved() if on_gpu else None,
         extra={"transformer_impl": plan.transformer_impl, "head_loss": head_loss_mode(cfg),
+               "recompute_mlp_activation": cfg.activation_checkpointing.recompute_mlp_activation,
                "first_step": recorder.first_step, "skipped_steps": recorder.skipped_steps,
                "hf_source": str(plan.model.hf_source)},
     )

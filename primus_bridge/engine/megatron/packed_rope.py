@@ -10,7 +10,7 @@ and 64 device syncs a micro batch for 16 layers, far more host time than the lay
 the GPU. `packed_rope_thd` does the same call in ~110 operations whatever the number of documents.
 
 `packed_rope_thd` gives every token the frequencies of its position inside its document (found on
-the device with `searchsorted`, no sync) and applies Megatron-Core's own `_apply_rotary_pos_emb_bshd`
+the device with `searchsorted`, no sync; once per micro batch, shared by every layer) and applies Megatron-Core's own `_apply_rotary_pos_emb_bshd`
 once: the same element-wise arithmetic, so the result is bit for bit Megatron's. Context-parallel
 streams (their per-rank slicing) and the deprecated `multi_latent_attention` keyword go to
 Megatron-Core's function unchanged.
@@ -25,6 +25,8 @@ import inspect
 import torch
 from megatron.core.models.common.embeddings import rope_utils
 
+from .micro_batch_cache import MicroBatchCache
+
 _REPLACED = "_apply_rotary_pos_emb_thd"
 _EXPECTED_PARAMETERS = ("t", "cu_seqlens", "freqs", "rotary_interleaved", "mla_rotary_interleaved", "mscale",
                         "cp_group", "multi_latent_attention")
@@ -36,6 +38,15 @@ def positions_in_documents(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor
     tokens = torch.arange(total, device=cu_seqlens.device)
     document = torch.searchsorted(starts, tokens, right=True) - 1
     return tokens - starts[document]
+
+
+def token_frequencies(cu_seqlens: torch.Tensor, freqs: torch.Tensor, total: int, device: torch.device) -> torch.Tensor:
+    """Each token's rotary frequencies: those of its position inside its document."""
+    return freqs[positions_in_documents(cu_seqlens.to(device), total)]
+
+
+_token_freqs = MicroBatchCache(token_frequencies)
+"""Queries and keys of every layer share one micro batch's cu_seqlens and freqs: computed once per micro batch."""
 
 
 def _megatron_thd():
@@ -53,8 +64,7 @@ def packed_rope_thd(t: torch.Tensor, cu_seqlens: torch.Tensor, freqs: torch.Tens
                                mla_rotary_interleaved=mla_rotary_interleaved, mscale=mscale, cp_group=cp_group,
                                multi_latent_attention=multi_latent_attention)
     total = t.size(0)
-    # freqs for every position of the whole stream: Megatron-Core then offsets each document by its start.
-    token_freqs = freqs if freqs.size(0) == total else freqs[positions_in_documents(cu_seqlens.to(t.device), total)]
+    token_freqs = freqs if freqs.size(0) == total else _token_freqs.get(cu_seqlens, freqs, total, t.device)
     return rope_utils._apply_rotary_pos_emb_bshd(
         t.unsqueeze(1), token_freqs, rotary_interleaved=rotary_interleaved,
         mla_rotary_interleaved=mla_rotary_interleaved, mscale=mscale).squeeze(1)

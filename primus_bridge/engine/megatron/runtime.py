@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 
+from .foreach_kernels import use_foreach_kernels
 from .lora_fast_path import use_lora_fast_path
 from .model import allow_our_targets
 from .optimizer_resume import resume_before_first_step
@@ -18,6 +19,7 @@ def prepare_megatron() -> None:
     import_megatron_bridge()
     use_prebuilt_dataset_helpers()
     use_packed_rope()
+    use_foreach_kernels()
     use_lora_fast_path()
     resume_before_first_step()
     allow_our_targets()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from primus_bridge.engine.megatron.document_mask import (
-    BlockMaskCache,
+    block_mask_cache,
     dense_document_causal_mask,
     document_causal_block_mask,
 )
@@ -61,7 +61,7 @@ def _micro_batch(model, lengths, seed: int, on_core_attention) -> None:
 
 def test_one_block_mask_per_micro_batch(tiny_gpt):
     """Every layer gets the micro batch's own cu_seqlens tensor, so the cache builds one mask per micro batch."""
-    cache, seen = BlockMaskCache(), []
+    cache, seen = block_mask_cache(), []
 
     def build(params):
         seen.append(cache.get(params.cu_seqlens_q, int(params.cu_seqlens_q[-1])))

@@ -121,3 +121,24 @@ def test_an_unexpected_megatron_core_is_named(megatron_cpu, monkeypatch):
     monkeypatch.setattr(rope_utils, "_apply_rotary_pos_emb_thd", different)
     with pytest.raises(RuntimeError, match="constraints.txt"):
         use_packed_rope()
+
+
+def test_token_frequencies_are_computed_once_per_micro_batch(cp_group):
+    """The layers' queries and keys share the micro batch's cu_seqlens and freqs: one lookup, reused."""
+    from primus_bridge.engine.megatron import packed_rope
+
+    lengths, calls = [5, 9, 2], []
+    cu, freqs = _cu(lengths), _freqs(max(lengths))
+    build = packed_rope._token_freqs._build
+    packed_rope._token_freqs._build = lambda *key: calls.append(key) or build(*key)
+    try:
+        for _ in range(3):  # three layers: queries and keys each
+            for heads in (4, 2):
+                t = torch.randn(sum(lengths), heads, DIM)
+                assert torch.equal(packed_rope.packed_rope_thd(t, cu, freqs, cp_group=cp_group),
+                                   _megatron()(t, cu, freqs, cp_group=cp_group))
+        assert len(calls) == 1
+        packed_rope.packed_rope_thd(torch.randn(sum(lengths), 2, DIM), _cu(lengths), freqs, cp_group=cp_group)
+        assert len(calls) == 2  # the next micro batch's tensors
+    finally:
+        packed_rope._token_freqs._build = build

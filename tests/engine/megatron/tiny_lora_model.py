@@ -7,8 +7,9 @@ ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 LENGTHS = [5, 11, 16]
 
 
-def tiny_lora_model(tokenizer_dir, out, lora_dropout: float, cross_entropy_fusion: bool = True) -> list:
-    """[GPTModel] in training mode; every adapter's B is non-zero so every adapter gradient is."""
+def tiny_lora_model(tokenizer_dir, out, lora_dropout: float | None, cross_entropy_fusion: bool = True) -> list:
+    """[GPTModel] in training mode; every adapter's B is non-zero so every adapter gradient is. Without
+    LoRA (lora_dropout None) every parameter trains."""
     from megatron.bridge import AutoBridge
 
     from primus_bridge.config.sections.lora import LoraConfig
@@ -22,6 +23,9 @@ def tiny_lora_model(tokenizer_dir, out, lora_dropout: float, cross_entropy_fusio
     provider.cross_entropy_loss_fusion = cross_entropy_fusion
     provider.finalize()
     model = provider.provide_distributed_model(wrap_with_ddp=False, use_cpu_initialization=True)
+    if lora_dropout is None:
+        model[0].train()
+        return model
     model = build_peft(LoraConfig(use_lora=True, lora_rank=4, lora_dropout=lora_dropout,
                                   lora_target_modules=ALL_LINEAR))(model, training=True)
     for name, param in model[0].named_parameters():
