@@ -9,16 +9,22 @@ is all the backward needs, and it is known in the forward up to a per-token fact
 built, turned into its loss and that gradient, and freed; the backward multiplies by the per-token
 factor. Same matmuls, no recompute; logits exist for CHUNK_TOKENS tokens at a time.
 
-Opt-in with `model.head_loss: chunked` (megatron engine, LoRA, TP 1: the config checks say so); it is
-given to Megatron-Core's GPTModel as its `output_processor`. Out-of-vocabulary targets get the loss
+`model.head_loss: chunked` (megatron engine, LoRA, TP 1: the config checks say so), or `auto` (the
+default) for a vocabulary of at least AUTO_MIN_VOCAB entries: measured on the H200, Llama-3-8B
+(128,256 entries, 4,096-token micro batches) ran 7% faster and 3.9 GiB lighter; a 1,685-entry test
+vocabulary saved nothing and ran 8% slower (the head is too small to matter, the per-chunk launches
+are not). It is given to Megatron-Core's GPTModel as its `output_processor`. Out-of-vocabulary targets get the loss
 Megatron-Core's vocab-parallel cross-entropy gives them (log-sum-exp minus the max logit, no target
 in the gradient).
 """
+
+import functools
 
 import torch
 import torch.nn.functional as F
 
 CHUNK_TOKENS = 1024
+AUTO_MIN_VOCAB = 16384
 
 
 class FrozenHeadCrossEntropy(torch.autograd.Function):
@@ -73,18 +79,20 @@ def _head_weight(model):
         else model.output_layer.weight
 
 
-def _with_chunked_head(model, args, kwargs):
+def _with_chunked_head(model, args, kwargs, min_vocab: int = 0):
     """Forward pre-hook: the chunked loss where it applies; Megatron-Core's own output path otherwise
-    (no labels, evaluation, a trainable head, MuP logit scaling)."""
+    (no labels, evaluation, a trainable head, MuP logit scaling, a vocabulary under `min_vocab`)."""
+    head = _head_weight(model)
     if (model.training and kwargs.get("labels") is not None and kwargs.get("output_processor") is None
-            and not _head_weight(model).requires_grad and not getattr(model.config, "use_mup", False)):
+            and not head.requires_grad and head.shape[0] >= min_vocab and not getattr(model.config, "use_mup", False)):
         kwargs["output_processor"] = chunked_head_output
     return args, kwargs
 
 
-def use_chunked_head_loss(model: list) -> list:
+def use_chunked_head_loss(model: list, min_vocab: int = 0) -> list:
     """Megatron-Bridge pre-wrap hook: install `_with_chunked_head` on the chunks that hold the LM head."""
+    hook = functools.partial(_with_chunked_head, min_vocab=min_vocab)
     for chunk in model:
         if getattr(chunk, "post_process", False) and not getattr(chunk.config, "mtp_num_layers", None):
-            chunk.register_forward_pre_hook(_with_chunked_head, with_kwargs=True)
+            chunk.register_forward_pre_hook(hook, with_kwargs=True)
     return model

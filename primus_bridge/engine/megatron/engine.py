@@ -9,7 +9,6 @@ import yaml
 
 from ...checkpoint_info import MARKER_FILE, latest_checkpoint
 from ...config import ConfigError, PrimusConfig
-from ...config.head_loss import head_loss_mode
 from ...run.checkpoints import remove_checkpoints
 from ...run.outputs import check_export_dir, plan_checkpoint_dir
 from ...run.profiler import StepProfiler
@@ -178,7 +177,7 @@ def _result(cfg: PrimusConfig, recorder: StepRecorder, plan: RunPlan, preempted:
         trainable_params=recorder.trainable_params, total_params=recorder.total_params,
         peak_memory_allocated=torch.cuda.max_memory_allocated() if on_gpu else None,
         peak_memory_reserved=torch.cuda.max_memory_reserved() if on_gpu else None,
-        extra={"transformer_impl": plan.transformer_impl, "head_loss": head_loss_mode(cfg),
+        extra={"transformer_impl": plan.transformer_impl, "head_loss": cfg.model.head_loss,
                "recompute_mlp_activation": cfg.activation_checkpointing.recompute_mlp_activation,
                "first_step": recorder.first_step, "skipped_steps": recorder.skipped_steps,
                "hf_source": str(plan.model.hf_source)},

@@ -330,24 +330,26 @@ def test_lora_finetune_and_export(llama, work, repo, side_by_side):
     assert diff < 0.02 * scale, (diff, scale)  # merged weights are rounded to bf16; the adapter path is not
 
 
-def test_chunked_head_loss_matches_the_full_head_with_less_memory(llama, work, repo):
-    """The LoRA run used the chunked head (head_loss auto at TP 1); the same run with the full head gives
-    the same losses and a higher peak."""
+def test_chunked_head_loss_matches_the_full_head(llama, work, repo):
+    """model.head_loss: chunked on the LoRA run's config (whose auto head is the full one: this vocabulary
+    is under AUTO_MIN_VOCAB): the same losses, no more memory. The memory gain needs a large vocabulary
+    (the h200 benchmark's Llama-3-8B case); here the head is too small to show one."""
     if "lora" not in RUNS:
         pytest.skip("the LoRA run did not finish")
     values = _lora_values(llama, work)
     values.pop("convert_to_hf"), values.pop("hf_save_path")
     values["checkpointing"] = {"save": None}
-    values["model"] = values.get("model", {}) | {"head_loss": "full"}
-    full = train(work, repo, "lora-full-head", values, RUN_TIMEOUT)
-    chunked = RUNS["lora"]
+    values["model"] = values.get("model", {}) | {"head_loss": "chunked"}
+    chunked = train(work, repo, "lora-chunked-head", values, RUN_TIMEOUT)
+    full = RUNS["lora"]
     summary = _summary(chunked) | {"full_head_losses": full["losses"],
                                    "full_head_peak_memory_allocated": full["peak_memory_allocated"],
                                    "full_head_tokens_per_second": full.get("tokens_per_second")}
     record(repo, "lora_chunked_head", summary)
+    assert chunked["extra"]["head_loss"] == "chunked"
     assert abs(chunked["losses"][0] - full["losses"][0]) < 0.01 * full["losses"][0]
-    assert chunked["peak_memory_allocated"] < full["peak_memory_allocated"]
-    _assert_learned(full)
+    assert chunked["peak_memory_allocated"] <= full["peak_memory_allocated"]
+    _assert_learned(chunked)
 
 
 def test_lora_checkpoint_exports_through_the_cli(llama, work, repo):
