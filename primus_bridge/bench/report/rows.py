@@ -61,6 +61,8 @@ def compare(results: BenchResults, case: str, subject: str, baseline: str) -> Co
 
 
 def comparisons(results: BenchResults) -> list[Comparison]:
-    """The first system of the suite (ours) against each of the others (the baselines), case by case."""
+    """The first system of the suite (ours) against each of the others (the baselines), case by case; a
+    baseline that never ran on a case (not even a failed attempt) has no row there."""
     ours, *baselines = results.systems
-    return [compare(results, case.name, ours, baseline) for case in results.cases for baseline in baselines]
+    return [compare(results, case.name, ours, baseline) for case in results.cases for baseline in baselines
+            if results.run(case.name, baseline) is not None]
