@@ -15,9 +15,10 @@ class ModelConfig(Section):
     transformer_impl: Literal["auto", "transformer_engine", "local"] = "auto"
     """Megatron layer spec: TransformerEngine when it imports (auto), or the local spec with SDPA attention."""
     head_loss: Literal["auto", "full", "chunked"] = "auto"
-    """Megatron engine, LoRA at TP 1: "chunked" (auto picks it there, else "full") runs the LM head and cross-entropy 1,024 tokens at a time,
+    """Megatron engine, LoRA at TP 1: "chunked" runs the LM head and cross-entropy 1,024 tokens at a time,
     so the vocab-wide logits never exist for the whole micro batch (about 10 bytes per token and vocab
-    entry saved; engine/megatron/chunked_head_loss.py)."""
+    entry saved; engine/megatron/chunked_head_loss.py). auto: chunked there for vocabularies of 16,384+
+    entries, else full."""
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2", "flex_attention"] = "auto"
     """HF engine attention kernel; auto picks the best available."""
     trust_remote_code: bool = False

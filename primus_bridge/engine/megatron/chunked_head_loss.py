@@ -13,9 +13,9 @@ factor. Same matmuls, no recompute; logits exist for CHUNK_TOKENS tokens at a ti
 default) for a vocabulary of at least AUTO_MIN_VOCAB entries: measured on the H200, Llama-3-8B
 (128,256 entries, 4,096-token micro batches) ran 7% faster and 3.9 GiB lighter; a 1,685-entry test
 vocabulary saved nothing and ran 8% slower (the head is too small to matter, the per-chunk launches
-are not). It is given to Megatron-Core's GPTModel as its `output_processor`. Out-of-vocabulary targets get the loss
-Megatron-Core's vocab-parallel cross-entropy gives them (log-sum-exp minus the max logit, no target
-in the gradient).
+are not). It is given to Megatron-Core's GPTModel as its `output_processor`. Out-of-vocabulary targets
+get the loss Megatron-Core's vocab-parallel cross-entropy gives them (log-sum-exp minus the max logit,
+no target in the gradient).
 """
 
 import functools
@@ -84,7 +84,8 @@ def _with_chunked_head(model, args, kwargs, min_vocab: int = 0):
     (no labels, evaluation, a trainable head, MuP logit scaling, a vocabulary under `min_vocab`)."""
     head = _head_weight(model)
     if (model.training and kwargs.get("labels") is not None and kwargs.get("output_processor") is None
-            and not head.requires_grad and head.shape[0] >= min_vocab and not getattr(model.config, "use_mup", False)):
+            and not head.requires_grad and head.shape[0] >= min_vocab
+            and not getattr(model.config, "use_mup", False)):
         kwargs["output_processor"] = chunked_head_output
     return args, kwargs
 

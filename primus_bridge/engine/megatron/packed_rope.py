@@ -10,8 +10,9 @@ and 64 device syncs a micro batch for 16 layers, far more host time than the lay
 the GPU. `packed_rope_thd` does the same call in ~110 operations whatever the number of documents.
 
 `packed_rope_thd` gives every token the frequencies of its position inside its document (found on
-the device with `searchsorted`, no sync; once per micro batch, shared by every layer) and applies Megatron-Core's own `_apply_rotary_pos_emb_bshd`
-once: the same element-wise arithmetic, so the result is bit for bit Megatron's. Context-parallel
+the device with `searchsorted`, no sync; once per micro batch, shared by every layer) and applies
+Megatron-Core's own `_apply_rotary_pos_emb_bshd` once: the same element-wise arithmetic, so the result
+is bit for bit Megatron's. Context-parallel
 streams (their per-rank slicing) and the deprecated `multi_latent_attention` keyword go to
 Megatron-Core's function unchanged.
 
