@@ -27,6 +27,7 @@ import math
 
 from recipes._shape import ModelShape
 
+from ..config.head_loss import CHUNK_TOKENS
 from .layout import Layout
 from .params import layers_per_stage
 
@@ -153,9 +154,7 @@ def logits_bytes(shape: ModelShape, layout: Layout) -> float:
     one chunk only, plus the hidden-state gradient computed in the forward (2h per token)."""
     tokens = tokens_per_micro_batch(layout)
     norm = 4 * shape.hidden_size / _replicated_divisor(layout) * tokens
-    if layout.head_loss == "chunked":
-        from ..engine.megatron.chunked_head_loss import CHUNK_TOKENS
-
+    if layout.head_loss == "chunked" and shape.vocab_size >= layout.head_loss_min_vocab:
         return norm + 2 * shape.hidden_size * tokens + \
             CHUNKED_LOGIT_BYTES * shape.vocab_size * min(tokens, CHUNK_TOKENS)
     return norm + LOGIT_BYTES * shape.vocab_size / layout.tp * tokens

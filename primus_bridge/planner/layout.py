@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..config import PrimusConfig
-from ..config.head_loss import head_loss_mode
+from ..config.head_loss import chunked_min_vocab, head_loss_mode
 
 Recompute = Literal["none", "full", "selective"]
 
@@ -53,7 +53,9 @@ class Layout:
     half_precision: bool = True
     """bf16 or fp16 weights with fp32 master copies; False means plain fp32 training."""
     head_loss: Literal["full", "chunked"] = "full"
-    """model.head_loss: chunked keeps the vocab-wide logits of CHUNK_TOKENS tokens at a time."""
+    """model.head_loss: chunked keeps the vocab-wide logits of CHUNK_TOKENS tokens at a time..."""
+    head_loss_min_vocab: int = 0
+    """...for vocabularies of at least this many entries (AUTO_MIN_VOCAB under head_loss auto)."""
     recompute_mlp_activation: bool = True
     """activation_checkpointing.recompute_mlp_activation: the SwiGLU output (FC2 input) is not kept."""
 
@@ -112,5 +114,6 @@ def layout_from_config(cfg: PrimusConfig, world_size: int, gpus_per_node: int) -
         lora=lora_spec(cfg),
         half_precision=cfg.precision.bf16 or cfg.precision.fp16,
         head_loss=head_loss_mode(cfg),
+        head_loss_min_vocab=chunked_min_vocab(cfg),
         recompute_mlp_activation=recompute.recompute_mlp_activation,
     )

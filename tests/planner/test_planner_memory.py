@@ -5,7 +5,12 @@ from dataclasses import replace
 import pytest
 
 import recipes
-from primus_bridge.planner.activations import in_flight_chunks, layer_bytes_per_token, stage_activation_bytes
+from primus_bridge.planner.activations import (
+    in_flight_chunks,
+    layer_bytes_per_token,
+    logits_bytes,
+    stage_activation_bytes,
+)
 from primus_bridge.planner.gpus import GPU_SPECS
 from primus_bridge.planner.layout import Layout, LoraSpec
 from primus_bridge.planner.memory import FRAGMENTATION, stage_memory
@@ -61,6 +66,18 @@ def test_recomputing_the_swiglu_output_drops_fc2s_input():
     with_dropout = replace(lora, dropout=0.1)  # the adapter keeps a dropped-out copy instead: nothing saved
     assert layer_bytes_per_token(LLAMA8B, replace(ONE_NODE, lora=with_dropout)) == \
         layer_bytes_per_token(LLAMA8B, replace(recomputed, lora=with_dropout))
+
+
+def test_chunked_head_keeps_one_chunk_of_logits_where_the_engine_uses_it():
+    """Chunked: vocab-wide tensors for 1,024 tokens, not 4,096; under auto only for 16,384+ entries, as the engine."""
+    lora = replace(ONE_NODE, lora=LoraSpec(rank=16, targets=frozenset({"q_proj"}), dropout=0.0))
+    full, chunked = logits_bytes(LLAMA8B, lora), logits_bytes(LLAMA8B, replace(lora, head_loss="chunked"))
+    assert full - chunked == pytest.approx(10 * 128256 * (4096 - 1024) - 2 * 4096 * 4096)
+    auto = replace(lora, head_loss="chunked", head_loss_min_vocab=16384)
+    assert logits_bytes(LLAMA8B, auto) == chunked
+    small = replace(LLAMA8B, vocab_size=1685)
+    asked_for = replace(auto, head_loss_min_vocab=0)  # head_loss: chunked, whatever the vocabulary
+    assert logits_bytes(small, auto) == logits_bytes(small, lora) != logits_bytes(small, asked_for)
 
 
 def test_tensor_and_sequence_parallel_split_activations():

@@ -23,8 +23,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-CHUNK_TOKENS = 1024
-AUTO_MIN_VOCAB = 16384
+from ...config.head_loss import CHUNK_TOKENS
 
 
 class FrozenHeadCrossEntropy(torch.autograd.Function):

@@ -26,8 +26,8 @@ from megatron.bridge.training.mixed_precision import MixedPrecisionConfig, get_m
 from megatron.bridge.training.tokenizers.config import TokenizerConfig
 
 from ...config import ConfigError, PrimusConfig
-from ...config.head_loss import head_loss_mode
-from .chunked_head_loss import AUTO_MIN_VOCAB, use_chunked_head_loss
+from ...config.head_loss import chunked_min_vocab, head_loss_mode
+from .chunked_head_loss import use_chunked_head_loss
 from .dataset import PackedRowsProvider
 from .lora import build_peft
 from .swiglu_recompute import use_swiglu_recompute
@@ -143,8 +143,7 @@ def apply_model_settings(provider, cfg: PrimusConfig) -> None:
     provider.seq_length = cfg.data.seq_length * cfg.training.micro_batch_size
     provider.calculate_per_token_loss = p.context_parallel_size > 1
     if head_loss_mode(cfg) == "chunked":
-        min_vocab = AUTO_MIN_VOCAB if cfg.model.head_loss == "auto" else 0
-        provider.register_pre_wrap_hook(functools.partial(use_chunked_head_loss, min_vocab=min_vocab))
+        provider.register_pre_wrap_hook(functools.partial(use_chunked_head_loss, min_vocab=chunked_min_vocab(cfg)))
     if r.recompute_mlp_activation:
         provider.register_pre_wrap_hook(use_swiglu_recompute)
     if r.recompute_activations:

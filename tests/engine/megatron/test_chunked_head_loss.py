@@ -73,12 +73,13 @@ def test_a_lora_model_trains_the_same_with_the_chunked_head(megatron_cpu, tokeni
 
 def test_auto_leaves_a_small_vocabulary_to_megatron_core(megatron_cpu, tokenizer_dir, tmp_path):
     """Under head_loss auto the chunked loss needs AUTO_MIN_VOCAB entries (the tiny model has fewer)."""
+    from primus_bridge.config.head_loss import AUTO_MIN_VOCAB
     from primus_bridge.engine.megatron import chunked_head_loss
 
     model = tiny_lora_model(tokenizer_dir, tmp_path / "tiny", lora_dropout=0.0)
     vocab = chunked_head_loss._head_weight(model[0]).shape[0]
-    assert vocab < chunked_head_loss.AUTO_MIN_VOCAB
-    chunked_head_loss.use_chunked_head_loss(model, min_vocab=chunked_head_loss.AUTO_MIN_VOCAB)
+    assert vocab < AUTO_MIN_VOCAB
+    chunked_head_loss.use_chunked_head_loss(model, min_vocab=AUTO_MIN_VOCAB)
     assert not loss_and_grads(model[0], packed_stream())[2].startswith("FrozenHead")
     chunked_head_loss.use_chunked_head_loss(model, min_vocab=vocab)
     assert loss_and_grads(model[0], packed_stream())[2].startswith("FrozenHead")
