@@ -20,6 +20,8 @@ Applied only by calling `use_lora_fast_path()` (runtime.prepare_megatron does).
 import torch
 import torch.nn.functional as F
 
+from .library_patch import wrap_once
+
 _SIMPLE = "_primus_simple_path"
 
 
@@ -58,15 +60,13 @@ def use_lora_fast_path() -> None:
     """Route eligible adapters' forward through `adapter_forward` (idempotent; after Megatron-Bridge's import)."""
     from megatron.bridge.peft.utils import ParallelLinearAdapter
 
-    library_forward = ParallelLinearAdapter.forward
-    if getattr(library_forward, "__wrapped__", None) is not None:
-        return
+    def make(library_forward):
+        def forward(self, x, *args, **kwargs):
+            if is_simple(self):
+                return adapter_forward(self, x)
+            return library_forward(self, x, *args, **kwargs)
 
-    def forward(self, x, *args, **kwargs):
-        if is_simple(self):
-            return adapter_forward(self, x)
-        return library_forward(self, x, *args, **kwargs)
+        forward.__doc__ = adapter_forward.__doc__
+        return forward
 
-    forward.__wrapped__ = library_forward
-    forward.__doc__ = adapter_forward.__doc__
-    ParallelLinearAdapter.forward = forward
+    wrap_once(ParallelLinearAdapter, "forward", make)

@@ -10,6 +10,8 @@ identity cannot be reused while its entry lives.
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+import torch
+
 Value = TypeVar("Value")
 
 
@@ -22,8 +24,12 @@ class MicroBatchCache(Generic[Value]):
         self._value: Value | None = None
 
     def get(self, *key) -> Value:
-        if self._key is None or len(key) != len(self._key) or not all(
-                a is b or (not hasattr(a, "data_ptr") and a == b) for a, b in zip(key, self._key)):
+        if not self._same_key(key):
             self._value = self._build(*key)
             self._key = key
         return self._value
+
+    def _same_key(self, key: tuple) -> bool:
+        if self._key is None or len(key) != len(self._key):
+            return False
+        return all(a is b if isinstance(a, torch.Tensor) else a == b for a, b in zip(key, self._key))

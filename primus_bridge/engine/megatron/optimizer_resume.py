@@ -18,6 +18,8 @@ import inspect
 import torch
 from megatron.core.optimizer import distrib_optimizer
 
+from .library_patch import wrap_once
+
 
 def unstepped_state_dict(inner: torch.optim.Optimizer, grad_scaler) -> dict:
     """What DistributedOptimizer.state_dict() returns on the torch-Adam path, for an optimizer not yet stepped."""
@@ -31,18 +33,20 @@ def unstepped_state_dict(inner: torch.optim.Optimizer, grad_scaler) -> dict:
 
 def resume_before_first_step() -> None:
     """Let DistributedOptimizer.state_dict() answer before the first step (idempotent)."""
-    optimizer_class = distrib_optimizer.DistributedOptimizer
-    original = optimizer_class.state_dict
-    if distrib_optimizer.HAVE_APEX_OR_TE or getattr(original, "__wrapped__", None) is not None:
+    if distrib_optimizer.HAVE_APEX_OR_TE:
         return
-    if list(inspect.signature(original).parameters) != ["self"]:
-        raise RuntimeError("megatron-core's DistributedOptimizer.state_dict() is not the one this engine "
-                           "adapts (0.19.2); install the version pinned in constraints.txt")
 
-    @functools.wraps(original)
-    def state_dict(self):
-        if self.optimizer.state:
-            return original(self)
-        return unstepped_state_dict(self.optimizer, self.grad_scaler)
+    def make(original):
+        if list(inspect.signature(original).parameters) != ["self"]:
+            raise RuntimeError("megatron-core's DistributedOptimizer.state_dict() is not the one this engine "
+                               "adapts (0.19.2); install the version pinned in constraints.txt")
 
-    optimizer_class.state_dict = state_dict
+        @functools.wraps(original)
+        def state_dict(self):
+            if self.optimizer.state:
+                return original(self)
+            return unstepped_state_dict(self.optimizer, self.grad_scaler)
+
+        return state_dict
+
+    wrap_once(distrib_optimizer.DistributedOptimizer, "state_dict", make)

@@ -12,9 +12,8 @@ the GPU. `packed_rope_thd` does the same call in ~110 operations whatever the nu
 `packed_rope_thd` gives every token the frequencies of its position inside its document (found on
 the device with `searchsorted`, no sync; once per micro batch, shared by every layer) and applies
 Megatron-Core's own `_apply_rotary_pos_emb_bshd` once: the same element-wise arithmetic, so the result
-is bit for bit Megatron's. Context-parallel
-streams (their per-rank slicing) and the deprecated `multi_latent_attention` keyword go to
-Megatron-Core's function unchanged.
+is bit for bit Megatron's. Context-parallel streams (their per-rank slicing) and the deprecated
+`multi_latent_attention` keyword go to Megatron-Core's function unchanged.
 
 Applied only by calling `use_packed_rope()` (runtime.prepare_megatron does): it replaces
 `rope_utils._apply_rotary_pos_emb_thd`, the one function `apply_rotary_pos_emb` calls for THD
@@ -26,6 +25,7 @@ import inspect
 import torch
 from megatron.core.models.common.embeddings import rope_utils
 
+from .library_patch import wrap_once
 from .micro_batch_cache import MicroBatchCache
 
 _REPLACED = "_apply_rotary_pos_emb_thd"
@@ -82,14 +82,14 @@ def _check_replaceable(original) -> None:
 
 def use_packed_rope() -> None:
     """Route Megatron-Core's unfused THD RoPE through `packed_rope_thd` (idempotent)."""
-    current = getattr(rope_utils, _REPLACED, None)
-    if getattr(current, "__wrapped__", None) is not None:
-        return
-    _check_replaceable(current)
 
-    def vectorised(*args, **kwargs):
-        return packed_rope_thd(*args, **kwargs)
+    def make(original):
+        _check_replaceable(original)
 
-    vectorised.__wrapped__ = current
-    vectorised.__doc__ = packed_rope_thd.__doc__
-    setattr(rope_utils, _REPLACED, vectorised)
+        def vectorised(*args, **kwargs):
+            return packed_rope_thd(*args, **kwargs)
+
+        vectorised.__doc__ = packed_rope_thd.__doc__
+        return vectorised
+
+    wrap_once(rope_utils, _REPLACED, make)

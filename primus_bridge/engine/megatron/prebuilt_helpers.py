@@ -10,6 +10,8 @@ there is nothing to build. Applied by calling `use_prebuilt_dataset_helpers()`.
 import importlib
 import logging
 
+from .library_patch import wrap_once
+
 log = logging.getLogger("primus_bridge")
 
 _INITIALIZE_MODULE = "megatron.bridge.training.initialize"
@@ -25,14 +27,14 @@ def helpers_prebuilt() -> bool:
 
 def use_prebuilt_dataset_helpers() -> None:
     """Make Megatron-Bridge's start-up skip compiling the helpers when the prebuilt module imports."""
-    initialize = importlib.import_module(_INITIALIZE_MODULE)
-    original = getattr(initialize.compile_helpers, "__wrapped__", initialize.compile_helpers)
 
-    def compile_unless_prebuilt() -> None:
-        if helpers_prebuilt():
-            log.debug("megatron.core dataset helpers are prebuilt; not compiling")
-            return
-        original()
+    def make(original):
+        def compile_unless_prebuilt() -> None:
+            if helpers_prebuilt():
+                log.debug("megatron.core dataset helpers are prebuilt; not compiling")
+                return
+            original()
 
-    compile_unless_prebuilt.__wrapped__ = original
-    initialize.compile_helpers = compile_unless_prebuilt
+        return compile_unless_prebuilt
+
+    wrap_once(importlib.import_module(_INITIALIZE_MODULE), "compile_helpers", make)
