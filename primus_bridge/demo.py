@@ -51,9 +51,10 @@ def demo_config(arguments: list[str]):
 def prompt_text(cfg, tokenizer, question: str) -> str:
     """The question rendered by the run's prompt template, up to where the answer starts."""
     from .data.records import Conversation, Turn
+    from .data.resolve import run_template
     from .data.templates import get_template
 
-    template = get_template(cfg.data.template_for_chat() or "alpaca", tokenizer)
+    template = get_template(run_template(cfg, tokenizer).name, tokenizer, cfg.data)
     rendered = template.render(Conversation(None, (Turn(question, "x"),), "demo prompt", 0))
     return rendered.text[:rendered.responses[-1][0]]
 

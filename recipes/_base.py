@@ -77,6 +77,9 @@ class Recipe:
     """The recipe module's name (what --recipe takes)."""
     shape: ModelShape
     size: SizeClass
+    template: str
+    """The model family's prompt template (data.prompt_template: auto uses it when the tokenizer has no
+    chat_template of its own)."""
     seq_length: int = 4096
     lora_rank: int = 16
     lora_alpha: float = 32

@@ -26,4 +26,4 @@ SIZE = SizeClass(
     sft_defaults=SFT_LARGE, lora_defaults=LORA_LARGE,
 )
 
-RECIPE = Recipe(name="llama31_405b", shape=SHAPE, size=SIZE)
+RECIPE = Recipe(name="llama31_405b", shape=SHAPE, size=SIZE, template="llama3.1")

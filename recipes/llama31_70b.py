@@ -10,4 +10,4 @@ from . import llama3_70b
 
 SHAPE = replace(llama3_70b.SHAPE, max_position_embeddings=131072, hf_id="meta-llama/Llama-3.1-70B")
 
-RECIPE = replace(llama3_70b.RECIPE, name="llama31_70b", shape=SHAPE)
+RECIPE = replace(llama3_70b.RECIPE, name="llama31_70b", shape=SHAPE, template="llama3.1")

@@ -9,4 +9,4 @@ from . import llama3_8b
 
 SHAPE = replace(llama3_8b.SHAPE, max_position_embeddings=131072, hf_id="meta-llama/Llama-3.1-8B")
 
-RECIPE = replace(llama3_8b.RECIPE, name="llama31_8b", shape=SHAPE)
+RECIPE = replace(llama3_8b.RECIPE, name="llama31_8b", shape=SHAPE, template="llama3.1")

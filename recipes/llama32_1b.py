@@ -14,4 +14,4 @@ SHAPE = ModelShape(
     tied_embeddings=True, hf_id="meta-llama/Llama-3.2-1B",
 )
 
-RECIPE = Recipe(name="llama32_1b", shape=SHAPE, size=SMALL)
+RECIPE = Recipe(name="llama32_1b", shape=SHAPE, size=SMALL, template="llama3.1")

@@ -16,4 +16,4 @@ SHAPE = ModelShape(
     tied_embeddings=False, hf_id="meta-llama/Meta-Llama-3-70B",
 )
 
-RECIPE = Recipe(name="llama3_70b", shape=SHAPE, size=B70)
+RECIPE = Recipe(name="llama3_70b", shape=SHAPE, size=B70, template="llama3")

@@ -15,4 +15,4 @@ SHAPE = ModelShape(
     tied_embeddings=False, hf_id="meta-llama/Meta-Llama-3-8B",
 )
 
-RECIPE = Recipe(name="llama3_8b", shape=SHAPE, size=B8)
+RECIPE = Recipe(name="llama3_8b", shape=SHAPE, size=B8, template="llama3")

@@ -15,4 +15,4 @@ SHAPE = ModelShape(
     tied_embeddings=False, hf_id="mistralai/Mistral-7B-v0.3",
 )
 
-RECIPE = Recipe(name="mistral_7b", shape=SHAPE, size=B8)
+RECIPE = Recipe(name="mistral_7b", shape=SHAPE, size=B8, template="mistral-v3")

@@ -15,4 +15,4 @@ SHAPE = ModelShape(
     tied_embeddings=False, hf_id="Qwen/Qwen2.5-14B", qkv_bias=True,
 )
 
-RECIPE = Recipe(name="qwen25_14b", shape=SHAPE, size=B14)
+RECIPE = Recipe(name="qwen25_14b", shape=SHAPE, size=B14, template="qwen2.5")

@@ -15,4 +15,4 @@ SHAPE = ModelShape(
     tied_embeddings=False, hf_id="Qwen/Qwen2.5-32B", qkv_bias=True,
 )
 
-RECIPE = Recipe(name="qwen25_32b", shape=SHAPE, size=B32)
+RECIPE = Recipe(name="qwen25_32b", shape=SHAPE, size=B32, template="qwen2.5")

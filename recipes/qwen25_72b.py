@@ -16,4 +16,4 @@ SHAPE = ModelShape(
     tied_embeddings=False, hf_id="Qwen/Qwen2.5-72B", qkv_bias=True,
 )
 
-RECIPE = Recipe(name="qwen25_72b", shape=SHAPE, size=B70)
+RECIPE = Recipe(name="qwen25_72b", shape=SHAPE, size=B70, template="qwen2.5")

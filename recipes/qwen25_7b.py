@@ -15,4 +15,4 @@ SHAPE = ModelShape(
     tied_embeddings=False, hf_id="Qwen/Qwen2.5-7B", qkv_bias=True,
 )
 
-RECIPE = Recipe(name="qwen25_7b", shape=SHAPE, size=B8)
+RECIPE = Recipe(name="qwen25_7b", shape=SHAPE, size=B8, template="qwen2.5")

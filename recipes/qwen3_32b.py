@@ -15,4 +15,4 @@ SHAPE = ModelShape(
     tied_embeddings=False, hf_id="Qwen/Qwen3-32B", kv_channels=128, qk_norm=True,
 )
 
-RECIPE = Recipe(name="qwen3_32b", shape=SHAPE, size=B32)
+RECIPE = Recipe(name="qwen3_32b", shape=SHAPE, size=B32, template="qwen3")

@@ -15,4 +15,4 @@ SHAPE = ModelShape(
     tied_embeddings=False, hf_id="Qwen/Qwen3-8B", qk_norm=True,
 )
 
-RECIPE = Recipe(name="qwen3_8b", shape=SHAPE, size=B8)
+RECIPE = Recipe(name="qwen3_8b", shape=SHAPE, size=B8, template="qwen3")

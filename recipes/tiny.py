@@ -29,4 +29,4 @@ SIZE = SizeClass(
     lora_defaults=ModeDefaults(lr=2.0e-3, global_batch=16, train_iters=100, warmup=10),
 )
 
-RECIPE = Recipe(name="tiny", shape=SHAPE, size=SIZE, seq_length=256, cpu_friendly=True)
+RECIPE = Recipe(name="tiny", shape=SHAPE, size=SIZE, template="chatml", seq_length=256, cpu_friendly=True)

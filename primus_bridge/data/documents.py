@@ -12,30 +12,42 @@ from pathlib import Path
 from ..config.sections.data import DataConfig
 from .encode import EncodedSample, SampleEncoder
 from .errors import SKIP_HINT, DataError
-from .formats import NORMALIZERS
+from .formats import NORMALIZERS, unused_columns
 from .readers import read_records
 from .records import Conversation, RawRecord
 from .report import BuildCounts
 from .store import DocumentStore, StoreBuilder
-from .templates import Rendered, Template
+from .templates import TEMPLATES, Rendered, Template
 
 CHUNK_SIZE = 2048
 
 
 def _rendered(records: Iterator[RawRecord], dataset_format: str, template: Template, skip: bool,
               counts: BuildCounts) -> Iterator[tuple[Conversation, Rendered]]:
-    normalize = NORMALIZERS[dataset_format]
+    normalize, renders_tools = NORMALIZERS[dataset_format], getattr(template, "supports_tools", False)
     for raw in records:
         counts.records_read += 1
         try:
             if raw.problem is not None:
                 raise DataError(raw.where, raw.problem, raw.kind or "bad record")
             conversation = normalize(raw)
-            yield conversation, template.render(conversation)
+            if not renders_tools and conversation.uses_tools():
+                raise _tools_refused(conversation.where, template)
+            rendered = template.render(conversation)
+            counts.findings.note(raw.where, unused_columns(dataset_format, raw.value), conversation)
+            yield conversation, rendered
         except DataError as err:
             if not skip:
                 raise DataError(err.where, f"{err.problem}; {SKIP_HINT}", err.kind) from None
             counts.skip(str(err), err.kind)
+
+
+def _tools_refused(where: str, template: Template) -> DataError:
+    able = [name for name, cls in TEMPLATES.items() if getattr(cls, "supports_tools", False)]
+    fix = (f"use a template that renders them: {', '.join(able)} (data.chat_format / --chat_format)" if able
+           else "no template renders tool calls")
+    return DataError(where, f"the record has tools or tool calls, and template {template.name!r} cannot render "
+                            f"them; {fix}", "tools unsupported")
 
 
 def _chunks(items: Iterator, size: int) -> Iterator[list]:
@@ -70,4 +82,5 @@ def encode_documents(files: list[Path], dataset_format: str, template: Template,
             pending = submitted
         if pending is not None:
             keep(encoder.finish(pending[0], pending[1].result()))
+    counts.findings.log(dataset_format)
     return builder.build()

@@ -12,11 +12,16 @@ from .templates import Rendered
 
 
 def trained_char_spans(rendered: Rendered, train_on_prompt: bool, mask_history: bool) -> list[tuple[int, int]]:
-    """Replies (all, or the last with mask_history); with train_on_prompt, everything up to the last reply's end."""
+    """Every assistant message, or with mask_history those of the last turn (its tool-calling steps and its
+    final reply); with train_on_prompt, everything up to the last reply's end (from the last turn's start with
+    mask_history)."""
     if train_on_prompt:
         start = rendered.turn_starts[-1] if mask_history else 0
         return [(start, rendered.responses[-1][1])]
-    return rendered.responses[-1:] if mask_history else list(rendered.responses)
+    if mask_history:
+        last_turn = rendered.response_turns[-1]
+        return [span for span, turn in zip(rendered.responses, rendered.response_turns) if turn == last_turn]
+    return list(rendered.responses)
 
 
 def _covering_token(encoding, positions: range) -> int | None:

@@ -15,6 +15,7 @@ from ..config.sections.data import DataConfig
 from .cache import cache_folder, cache_key, load_cache, save_cache
 from .documents import encode_documents
 from .errors import DataError
+from .findings import log_findings
 from .packed import PackedSplit, pad_token_id
 from .packing import layout_rows
 from .readers import data_files
@@ -58,7 +59,8 @@ def build(files: list[Path], dataset_format: str, template: Template, tokenizer,
 
 
 def _settings(data: DataConfig, dataset_format: str, template: str) -> dict:
-    keys = ("seq_length", "packing", "train_on_prompt", "mask_history", "skip_bad_records", "split", "seed")
+    keys = ("seq_length", "packing", "train_on_prompt", "mask_history", "skip_bad_records", "split", "seed",
+            "template_date")
     return {"dataset_format": dataset_format, "template": template} | {k: getattr(data, k) for k in keys}
 
 
@@ -79,18 +81,28 @@ def prepare_data(cfg: PrimusConfig, tokenizer) -> PreparedData:
         raise ConfigError("data.data_path: not set; pass --data_path FILE_OR_FOLDER")
     files = data_files(data.data_path)
     dataset_format = resolve_format(data, files)
-    template_name = resolve_template(data, dataset_format, tokenizer)
-    template = get_template(template_name, tokenizer)
-    folder = cache_folder(data.cache_dir, cache_key(files, tokenizer, _settings(data, dataset_format, template_name)))
+    choice = resolve_template(data, dataset_format, tokenizer, cfg.recipe)
+    log.info("data: template %s (%s)", choice.name, choice.reason)
+    template = get_template(choice.name, tokenizer, data)
+    folder = cache_folder(data.cache_dir, cache_key(files, tokenizer, _settings(data, dataset_format, choice.name)))
     cached = load_cache(folder)
     if cached is not None:
         log.info("data: cache hit %s", folder)
-        return _loaded(*cached, folder, hit=True)
-    log.info("data: tokenizing %d file(s) as %s with template %s", len(files), dataset_format, template_name)
+        prepared = _with_reason(_loaded(*cached, folder, hit=True), choice.reason)
+        report = prepared.report
+        log_findings(report.dataset_format, report.unused_columns, report.placeholders)
+        return prepared
+    log.info("data: tokenizing %d file(s) as %s with template %s", len(files), dataset_format, choice.name)
     arrays, report = build(files, dataset_format, template, tokenizer, data)
     meta = {"report": report.to_dict(), "seq_length": data.seq_length, "pad_id": pad_token_id(tokenizer)}
     save_cache(folder, arrays, meta)
     cached = load_cache(folder)
     if cached is None:
         raise DataError(str(folder), "the data cache just written does not load; check the disk", "cache")
-    return _loaded(*cached, folder, hit=False)
+    return _with_reason(_loaded(*cached, folder, hit=False), choice.reason)
+
+
+def _with_reason(prepared: PreparedData, reason: str) -> PreparedData:
+    """The report says why the template was chosen (this run's reason, also on a cache hit)."""
+    prepared.report.template_reason = reason
+    return prepared

@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..config.sections.data import DataConfig
+from .findings import Findings
 from .split import SPLIT_NAMES
 from .store import DocumentStore
 
@@ -48,9 +49,15 @@ class DataReport:
     length_histogram: list[dict] = field(default_factory=list)
     """Sample lengths in tokens: [{"from": a, "to": b, "count": n}], bins over [0, seq_length]."""
     samples: list[str] = field(default_factory=list)
-    """Two rendered samples with the trained spans between ⟦ and ⟧."""
+    """Rendered samples (two; `primus-bridge data --samples N`: N) with the trained spans between ⟦ and ⟧."""
+    unused_columns: list[dict] = field(default_factory=list)
+    """Columns the format does not read: [{"file", "column", "records", "first": "file:line"}]."""
+    placeholders: list[dict] = field(default_factory=list)
+    """Records whose text holds a `{{name}}` placeholder, per file: [{"file", "records", "first", "example"}]."""
     cache_dir: str = ""
     cache_hit: bool = False
+    template_reason: str = ""
+    """Why the template was chosen: the config key that names it, or what data.prompt_template: auto found."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,6 +74,7 @@ class BuildCounts:
     def __init__(self):
         self.records_read, self.skipped, self.dropped, self.truncated = 0, {}, {}, {}
         self.skipped_examples: list[str] = []
+        self.findings = Findings()
 
     def skip(self, message: str, kind: str) -> None:
         self.skipped[kind] = self.skipped.get(kind, 0) + 1
@@ -85,6 +93,11 @@ def length_histogram(lengths: np.ndarray, seq_length: int) -> list[dict]:
     counts, _ = np.histogram(lengths, bins=edges)
     return [{"from": int(edges[i]) + (1 if i else 0), "to": int(edges[i + 1]), "count": int(c)}
             for i, c in enumerate(counts)]
+
+
+def marked_samples(store: DocumentStore, tokenizer, count: int = REPORT_SAMPLES) -> list[str]:
+    """The first `count` documents, marked as marked_sample does."""
+    return [marked_sample(store, doc, tokenizer) for doc in range(min(count, len(store)))]
 
 
 def marked_sample(store: DocumentStore, doc: int, tokenizer) -> str:
@@ -123,7 +136,8 @@ def build_report(files: list[str], dataset_format: str, template: str, data: Dat
         trainable_pct=100 * trainable / max(int(lengths.sum()), 1),
         packing_efficiency=int(lengths.sum()) / (rows * data.seq_length) if rows else 0.0,
         splits=splits, length_histogram=length_histogram(lengths, data.seq_length),
-        samples=[marked_sample(store, d, tokenizer) for d in range(min(REPORT_SAMPLES, len(store)))],
+        samples=marked_samples(store, tokenizer), unused_columns=counts.findings.unused_columns(),
+        placeholders=counts.findings.placeholder_records(),
     )
 
 
@@ -143,12 +157,14 @@ def format_text(report: DataReport) -> str:
         f"data              {files}",
         f"format / template {report.dataset_format} / {report.template}   seq_length {report.seq_length}"
         f"   packing {'on' if report.packing else 'off'}",
+        f"template from     {report.template_reason or 'unknown'}",
         f"records read      {report.records_read}",
         f"samples kept      {report.samples_kept}",
         f"skipped (bad)     {_counts(report.skipped)}",
         *[f"                  {example}" for example in report.skipped_examples],
         f"dropped           {_counts(report.dropped)}",
         f"truncated         {_counts(report.truncated)}",
+        *_finding_lines(report),
         f"tokens            {report.tokens}   trainable {report.trainable_tokens} ({_pct(report.trainable_pct / 100)})",
         f"packing           efficiency {_pct(report.packing_efficiency)}",
     ]
@@ -160,6 +176,17 @@ def format_text(report: DataReport) -> str:
         lines += [f"--- sample {i} (trained text between {TRAIN_OPEN} and {TRAIN_CLOSE}) ---", sample]
     lines.append(f"cache             {report.cache_dir} ({'hit' if report.cache_hit else 'built'})")
     return "\n".join(lines)
+
+
+def _finding_lines(report: DataReport) -> list[str]:
+    columns = [f"{c['records']} records have {c['column']!r}, which the {report.dataset_format} format does not "
+               f"read (first: {c['first']})" for c in report.unused_columns]
+    placeholders = [f"{p['records']} records contain a placeholder such as {p['example']} (first: {p['first']})"
+                    for p in report.placeholders]
+    lines = []
+    for heading, items in (("unused columns", columns), ("placeholders", placeholders)):
+        lines += [f"{heading if i == 0 else '':<18}{item}" for i, item in enumerate(items or ["none"])]
+    return lines
 
 
 def _histogram_lines(bins: list[dict]) -> list[str]:

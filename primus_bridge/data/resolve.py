@@ -1,13 +1,14 @@
 """Which record format and which prompt template a run uses, when the config leaves them to us."""
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ConfigError
 from ..config.sections.data import DataConfig
 from .errors import SKIP_HINT, DataError
 from .formats import detect_format
-from .readers import read_records
+from .readers import data_files, read_records
 
 DETECT_RECORDS = 5
 
@@ -47,15 +48,43 @@ def _agreed_format(seen: list[tuple[str, str]], first_problem: DataError | None,
     return seen[0][0]
 
 
-def resolve_template(data: DataConfig, dataset_format: str, tokenizer) -> str:
-    """alpaca data: prompt_template (default alpaca); chat data: chat_format, else prompt_template, else the
-    tokenizer's own chat_template."""
-    if dataset_format == "alpaca":
-        return data.prompt_template or data.chat_format or "alpaca"
-    name = data.template_for_chat()
-    if name:
-        return name
+@dataclass(frozen=True)
+class TemplateChoice:
+    """The prompt template a run uses and why (the run log and the data report say both)."""
+
+    name: str
+    reason: str
+
+
+def resolve_template(data: DataConfig, dataset_format: str, tokenizer, recipe: str | None = None) -> TemplateChoice:
+    """The template the config names for this data (alpaca data: prompt_template, then chat_format; chat data:
+    chat_format, then prompt_template); when both are auto: the tokenizer's own chat_template, else the
+    template of the recipe's model family, else alpaca."""
+    keys = ("prompt_template", "chat_format") if dataset_format == "alpaca" else ("chat_format", "prompt_template")
+    for key in keys:
+        if getattr(data, key) != "auto":
+            return TemplateChoice(getattr(data, key), f"data.{key}")
     if getattr(tokenizer, "chat_template", None):
-        return "tokenizer"
-    raise ConfigError("data.chat_format: chat data needs a template and the tokenizer has no chat_template; "
-                      "pass --chat_format chatml (or llama3, qwen2, mistral, alpaca)")
+        return TemplateChoice("tokenizer", f"auto: the chat_template of the tokenizer {tokenizer.name_or_path}")
+    family = recipe_template(recipe)
+    if family:
+        return TemplateChoice(family, f"auto: the tokenizer has no chat_template; recipe {recipe}'s model family")
+    return TemplateChoice("alpaca", "auto: the tokenizer has no chat_template and no recipe names a model family")
+
+
+def recipe_template(recipe: str | None) -> str | None:
+    """The chat template of the recipe's model family (recipes/<name>.py), or None without a recipe."""
+    if not recipe:
+        return None
+    import recipes
+
+    try:
+        return recipes.recipe(recipe).template
+    except ValueError as err:
+        raise ConfigError(f"recipe: {err}") from None
+
+
+def run_template(cfg, tokenizer) -> TemplateChoice:
+    """The template a run's data pipeline uses (format detected from cfg.data's files, as the pipeline does)."""
+    dataset_format = resolve_format(cfg.data, data_files(cfg.data.data_path))
+    return resolve_template(cfg.data, dataset_format, tokenizer, cfg.recipe)

@@ -40,6 +40,18 @@ def test_openai_messages():
                                {"role": "assistant", "content": "r"}]
 
 
+def test_an_empty_system_message_is_kept_and_a_blank_system_field_means_none():
+    empty = normalize("openai", {"messages": [{"role": "system", "content": ""}, {"role": "user", "content": "q"},
+                                              {"role": "assistant", "content": "r"}]})
+    assert empty.system == "" and empty.messages()[0] == {"role": "system", "content": ""}
+    sharegpt = normalize("sharegpt", {"conversations": [{"from": "system", "value": ""}, {"from": "human", "value": "q"},
+                                                        {"from": "gpt", "value": "r"}]})
+    assert sharegpt.system == ""
+    assert normalize("sharegpt", {"system": "  ", "conversations": [{"from": "human", "value": "q"},
+                                                                   {"from": "gpt", "value": "r"}]}).system is None
+    assert normalize("alpaca", {"instruction": "q", "output": "r", "system": ""}).system is None
+
+
 @pytest.mark.parametrize("record, fmt", [
     (alpaca_record("a", "b"), "alpaca"), (chat("a", "b"), "sharegpt"),
     ({"messages": [{"role": "user", "content": "a"}]}, "openai"),
@@ -62,7 +74,8 @@ BAD_CASES = {
                         "conversations[0].value must be a string, got list"),
     "unknown role": ("sharegpt", {"conversations": [{"from": "bot", "value": "a"}]},
                      "unknown role 'bot' in conversations[0].from"),
-    "unknown openai role": ("openai", {"messages": [{"role": "tool", "content": "a"}]}, "unknown role 'tool'"),
+    "unknown openai role": ("openai", {"messages": [{"role": "function", "content": "a"}]},
+                            "unknown role 'function'"),
     "empty conversation": ("sharegpt", {"conversations": []}, "empty conversation"),
     "only a system prompt": ("openai", {"messages": [{"role": "system", "content": "s"}]}, "empty conversation"),
     "not alternating": ("sharegpt", {"conversations": chat("a", "b")["conversations"]

@@ -10,6 +10,7 @@ from pipeline_helpers import alpaca_record, chat, write_jsonl
 
 CLOSERS = {"chatml": "<|im_end|>", "qwen2": "<|im_end|>", "llama3": "<|eot_id|>", "mistral": "</s>",
            "tokenizer": "<|im_end|>", "alpaca": "</s>"}
+LEADS = {"mistral": " "}  # Mistral writes " " + reply after [/INST]: the space starts the reply's first token
 
 
 def trained_texts(data, tokenizer) -> list[str]:
@@ -30,8 +31,8 @@ def one_row(data):
 def test_default_trains_each_reply_and_its_closing_token(tmp_path, make_cfg, tokenizer, template):
     path = write_jsonl(tmp_path / "c.jsonl", [chat("Hi!", "Hello there.", "2 + 3?", "5.", system="Be brief.")])
     data = prepare_data(make_cfg(path, prompt_template=template, split="100,0,0"), tokenizer)
-    closer = CLOSERS[template]
-    assert trained_texts(data, tokenizer) == [f"Hello there.{closer}", f"5.{closer}"]
+    closer, lead = CLOSERS[template], LEADS.get(template, "")
+    assert trained_texts(data, tokenizer) == [f"{lead}Hello there.{closer}", f"{lead}5.{closer}"]
 
 
 def test_labels_are_shifted_and_loss_mask_matches(tmp_path, make_cfg, tokenizer):
@@ -46,7 +47,7 @@ def test_labels_are_shifted_and_loss_mask_matches(tmp_path, make_cfg, tokenizer)
 
 def test_eos_is_trained_for_alpaca(tmp_path, make_cfg, tokenizer):
     path = write_jsonl(tmp_path / "a.jsonl", [alpaca_record("Name a color.", "Red.")])
-    row = one_row(prepare_data(make_cfg(path, split="100,0,0", seq_length=96), tokenizer))
+    row = one_row(prepare_data(make_cfg(path, prompt_template="alpaca", split="100,0,0", seq_length=96), tokenizer))
     trained = row.labels[row.labels != IGNORE_INDEX]
     assert trained[-1] == tokenizer.eos_token_id
     assert tokenizer.decode(trained.tolist()) == "Red.</s>"

@@ -1,44 +1,31 @@
 """Each named template renders its model family's exact text: checked against apply_chat_template with the
-family's Jinja template written out here, and the token ids equal tokenizing that text."""
+family's Jinja template (official_templates/ or written out here), and the token ids equal tokenizing that text;
+and which template `prompt_template: auto` picks, and that the run log and the data report say why."""
 
 import copy
 
 import pytest
 
+from family import official_template
 from primus_bridge.config.sections.data import DataConfig
 from primus_bridge.config import ConfigError
 from primus_bridge.data.encode import SampleEncoder
 from primus_bridge.data.records import Conversation, Turn
-from primus_bridge.data.templates import get_template
+from primus_bridge.data import prepare_data
+from primus_bridge.data.report import format_text
+from primus_bridge.data.resolve import resolve_template
+from primus_bridge.data.templates import TEMPLATES, get_template
+from pipeline_helpers import chat, write_jsonl
 
 CHATML_JINJA = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>'"
     " + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-QWEN2_JINJA = (
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n"
-    "You are a helpful assistant.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + "
-    "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
-    "{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-LLAMA3_JINJA = (
-    "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + "
-    "message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
-    "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}"
-    "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
-)
-MISTRAL_JINJA = (
-    "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
-    "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] "
-    "== 'assistant' %}{{ message['content'] + eos_token}}{% else %}{{ raise_exception('Only user and assistant "
-    "roles are supported!') }}{% endif %}{% endfor %}"
-)
-FAMILY = {  # template -> (Jinja, bos_token the family's tokenizer has, whether system prompts are rendered)
-    "chatml": (CHATML_JINJA, "<s>", True),
-    "qwen2": (QWEN2_JINJA, "<s>", True),
-    "llama3": (LLAMA3_JINJA, "<|begin_of_text|>", True),
-    "mistral": (MISTRAL_JINJA, "<s>", False),
+FAMILY = {  # template -> (Jinja, bos_token the family's tokenizer has); the official ones from official_templates/
+    "chatml": (CHATML_JINJA, "<s>"),
+    "qwen2": (official_template("qwen2"), "<s>"),
+    "llama3": (official_template("llama3"), "<|begin_of_text|>"),
+    "mistral": (official_template("mistral-v0.2"), "<s>"),
 }
 CONVERSATIONS = [
     Conversation(None, (Turn("What is 2 + 2?", "2 + 2 = 4."),), "t:1", 0),
@@ -49,7 +36,7 @@ CONVERSATIONS = [
 
 
 def family_tokenizer(tokenizer, name: str):
-    jinja, bos, _ = FAMILY[name]
+    jinja, bos = FAMILY[name]
     family = copy.deepcopy(tokenizer)
     family.chat_template, family.bos_token = jinja, bos
     return family
@@ -59,8 +46,6 @@ def family_tokenizer(tokenizer, name: str):
 @pytest.mark.parametrize("index", range(len(CONVERSATIONS)))
 def test_named_template_equals_the_family_chat_template(tokenizer, name, index):
     conversation = CONVERSATIONS[index]
-    if conversation.system is not None and not FAMILY[name][2]:
-        pytest.skip("Mistral's template has no system role (see test_mistral_system_prompt)")
     family = family_tokenizer(tokenizer, name)
     expected = family.apply_chat_template(conversation.messages(), tokenize=False)
     rendered = get_template(name, tokenizer).render(conversation)
@@ -112,8 +97,8 @@ def test_alpaca_system_and_history():
 
 def test_mistral_system_prompt_goes_before_the_first_user_message(tokenizer):
     rendered = get_template("mistral", tokenizer).render(CONVERSATIONS[1])
-    assert rendered.text == ("<s>[INST] You are brief.\n\nHi! [/INST]Hello!</s>"
-                             "[INST] Capital of Japan? [/INST]Tokyo.</s>")
+    assert rendered.text == ("<s> [INST] You are brief.\n\nHi! [/INST] Hello!</s>"
+                             " [INST] Capital of Japan? [/INST] Tokyo.</s>")
 
 
 def test_template_whose_markers_the_tokenizer_lacks_is_refused(tokenizer):
@@ -127,3 +112,54 @@ def test_template_whose_markers_the_tokenizer_lacks_is_refused(tokenizer):
         get_template("llama3", bare)
     with pytest.raises(ConfigError, match="unknown template 'vicuna'"):
         get_template("vicuna", tokenizer)
+
+
+def without_chat_template(tokenizer):
+    bare = copy.deepcopy(tokenizer)
+    bare.chat_template = None
+    return bare
+
+
+@pytest.mark.parametrize("data_format", ["alpaca", "sharegpt"])
+def test_auto_takes_the_tokenizers_template_then_the_recipes_then_alpaca(tokenizer, data_format):
+    auto, bare = DataConfig(), without_chat_template(tokenizer)
+    choice = resolve_template(auto, data_format, tokenizer, recipe="qwen3_8b")
+    assert choice.name == "tokenizer" and choice.reason.startswith("auto: the chat_template of the tokenizer")
+    for recipe, family in [("qwen3_8b", "qwen3"), ("qwen25_7b", "qwen2.5"), ("llama3_8b", "llama3"),
+                           ("llama31_8b", "llama3.1"), ("llama32_1b", "llama3.1"), ("mistral_7b", "mistral-v3"),
+                           ("tiny", "chatml")]:
+        choice = resolve_template(auto, data_format, bare, recipe=recipe)
+        assert (choice.name, choice.reason) == (family, f"auto: the tokenizer has no chat_template; recipe {recipe}'s "
+                                                        "model family")
+    assert resolve_template(auto, data_format, bare).name == "alpaca"
+
+
+def test_a_named_template_wins_over_auto(tokenizer):
+    both = DataConfig(prompt_template="alpaca", chat_format="chatml")
+    assert resolve_template(both, "alpaca", tokenizer).name == "alpaca"
+    assert resolve_template(both, "sharegpt", tokenizer) == resolve_template(DataConfig(chat_format="chatml"),
+                                                                              "alpaca", tokenizer)
+    choice = resolve_template(DataConfig(prompt_template="qwen3"), "openai", tokenizer)
+    assert (choice.name, choice.reason) == ("qwen3", "data.prompt_template")
+
+
+def test_every_recipe_names_a_template_of_its_family():
+    import recipes
+
+    for name in recipes.available():
+        assert recipes.recipe(name).template in set(TEMPLATES) - {"tokenizer"}, name
+
+
+def test_the_log_and_the_report_say_why_the_template_was_chosen(tmp_path, make_cfg, tokenizer, caplog):
+    path = write_jsonl(tmp_path / "c.jsonl", [chat("Hi!", "Hello there.")])
+    cfg = make_cfg(path, split="100,0,0")
+    with caplog.at_level("INFO", logger="primus_bridge"):
+        report = prepare_data(cfg, tokenizer).report
+    assert "data: template tokenizer (auto: the chat_template of the tokenizer" in caplog.text
+    assert report.template == "tokenizer" and report.template_reason.startswith("auto: the chat_template")
+    assert f"template from     {report.template_reason}" in format_text(report)
+    again = prepare_data(cfg, tokenizer).report
+    assert again.cache_hit and again.template_reason == report.template_reason
+    named = prepare_data(make_cfg(path, split="100,0,0", chat_format="chatml"), tokenizer).report
+    assert (named.template, named.template_reason) == ("chatml", "data.chat_format")
+

@@ -32,7 +32,7 @@ def test_oldest_turns_go_first(tmp_path, make_cfg, tokenizer):
 def test_long_input_is_cut_before_the_reply(tmp_path, make_cfg, tokenizer):
     record = alpaca_record("Summarize.", "Short summary.", context=" ".join(f"w{i}" for i in range(300)))
     path = write_jsonl(tmp_path / "a.jsonl", [record])
-    data = prepare_data(make_cfg(path, split="100,0,0", seq_length=96), tokenizer)
+    data = prepare_data(make_cfg(path, prompt_template="alpaca", split="100,0,0", seq_length=96), tokenizer)
     ids, spans = only_document(data)
     assert len(ids) <= 96
     text = text_of(tokenizer, ids)

@@ -1,5 +1,6 @@
 """`data:` — where the training data is, its format and how it becomes token rows."""
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -7,7 +8,8 @@ from pydantic import Field, field_validator
 from .base import Section
 
 DatasetFormat = Literal["auto", "alpaca", "sharegpt", "openai"]
-Template = Literal["alpaca", "chatml", "llama3", "qwen2", "mistral", "tokenizer"]
+Template = Literal["auto", "alpaca", "chatml", "llama3", "llama3.1", "qwen2", "qwen2.5", "qwen3", "mistral",
+                   "mistral-v3", "gemma", "tokenizer"]
 
 
 class DataConfig(Section):
@@ -15,12 +17,16 @@ class DataConfig(Section):
     """Training data: a JSON / JSON Lines / Parquet file or a folder of them (flag --data_path)."""
     dataset_format: DatasetFormat = "auto"
     """Record layout: alpaca, sharegpt, openai, or auto-detect (flag --dataset_format)."""
-    prompt_template: Template | None = None
-    """How records become text: alpaca, chatml, llama3, qwen2, mistral, tokenizer (the tokenizer's own
-    chat_template); unset: alpaca for alpaca data (flag --prompt_template)."""
-    chat_format: Template | None = None
-    """Template for multi-turn chat data; defaults to prompt_template, then the tokenizer's chat_template
-    (flag --chat_format)."""
+    prompt_template: Template = "auto"
+    """How records become text: alpaca, chatml, llama3, llama3.1, qwen2, qwen2.5, qwen3, mistral, mistral-v3, gemma,
+    tokenizer (the tokenizer's own chat_template), or auto: the tokenizer's chat_template when it has one, else the
+    recipe's model family template, else alpaca (flag --prompt_template)."""
+    chat_format: Template = "auto"
+    """Template for chat (sharegpt / openai) data; auto: as prompt_template (flag --chat_format)."""
+    template_date: str | None = None
+    """The 'Today Date' the llama3.1 template writes in its system header, like '26 Jul 2024' (unset: that date,
+    as Llama 3.1 and 3.3 write it). Llama 3.2's template writes the day it is served: set the date your serving
+    writes."""
     split: str = "95,5,0"
     """Train,valid,test percentages, summing to 100."""
     seq_length: int = Field(default=2048, ge=8)
@@ -52,9 +58,23 @@ class DataConfig(Section):
             raise ValueError(f"split {value!r}: expected three non-negative numbers summing to 100, like '95,5,0'")
         return value
 
+    @field_validator("template_date")
+    @classmethod
+    def _date_as_llama_writes_it(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            written = datetime.strptime(value, "%d %b %Y").strftime("%d %b %Y")
+        except ValueError:
+            raise ValueError(f"template_date {value!r}: expected a date like '26 Jul 2024'") from None
+        if written != value:
+            raise ValueError(f"template_date {value!r}: write it {written!r}, as the chat template does")
+        return value
+
     def split_fractions(self) -> tuple[float, float, float]:
         a, b, c = (float(p) for p in self.split.split(","))
         return a / 100, b / 100, c / 100
 
     def template_for_chat(self) -> str | None:
-        return self.chat_format or self.prompt_template
+        """The template named for chat data (chat_format, else prompt_template); None when both are auto."""
+        return next((name for name in (self.chat_format, self.prompt_template) if name != "auto"), None)

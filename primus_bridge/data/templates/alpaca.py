@@ -19,6 +19,7 @@ TURN_SEPARATOR = "\n\n"
 
 class AlpacaTemplate:
     name = "alpaca"
+    supports_tools = False
 
     def __init__(self, tokenizer):
         if not tokenizer.eos_token:

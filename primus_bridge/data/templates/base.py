@@ -1,4 +1,5 @@
-"""What a prompt template produces: the full text and the character spans of each assistant reply."""
+"""What a prompt template produces: the full text, the character spans of each assistant message, and which
+turn each belongs to."""
 
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -11,9 +12,12 @@ from ..records import Conversation
 class Rendered:
     text: str
     responses: list[tuple[int, int]]
-    """Character span [start, end) of each assistant reply plus the end-of-turn / EOS token that closes it."""
+    """Character span [start, end) of each assistant message (what the model generates after the generation
+    prompt) plus the end-of-turn / EOS token that closes it."""
     turn_starts: list[int]
     """Character offset where each user turn begins (for mask_history with train_on_prompt)."""
+    response_turns: list[int] = field(default_factory=list)
+    """The turn (index into turn_starts) of each response; a turn with tool steps has several responses."""
 
 
 @dataclass(slots=True)
@@ -22,25 +26,31 @@ class TextBuilder:
     length: int = 0
     responses: list[tuple[int, int]] = field(default_factory=list)
     turn_starts: list[int] = field(default_factory=list)
+    response_turns: list[int] = field(default_factory=list)
 
     def add(self, text: str) -> None:
         self.parts.append(text)
         self.length += len(text)
 
     def add_response(self, text: str) -> None:
+        """A trained span: an assistant message of the turn last started (with start_turn)."""
         start = self.length
         self.add(text)
         self.responses.append((start, self.length))
+        self.response_turns.append(len(self.turn_starts) - 1)
 
     def start_turn(self) -> None:
         self.turn_starts.append(self.length)
 
     def build(self) -> Rendered:
-        return Rendered("".join(self.parts), self.responses, self.turn_starts)
+        return Rendered("".join(self.parts), self.responses, self.turn_starts, self.response_turns)
 
 
 class Template(Protocol):
     name: str
+    supports_tools: bool
+    """Whether the template renders tool schemas, tool calls and tool results (records with tools are refused
+    for templates that do not)."""
 
     def render(self, conversation: Conversation) -> Rendered:
         """The conversation as the model family's exact text, with reply spans."""

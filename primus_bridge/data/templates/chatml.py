@@ -1,18 +1,27 @@
-"""ChatML (`<|im_start|>role\\n...<|im_end|>\\n`), and Qwen2's variant with its default system prompt.
+"""ChatML (`<|im_start|>role\\n...<|im_end|>\\n`), and Qwen2-Instruct's variant with its default system prompt.
 
-The reply span is the content plus `<|im_end|>`; the newline after it is not trained (generation stops at
-`<|im_end|>`).
+Text is written as given (no trimming). The reply span is what the model generates after the generation
+prompt `<|im_start|>assistant\\n`, through `<|im_end|>`; the newline after it is not trained (generation stops
+at `<|im_end|>`). A system prompt that is present but empty still gets its (empty) system block, as in the
+official templates. Neither template renders tools (Qwen2.5 and Qwen3 do: qwen.py).
 """
 
 from ..records import Conversation
 from .base import Rendered, TextBuilder, require_tokens
 
 START, END = "<|im_start|>", "<|im_end|>"
+GENERATION_PROMPT = f"{START}assistant\n"
 QWEN2_DEFAULT_SYSTEM = "You are a helpful assistant."
+
+
+def message(role: str, text: str) -> str:
+    """One complete ChatML message and the newline after it."""
+    return f"{START}{role}\n{text}{END}\n"
 
 
 class ChatMLTemplate:
     name = "chatml"
+    supports_tools = False
     default_system: str | None = None
 
     def __init__(self, tokenizer):
@@ -22,10 +31,10 @@ class ChatMLTemplate:
         out = TextBuilder()
         system = conversation.system if conversation.system is not None else self.default_system
         if system is not None:
-            out.add(f"{START}system\n{system}{END}\n")
+            out.add(message("system", system))
         for turn in conversation.turns:
             out.start_turn()
-            out.add(f"{START}user\n{turn.user_text()}{END}\n{START}assistant\n")
+            out.add(message("user", turn.user_text()) + GENERATION_PROMPT)
             out.add_response(f"{turn.assistant}{END}")
             out.add("\n")
         return out.build()

@@ -1,7 +1,8 @@
-"""Mistral Instruct v0.1 / v0.2: `<s>[INST] user [/INST]reply</s>[INST] ...`.
+"""Mistral Instruct v0.1 / v0.2 (tokenizer v1): `<s> [INST] user [/INST] reply</s> [INST] ...`.
 
-Mistral's own template has no system role; a system prompt goes before the first user message, followed by
-a blank line (the usual convention for these models).
+Content is written as given (not trimmed). A system prompt goes at the start of the first user message,
+followed by a blank line, as the official template (and Mistral's reference tokenizer) write it. The reply
+span starts at the space before the reply: the model generates it as part of the reply's first token.
 """
 
 from ..records import Conversation
@@ -12,6 +13,7 @@ BOS, EOS = "<s>", "</s>"
 
 class MistralTemplate:
     name = "mistral"
+    supports_tools = False
 
     def __init__(self, tokenizer):
         require_tokens(self.name, tokenizer, (BOS, EOS))
@@ -24,6 +26,6 @@ class MistralTemplate:
             user = turn.user_text()
             if i == 0 and conversation.system is not None:
                 user = f"{conversation.system}\n\n{user}"
-            out.add(f"[INST] {user} [/INST]")
-            out.add_response(f"{turn.assistant}{EOS}")
+            out.add(f" [INST] {user} [/INST]")
+            out.add_response(f" {turn.assistant}{EOS}")
         return out.build()

@@ -21,12 +21,6 @@ def load_run_data(cfg: PrimusConfig, env: DistEnv) -> tuple[object, PreparedData
 
 def end_of_turn_token_id(template_name: str, tokenizer) -> int | None:
     """The token that closes each trained reply: the last token of a reply span the template renders."""
-    from ...data.records import Conversation, Turn
-    from ...data.templates import get_template
+    from ...data.templates import get_template, reply_closing_token_id
 
-    probe = Conversation(system=None, turns=(Turn(user="Hi", assistant="Hello"),), where="end-of-turn probe",
-                         ordinal=0)
-    rendered = get_template(template_name, tokenizer).render(probe)
-    start, end = rendered.responses[-1]
-    ids = tokenizer.encode(rendered.text[start:end], add_special_tokens=False)
-    return ids[-1] if ids else tokenizer.eos_token_id
+    return reply_closing_token_id(get_template(template_name, tokenizer), tokenizer)

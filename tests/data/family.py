@@ -1,0 +1,32 @@
+"""Tokenizers that carry a model family's official chat template, built from the project tokenizer.
+
+The official templates are stored under official_templates/ (one Jinja file per family, each naming the model
+repository it comes from); the family's marker tokens are added to a copy of the project tokenizer so every
+marker is one token, as in the real tokenizer.
+"""
+
+import copy
+from pathlib import Path
+
+from tokenizers import AddedToken
+
+OFFICIAL_TEMPLATES = Path(__file__).parent / "official_templates"
+
+
+def official_template(name: str) -> str:
+    """The Jinja text of official_templates/<name>.jinja (its first line, a `{#- source -#}` comment, included)."""
+    return (OFFICIAL_TEMPLATES / f"{name}.jinja").read_text(encoding="utf-8")
+
+
+def family_tokenizer(base, template: str, bos: str | None, eos: str, special: tuple[str, ...] = (),
+                     plain: tuple[str, ...] = ()):
+    """A copy of `base` with `special` (and non-special `plain`) tokens added, the family's bos/eos, and `template`
+    (Jinja text) as its chat_template."""
+    family = copy.deepcopy(base)
+    markers = [m for m in (bos, eos, *special) if m]
+    family.add_tokens([AddedToken(m, special=True, normalized=False) for m in markers], special_tokens=True)
+    if plain:
+        family.add_tokens([AddedToken(m, special=False, normalized=False) for m in plain])
+    family.bos_token, family.eos_token = bos, eos
+    family.chat_template = template
+    return family
