@@ -70,7 +70,7 @@ CASES = (
 
 SUITE = Suite(name="planner-calibration", description="peak memory of the megatron engine on one GPU",
               device="gpu", systems=("megatron",), warmup_steps=1, timed_steps=3,
-              cases=tuple(c.bench_case() for c in CASES), peak_matmul_size=8192, gpus=1)
+              cases=tuple(c.bench_case() for c in CASES), peak_squares=(8192,), gpus=1)
 
 
 def run_values(case: CalibrationCase, model_dir: Path, data_file: Path, workspace: Workspace) -> dict:

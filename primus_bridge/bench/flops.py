@@ -12,7 +12,8 @@ Per token, with L layers, hidden h, vocab V, n_q query heads of size d and row l
   counts it; with packing each token attends only within its document, so this is the full-row figure
   and the same for every system compared.
 - LoRA: frozen weights need no weight gradient, so their term is 4 (2/3 of 6); the adapters (r*(in+out)
-  per adapted projection) are trained and count 6. The attention core has no weights and keeps its 6.
+  per adapted projection: one adapter per projection, as PEFT and both engines train) are trained and count 6.
+  The attention core has no weights and keeps its 6.
 """
 
 from dataclasses import dataclass

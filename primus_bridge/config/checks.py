@@ -100,6 +100,22 @@ def _check_io(cfg: PrimusConfig) -> list[str]:
     return errors
 
 
+def _check_fp8_frozen_base(cfg: PrimusConfig) -> list[str]:
+    """What the config alone says against precision.fp8_frozen_base (the GPU is checked by the engine)."""
+    if not cfg.precision.fp8_frozen_base:
+        return []
+    key, needs = "precision.fp8_frozen_base", []
+    if cfg.engine == "hf":
+        needs.append("engine: megatron (the hf engine has no FP8 path)")
+    if not cfg.lora.use_lora:
+        needs.append("LoRA (lora.use_lora: true): only a frozen base is stored in FP8")
+    if cfg.parallelism.tensor_model_parallel_size > 1:
+        needs.append("parallelism.tensor_model_parallel_size: 1")
+    if cfg.model.transformer_impl == "transformer_engine":
+        needs.append("model.transformer_impl: local (with TransformerEngine use precision.fp8 instead)")
+    return [f"{key}: needs {need}; change it or set {key}: false" for need in needs]
+
+
 def _check_head_loss(cfg: PrimusConfig) -> list[str]:
     needs = chunked_head_needs(cfg) if cfg.model.head_loss == "chunked" else []
     if not needs:
@@ -133,6 +149,7 @@ def cross_field_errors(cfg: PrimusConfig, origins: dict[str, str], world_size: i
         *_check_lora(cfg, origins),
         *_check_parallel_flags(cfg),
         *_check_io(cfg),
+        *_check_fp8_frozen_base(cfg),
         *_check_head_loss(cfg),
         *_check_profiling(cfg),
     ]

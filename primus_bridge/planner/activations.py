@@ -15,9 +15,10 @@ kv = KV groups x head size, f the SwiGLU size, t = TP:
   SwiGLU output (FC2 input)                       2f / t
 
 For Llama 3 8B (q = h, kv = h/4, f = 3.5h) this is 34h bytes per token at t = 1, the paper's
-34sbh. Under LoRA the frozen base linears keep no input: a linear's input is kept by its adapter
-(2 bytes; with dropout a dropped-out copy and the mask instead, 3 bytes) or, for the output
-projection, by the attention anyway; an untargeted linear's input is not kept at all (see
+34sbh. Under LoRA the frozen base linears keep no input: a linear's input is kept by its adapters
+(2 bytes; with dropout a dropped-out copy and the mask per adapter instead, 3 bytes each, except where the
+LoRA fast path runs a fused layer's adapters together: the input once and a mask per adapter, 2 + n) or,
+for the output projection, by the attention anyway; an untargeted linear's input is not kept at all (see
 linear_input_bytes). Context parallel divides the tokens by CP. Full recompute keeps only each recompute
 chunk's input (2h per token); selective recompute re-runs core attention only, whose s x s
 scores flash attention never stores, so it saves just the softmax statistics.
@@ -39,6 +40,8 @@ def _replicated_divisor(layout: Layout) -> int:
 
 KEPT_BY_ATTENTION = frozenset({"linear_proj"})
 """The output projection's input is the attention output, which the attention's backward keeps anyway."""
+GROUPED = frozenset({"linear_qkv", "linear_fc1"})
+"""Fused layers whose per-projection adapters the LoRA fast path (TP 1) runs together."""
 
 
 def _linear_inputs(shape: ModelShape, layout: Layout) -> dict[str, float]:
@@ -52,8 +55,9 @@ def linear_input_bytes(shape: ModelShape, layout: Layout) -> float:
     """Bytes per token the layer keeps of its linear layers' inputs for their backward.
 
     A trained linear keeps its bf16 input (2 bytes). Under LoRA the base linear is frozen and keeps none
-    (Megatron-Core's LinearWithFrozenWeight saves only its weight); its adapter keeps the same input
-    without dropout (2), or a dropped-out copy and the dropout mask with it (3, on top of what others keep).
+    (Megatron-Core's LinearWithFrozenWeight saves only its weight); its adapters keep the same input
+    without dropout (2), or with dropout each a dropped-out copy and its mask (3 each, on top of what others
+    keep). The fast path's grouped adapters of a fused layer (TP 1) keep the input and one mask each (2 + n).
     With recompute_mlp_activation FC2's input itself is not kept (a dropped-out copy still is).
     """
     inputs = _linear_inputs(shape, layout)
@@ -63,11 +67,20 @@ def linear_input_bytes(shape: ModelShape, layout: Layout) -> float:
         return sum(2 * n for n in inputs.values())
     total = 0.0
     for name, n in inputs.items():
-        kept = 2 if name in KEPT_BY_ATTENTION else 0
-        if name in layout.lora.modules:
-            kept = kept + 3 if layout.lora.dropout > 0 else max(kept, 2)
+        kept, adapters = 2 if name in KEPT_BY_ATTENTION else 0, layout.lora.adapters_on(name)
+        if adapters and layout.lora.dropout == 0:
+            kept = max(kept, 2)
+        elif adapters and grouped_dropout(layout, name):
+            kept = max(kept, 2) + adapters
+        elif adapters:
+            kept += 3 * adapters
         total += kept * n
     return total
+
+
+def grouped_dropout(layout: Layout, module: str) -> bool:
+    """Whether the fast path runs `module`'s adapters with dropout together (lora_fast_path.DroppedLowRank)."""
+    return module in GROUPED and layout.lora.layout == "per_projection" and layout.tp == 1
 
 
 def softmax_stats_bytes(shape: ModelShape, layout: Layout) -> float:

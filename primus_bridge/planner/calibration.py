@@ -10,10 +10,13 @@ A measurement file (JSON) is written by `benchmarks/calibrate_planner.py` on a G
 The planner's tensor memory (weights, gradients, optimizer states, activations, LoRA, logits: what
 PyTorch's allocator holds) is compared with torch.cuda.max_memory_allocated over the training steps.
 The shape travels in the file, so the comparison runs anywhere, without the model on disk.
+A LoRA measurement also says how its adapters were laid out (`lora_adapters`, see LoraSpec.layout):
+entries without the key come from runs before per-projection adapters, which had one adapter per fused
+layer, and are planned that way.
 """
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from recipes._shape import ModelShape
@@ -22,7 +25,7 @@ from ..config.layers import Layer
 from ..config.resolve import resolve
 from ..utils.atomic import atomic_write_text
 from .gpus import GIB, gpu_spec
-from .layout import layout_from_config
+from .layout import AdapterLayout, layout_from_config
 from .plan import make_plan
 
 TOLERANCE = 0.15
@@ -38,6 +41,7 @@ class Measurement:
     gpus_per_node: int
     peak_memory_allocated: int
     peak_memory_reserved: int | None = None
+    lora_adapters: AdapterLayout = "per_projection"
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,8 @@ def _measurement(entry: dict, where: str) -> Measurement:
         raise ValueError(f"{where}.shape: {err}") from None
     return Measurement(case=entry["case"], shape=shape, config=entry["config"], world_size=entry["world_size"],
                        gpus_per_node=entry["gpus_per_node"], peak_memory_allocated=entry["peak_memory_allocated"],
-                       peak_memory_reserved=entry.get("peak_memory_reserved"))
+                       peak_memory_reserved=entry.get("peak_memory_reserved"),
+                       lora_adapters=entry.get("lora_adapters", "fused"))
 
 
 def load_measurements(path: Path) -> tuple[str, list[Measurement]]:
@@ -88,6 +93,8 @@ def measurements_json(gpu: str, measurements: list[Measurement]) -> str:
 def compare_one(gpu: str, m: Measurement, tolerance: float = TOLERANCE) -> Comparison:
     cfg, _ = resolve([Layer(f"measurement {m.case}", m.config)], world_size=m.world_size)
     layout = layout_from_config(cfg, m.world_size, m.gpus_per_node)
+    if layout.lora is not None:
+        layout = replace(layout, lora=replace(layout.lora, layout=m.lora_adapters))
     plan = make_plan(m.shape, layout, gpu_spec(gpu), m.case)
     planned, measured = plan.memory.tensors, m.peak_memory_allocated
     error = planned / measured - 1

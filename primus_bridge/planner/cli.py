@@ -1,4 +1,5 @@
 """`primus-bridge plan`: per-GPU memory by part, fits or not (and what to change), and an estimated speed.
+Exit code 0 when the run fits, 1 when it does not (the report says why), 2 for a config problem.
 
   primus-bridge plan --recipe llama3_70b --mode sft --gpu mi300x --nodes 4 [--json]
   primus-bridge plan --config my.yaml --gpu h200 --nodes 2
@@ -9,17 +10,19 @@ import json
 import sys
 
 from ..cli.errors import run_verb, wants_debug
+from ..cli.parser import ArgumentParser
 from ..config import ConfigError, add_config_arguments, load_config
 from ..hardware import detect_gpu_type
+from ..run.exit_codes import DOES_NOT_FIT_EXIT_CODE
 from . import plan_config
 from .advice import suggest
 from .report import plan_dict, plan_text
 from .speed import DEFAULT_MFU
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="primus-bridge plan", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="primus-bridge plan", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     plan = parser.add_argument_group("plan")
     plan.add_argument("--mode", choices=("sft", "lora"), help="full fine-tuning or LoRA (default: from the config)")
     plan.add_argument("--nodes", type=int, default=1, help="nodes to plan for [default: 1]")
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"plan: {err}") from None
         suggestions = [] if plan.fits else suggest(plan)
         print(json.dumps(plan_dict(plan, suggestions), indent=2) if args.json else plan_text(plan, suggestions))
-        return 0
+        return 0 if plan.fits else DOES_NOT_FIT_EXIT_CODE
 
     return run_verb(body, wants_debug(argv))
 

@@ -7,6 +7,9 @@ Bytes per parameter (Megatron-Core DDP + optimizer, as Megatron-Bridge's recipes
                         divided by DP x CP with the distributed optimizer (ZeRO-1), whole without it
 LoRA freezes the base: its weights cost 2 bytes/param and nothing else; the adapters cost all three
 rows above (reported together as `lora`).
+With precision.fp8_frozen_base the layers' frozen linear weights (q/k/v, o, gate/up, down) cost 1 byte/param
+plus a 4-byte scale per output row, and the largest one is re-laid out (1 byte/param) during its backward;
+the model still loads in bf16 before they are quantized (`load_peak_bytes`, checked by the plan).
 The optimizer step is a second peak, after the backward pass has freed the activations and logits:
 torch's Adam (used where neither TransformerEngine nor Apex provides a fused one) makes fp32 working
 copies, about 4 bytes per trainable parameter it updates on this GPU (measured on the H200). The
@@ -25,7 +28,7 @@ from recipes._shape import ModelShape
 from .activations import logits_bytes, stage_activation_bytes
 from .gpus import GIB
 from .layout import Layout
-from .params import base_params_on_gpu, lora_params_on_gpu
+from .params import base_params_on_gpu, layers_per_stage, lora_params_on_gpu
 
 GRAD_BYTES = 4
 ADAM_STEP_BYTES = 4
@@ -65,6 +68,31 @@ def weight_bytes(layout: Layout) -> int:
     return 2 if layout.half_precision else 4
 
 
+def fp8_base_linears(shape: ModelShape, layout: Layout) -> tuple[float, float, float]:
+    """With fp8_frozen_base: (FP8 parameters, their output rows, the largest layer's parameters) on one GPU.
+    The largest layer is linear_qkv (q, k, v) or linear_fc1 (gate, up)."""
+    if not layout.fp8_frozen_base:
+        return 0.0, 0.0, 0.0
+    dims, layers = shape.linear_dims().values(), layers_per_stage(shape, layout)
+    params = layers * sum(inp * out for inp, out in dims) / layout.tp
+    rows = layers * sum(out for _, out in dims) / layout.tp
+    h = shape.hidden_size
+    largest = max(h * (shape.query_size + 2 * shape.kv_size), 2 * h * shape.ffn_hidden_size) / layout.tp
+    return params, rows, largest
+
+
+def base_weight_bytes(shape: ModelShape, layout: Layout, base_params: float) -> float:
+    """The base weights' bytes on one GPU while training (see the module doc for fp8_frozen_base)."""
+    fp8_params, rows, largest = fp8_base_linears(shape, layout)
+    return (base_params - fp8_params) * weight_bytes(layout) + fp8_params + 4 * rows + largest
+
+
+def load_peak_bytes(shape: ModelShape, layout: Layout, stage: int) -> float:
+    """What the GPU holds while the checkpoint loads: the whole base in bf16 (fp8_frozen_base quantizes after)."""
+    weights = base_params_on_gpu(shape, layout, stage) * weight_bytes(layout)
+    return weights * (1 + FRAGMENTATION) + FRAMEWORK_OVERHEAD_BYTES
+
+
 def optimizer_shards(layout: Layout, distributed: bool) -> int:
     """Ranks the optimizer's per-parameter work is split over: DP x CP with the distributed optimizer."""
     return layout.dp * layout.cp if distributed else 1
@@ -90,7 +118,7 @@ def stage_memory(shape: ModelShape, layout: Layout, stage: int) -> MemoryBreakdo
     base, adapters = base_params_on_gpu(shape, layout, stage), lora_params_on_gpu(shape, layout)
     full = layout.lora is None
     tensors = {
-        "weights": base * weight_bytes(layout),
+        "weights": base_weight_bytes(shape, layout, base),
         "gradients": base * GRAD_BYTES if full else 0.0,
         "optimizer_states": base * optimizer_bytes(layout, layout.distributed_optimizer) if full else 0.0,
         "activations": stage_activation_bytes(shape, layout, stage),

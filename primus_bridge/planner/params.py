@@ -32,21 +32,16 @@ def base_params_on_gpu(shape: ModelShape, layout: Layout, stage: int) -> float:
 
 
 def lora_params_per_layer(shape: ModelShape, layout: Layout) -> float:
-    """Adapter parameters of one layer on one GPU.
+    """Adapter parameters of one layer on one GPU: r x (in + out) per adapter, split by TP.
 
-    Megatron-Bridge's adapter on a column-parallel linear keeps A (in -> r) whole and splits B
-    (r -> out) by TP; on a row-parallel linear it splits A by TP and keeps B whole.
+    Megatron-Bridge's adapter splits both of its matrices over the TP ranks: on a column-parallel linear
+    A (in -> r) by its r rows and B (r -> out) by its outputs, on a row-parallel linear A by its inputs and
+    B by its outputs. Per-projection adapters (the engine's, as PEFT's) have one pair per projection.
     """
     if layout.lora is None:
         return 0.0
-    h, f, r, tp = shape.hidden_size, shape.ffn_hidden_size, layout.lora.rank, layout.tp
-    per_module = {
-        "linear_qkv": r * h + r * (shape.query_size + 2 * shape.kv_size) / tp,
-        "linear_proj": r * shape.query_size / tp + r * h,
-        "linear_fc1": r * h + r * 2 * f / tp,
-        "linear_fc2": r * f / tp + r * h,
-    }
-    return sum(per_module[name] for name in layout.lora.modules)
+    r = layout.lora.rank
+    return sum(r * (inp + out) for inp, out in layout.lora.adapter_dims(shape)) / layout.tp
 
 
 def lora_params_on_gpu(shape: ModelShape, layout: Layout) -> float:

@@ -5,9 +5,9 @@ from dataclasses import dataclass, replace
 
 from recipes._shape import ModelShape
 
-from .gpus import GpuSpec
+from .gpus import GIB, GpuSpec
 from .layout import Layout
-from .memory import MemoryBreakdown, fullest_stage, stage_memory
+from .memory import MemoryBreakdown, fullest_stage, load_peak_bytes, stage_memory
 from .speed import DEFAULT_MFU, SpeedEstimate, estimate_speed
 
 
@@ -71,8 +71,21 @@ def layout_problems(shape: ModelShape, layout: Layout) -> list[str]:
     return problems
 
 
+def load_problems(shape: ModelShape, layout: Layout, gpu: GpuSpec) -> list[str]:
+    """precision.fp8_frozen_base quantizes the base after it is loaded in bf16: the load must fit too."""
+    if not layout.fp8_frozen_base:
+        return []
+    need = max(load_peak_bytes(shape, layout, stage) for stage in {0, layout.pp - 1})
+    if need <= gpu.memory_bytes:
+        return []
+    return [f"precision.fp8_frozen_base: the model loads in bf16 before its linears are quantized, "
+            f"{need / GIB:.1f} GiB, more than the GPU's {gpu.memory_bytes / GIB:.1f} GiB; "
+            "use more pipeline stages (parallelism.pipeline_model_parallel_size) or a GPU with more memory"]
+
+
 def make_plan(shape: ModelShape, layout: Layout, gpu: GpuSpec, model: str = "model",
               mfu: float = DEFAULT_MFU) -> Plan:
     stage, memory = fullest_stage(shape, layout)
     return Plan(model=model, shape=shape, layout=layout, gpu=gpu, stage=stage, memory=memory,
-                problems=layout_problems(shape, layout), speed=estimate_speed(shape, layout, gpu, mfu))
+                problems=layout_problems(shape, layout) + load_problems(shape, layout, gpu),
+                speed=estimate_speed(shape, layout, gpu, mfu))

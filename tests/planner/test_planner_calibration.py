@@ -110,3 +110,17 @@ def test_the_committed_h200_measurements_stay_within_15_percent(stem):
     assert all(r.within_tolerance for r in rows), [(r.case, r.error) for r in rows]
     table = json.loads((committed / f"{stem}.json").read_text())
     assert [(r["case"], r["error"]) for r in table["rows"]] == [(r.case, r.error) for r in rows]
+
+
+def test_measurements_of_fused_adapters_are_planned_so():
+    """The committed LoRA runs had one adapter per fused layer (their entries predate `lora_adapters`): they are
+    planned with that layout; a run with per-projection adapters (PEFT's count) plans more adapter memory."""
+    from dataclasses import replace
+
+    committed = Path(__file__).resolve().parents[2] / "benchmarks/reports/planner-calibration"
+    gpu, measurements = load_measurements(committed / "planner_validation_measurements.json")
+    lora = [m for m in measurements if (m.config.get("lora") or {}).get("use_lora")]
+    assert lora and all(m.lora_adapters == "fused" for m in lora)
+    for m in lora:
+        fused, per_projection = compare_one(gpu, m), compare_one(gpu, replace(m, lora_adapters="per_projection"))
+        assert per_projection.planned_gib > fused.planned_gib

@@ -44,8 +44,42 @@ def test_lora_freezes_the_base():
     lora = replace(ONE_NODE, lora=LoraSpec(rank=16, targets=frozenset({"q_proj", "k_proj", "v_proj"}), dropout=0.0))
     memory = stage_memory(LLAMA8B, lora, 0)
     assert memory.weights == 2 * LLAMA8B.total_params() and memory.gradients == memory.optimizer_states == 0
-    adapters = 32 * 16 * (4096 + 4096 + 2 * 1024)  # one fused QKV adapter per layer: r x (in + out)
+    adapters = 32 * 16 * ((4096 + 4096) + 2 * (4096 + 1024))  # an adapter per projection: r x (in + out)
     assert memory.lora == pytest.approx(adapters * (2 + 4 + 12 / 8))
+
+
+ALL_TARGETS = frozenset({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})
+
+
+def test_lora_adapters_are_peft_s():
+    """Llama-3-8B r16 on every projection: 41.9M adapter parameters, as PEFT and the FLOP count have (35.7M with
+    the one-adapter-per-fused-layer layout of earlier runs); tensor parallelism splits both of their matrices."""
+    from primus_bridge.bench import flops
+    from primus_bridge.planner.params import lora_params_on_gpu
+
+    lora = LoraSpec(rank=16, targets=ALL_TARGETS, dropout=0.0)
+    assert lora_params_on_gpu(LLAMA8B, replace(ONE_NODE, lora=lora)) == 41_943_040
+    assert flops.lora_params(LLAMA8B, flops.LoraSpec(16, tuple(sorted(ALL_TARGETS)))) == 41_943_040
+    assert lora_params_on_gpu(LLAMA8B, replace(ONE_NODE, lora=replace(lora, layout="fused"))) == 35_651_584
+    assert lora_params_on_gpu(LLAMA8B, replace(ONE_NODE, tp=2, lora=lora)) == 41_943_040 / 2
+    subset = replace(lora, targets=frozenset({"q_proj", "v_proj"}))
+    assert lora_params_on_gpu(LLAMA8B, replace(ONE_NODE, lora=subset)) == 32 * 16 * ((4096 + 4096) + (4096 + 1024))
+
+
+def test_lora_dropout_keeps_one_mask_per_adapter():
+    """Per token and layer with dropout: the grouped fast path keeps the QKV/FC1 input once plus a mask per
+    adapter (2 + n bytes); elsewhere each adapter keeps a dropped-out copy and its mask (3 bytes each)."""
+    h, f = 4096, 14336
+    lora = LoraSpec(rank=16, targets=ALL_TARGETS, dropout=0.1)
+    without = layer_bytes_per_token(LLAMA8B, replace(ONE_NODE, lora=replace(lora, dropout=0.0)))
+    grouped = layer_bytes_per_token(LLAMA8B, replace(ONE_NODE, lora=lora))
+    assert grouped - without == (2 + 3 - 2) * h + 3 * h + (2 + 2 - 2) * h + (3 - 2) * f  # qkv, proj, fc1, fc2
+    fused = layer_bytes_per_token(LLAMA8B, replace(ONE_NODE, lora=replace(lora, layout="fused")))
+    assert fused - without == (3 - 2) * h + 3 * h + (3 - 2) * h + (3 - 2) * f
+    tp2 = replace(ONE_NODE, tp=2)
+    separate = layer_bytes_per_token(LLAMA8B, replace(tp2, lora=lora))
+    no_dropout = layer_bytes_per_token(LLAMA8B, replace(tp2, lora=replace(lora, dropout=0.0)))
+    assert separate - no_dropout == (9 - 2) * h + 3 * h / 2 + (6 - 2) * h + (3 - 2) * f / 2
 
 
 def test_activations_are_34sbh_for_llama3_8b():

@@ -54,6 +54,12 @@ class StepRecorder(Callback):
         _synchronize()
         self._started = time.perf_counter()
 
+    @property
+    def step_in_flight(self) -> int | None:
+        """The run's step being computed now (None before training starts)."""
+        done = self.last_step if self.last_step is not None else self.first_step
+        return None if done is None else done + 1
+
     def on_train_step_end(self, context: CallbackContext) -> None:
         _synchronize()
         self.step_times.append(time.perf_counter() - self._started)

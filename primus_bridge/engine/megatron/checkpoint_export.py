@@ -2,7 +2,9 @@
 
 Runs on the CPU in one process. A full fine-tune's checkpoint holds all weights. A LoRA run's
 checkpoint holds the adapters only (Megatron-Bridge saves PEFT runs that way) and names its base
-checkpoint: the base weights are loaded first, the adapters are applied and then loaded on top.
+checkpoint: the base weights are loaded first, the adapters are applied and then loaded on top. The adapters
+are re-created from the checkpoint's saved run config: one per projection, or, in a run saved before
+per-projection adapters, one per fused layer (both export exactly).
 A checkpoint of one of our runs says all this in its marker file; one imported from HF (no marker)
 names its HF model in Megatron-Bridge's saved run config.
 """

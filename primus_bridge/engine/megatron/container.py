@@ -3,6 +3,12 @@
 One function per Megatron-Bridge section; each reads only the typed config. The model provider
 (built from the HF config or the starting checkpoint, see sources.py) gets parallelism, precision
 and recompute settings here too, since Megatron keeps those on the model config.
+
+The objective is the hf engine's: the mean cross-entropy over the trained tokens of the whole step (every
+micro batch, every data-parallel rank), so a micro batch counts by its trained tokens, not as 1/M of the
+step. That is Megatron-Core's per-token loss path: the loss function returns each micro batch's loss sum
+and token count, ranks sum their gradients (no averaging in the collective) and `finalize_model_grads`
+divides them by the step's all-reduced token count before the optimizer clips them.
 """
 
 import functools
@@ -17,6 +23,7 @@ from megatron.bridge.training.config import (
     DistributedInitConfig,
     LoggerConfig,
     OptimizerConfig,
+    RerunStateMachineConfig,
     RNGConfig,
     SchedulerConfig,
     TrainingConfig,
@@ -29,6 +36,7 @@ from ...config import ConfigError, PrimusConfig
 from ...config.head_loss import chunked_min_vocab, head_loss_mode
 from .chunked_head_loss import use_chunked_head_loss
 from .dataset import PackedRowsProvider
+from .fp8_frozen_base import use_fp8_frozen_base
 from .lora import build_peft
 from .swiglu_recompute import use_swiglu_recompute
 from .te_compat import transformer_engine_available
@@ -75,16 +83,30 @@ def scheduler_section(cfg: PrimusConfig) -> SchedulerConfig:
     styles = ("constant", "linear", "cosine")
     if t.lr_decay_style not in styles:
         raise ConfigError(f"training.lr_decay_style: {t.lr_decay_style!r} is not one of {', '.join(styles)}")
+    # override: a resumed run with a new train_iters decays over the new length (run/resume_config.py refuses
+    # changes to the other schedule keys, so they always equal the checkpoint's).
     return SchedulerConfig(lr_decay_style=t.lr_decay_style, lr_warmup_iters=t.lr_warmup_iters,
                            lr_decay_iters=t.train_iters, start_weight_decay=t.weight_decay,
-                           end_weight_decay=t.weight_decay, weight_decay_incr_style="constant")
+                           end_weight_decay=t.weight_decay, weight_decay_incr_style="constant",
+                           override_opt_param_scheduler=True)
+
+
+def rerun_section() -> RerunStateMachineConfig:
+    """Megatron-Core's NaN / Inf checks on every micro batch's loss (the DDP section checks the gradients).
+
+    With reruns disabled a failed check raises at once on the rank that saw it, before the step's update
+    and before any save; engine.py turns that into the non-finite exit code. (`validate_results` would rerun
+    the step to attribute the fault to hardware and exit for a requeue on other GPUs, which a fine-tuning
+    job with deterministic NaNs, from a too-high learning rate or bad data, does not want.)
+    """
+    return RerunStateMachineConfig(rerun_mode="disabled", check_for_nan_in_loss=True, check_for_spiky_loss=False)
 
 
 def ddp_section(cfg: PrimusConfig) -> DistributedDataParallelConfig:
     return DistributedDataParallelConfig(
         use_distributed_optimizer=cfg.parallelism.use_distributed_optimizer,
         grad_reduce_in_fp32=True, overlap_grad_reduce=False, overlap_param_gather=False,
-        check_for_nan_in_grad=True, average_in_collective=cfg.parallelism.context_parallel_size == 1,
+        check_for_nan_in_grad=True, average_in_collective=False,  # per-token loss: sum, then / tokens
     )
 
 
@@ -141,11 +163,13 @@ def apply_model_settings(provider, cfg: PrimusConfig) -> None:
     provider.context_parallel_size = p.context_parallel_size
     provider.sequence_parallel = p.sequence_parallel
     provider.seq_length = cfg.data.seq_length * cfg.training.micro_batch_size
-    provider.calculate_per_token_loss = p.context_parallel_size > 1
+    provider.calculate_per_token_loss = True  # the step's mean over its trained tokens (see the module doc)
     if head_loss_mode(cfg) == "chunked":
         provider.register_pre_wrap_hook(functools.partial(use_chunked_head_loss, min_vocab=chunked_min_vocab(cfg)))
     if r.recompute_mlp_activation:
         provider.register_pre_wrap_hook(use_swiglu_recompute)
+    if cfg.precision.fp8_frozen_base:  # after LoRA and the bf16 wrapper: see fp8_frozen_base.py
+        provider.register_post_wrap_hook(use_fp8_frozen_base)
     if r.recompute_activations:
         provider.recompute_granularity = r.recompute_granularity
         if r.recompute_granularity == "full":
@@ -167,7 +191,9 @@ def build_config_container(cfg: PrimusConfig, provider, start: StartingPoint) ->
         tokenizer=tokenizer_section(start),
         checkpoint=checkpoint_section(cfg, start),
         rng=RNGConfig(seed=cfg.training.seed),
+        rerun_state_machine=rerun_section(),
         dist=DistributedInitConfig(),
         mixed_precision=mixed_precision_section(cfg),
-        peft=build_peft(cfg.lora) if cfg.lora.use_lora else None,
+        peft=build_peft(cfg.lora, resume=start.save if cfg.checkpointing.resume else None)
+        if cfg.lora.use_lora else None,
     )

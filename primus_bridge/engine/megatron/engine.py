@@ -2,20 +2,32 @@
 
 import json
 import logging
+import re
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from ...checkpoint_info import MARKER_FILE, latest_checkpoint
+from ...checkpoint_info import MARKER_FILE, iteration_dir, latest_checkpoint
 from ...config import ConfigError, PrimusConfig
 from ...run.checkpoints import remove_checkpoints
-from ...run.outputs import check_export_dir, plan_checkpoint_dir
+from ...run.nonfinite import NonFiniteError, skip_setting_problem
+from ...run.outputs import (
+    EXPORT_MARKER,
+    check_export_dir,
+    export_marker_text,
+    is_export_of,
+    plan_checkpoint_dir,
+    remove_stale_export_temporaries,
+)
 from ...run.profiler import StepProfiler
+from ...run.resume_config import changes_record, check_resume_config, config_dump, describe_honoured
+from ...run.signals import forwarded_to_sigterm
+from ...utils.atomic import atomic_write_text
 from ..base import TrainResult
 from .callbacks import CheckpointMarkers, ProfileSteps, StepRecorder
 from .container import StartingPoint, build_config_container
 from .export import training_template
+from .fp8_frozen_base import check_fp8_frozen_base, restore_callback
 from .layer_spec import resolve_transformer_impl
 from .model import ModelPlan, megatron_iteration, preflight_errors, provider_from_checkpoint, provider_from_hf
 from .runtime import ensure_rendezvous, sigusr1_as_sigterm
@@ -24,6 +36,8 @@ from .sources import check_supported_architecture, ensure_imported, resolve_hf_m
 log = logging.getLogger("primus_bridge")
 
 MEGATRON_TRACKER = "latest_train_state.pt"
+NONFINITE_CHECK = re.compile(r"iteration (\d+): Unexpected result .*\(message='(found (?:NaN|Inf) in [^']*)'\)")
+"""What Megatron-Core's rerun state machine raises (reruns disabled) when a loss or gradient norm is NaN / Inf."""
 
 
 @dataclass
@@ -75,6 +89,7 @@ def plan_run(cfg: PrimusConfig) -> RunPlan:
     from transformers import AutoTokenizer
 
     impl = resolve_transformer_impl(cfg.model.transformer_impl)
+    check_fp8_frozen_base(cfg, impl)
     if cfg.convert_from_hf:
         model, base = _model_from_hf(cfg, impl)
     elif cfg.model.load:
@@ -93,50 +108,81 @@ def plan_run(cfg: PrimusConfig) -> RunPlan:
     return RunPlan(model, StartingPoint(base, save, tokenizer_path), impl, template)
 
 
-def _prepare_save_dir(cfg: PrimusConfig) -> None:
+def _prepare_save_dir(cfg: PrimusConfig) -> list[dict]:
+    """Resume or start over in checkpointing.save; the config changes a resume honours, as recorded."""
     if not cfg.checkpointing.save:
-        return
+        return []
     plan = plan_checkpoint_dir(cfg.checkpointing.save, cfg.checkpointing.resume, cfg.checkpointing.overwrite)
     if plan.clear_old:
         remove_checkpoints(plan.save)
         (plan.save / MEGATRON_TRACKER).unlink(missing_ok=True)
-    if plan.resume_step is not None:
-        log.info("resuming from %s step %d", plan.save, plan.resume_step)
+    if plan.resume_step is None:
+        return []
+    log.info("resuming from %s step %d", plan.save, plan.resume_step)
+    latest = iteration_dir(plan.save, plan.resume_step)
+    changes = check_resume_config(latest, cfg)
+    earlier = json.loads((latest / MARKER_FILE).read_text()).get("config_changes", []) \
+        if (latest / MARKER_FILE).is_file() else []
+    if not changes:
+        return earlier
+    log.info("resume: config changes honoured from step %d: %s", plan.resume_step, describe_honoured(changes))
+    return [*earlier, changes_record(plan.resume_step, changes)]
 
 
-def _marker(cfg: PrimusConfig, plan: RunPlan) -> dict:
+def _check_settings(cfg: PrimusConfig) -> None:
+    problem = skip_setting_problem(cfg.training.skip_nonfinite_steps, "megatron")
+    if problem:
+        raise ConfigError(problem)
+
+
+def _marker(cfg: PrimusConfig, plan: RunPlan, config_changes: list[dict]) -> dict:
     return {"engine": "megatron", "hf_source": str(plan.model.hf_source), "lora": cfg.lora.use_lora,
             "base_checkpoint": str(plan.start.base_checkpoint), "tokenizer": plan.start.tokenizer_path,
-            "transformer_impl": plan.transformer_impl, "template": plan.template}
+            "transformer_impl": plan.transformer_impl, "template": plan.template, "config_changes": config_changes}
 
 
 class MegatronBridgeRunner:
     """The engine's work; constructed after prepare_megatron() (see __init__.py)."""
 
     def train(self, cfg: PrimusConfig) -> TrainResult:
+        _check_settings(cfg)
         if cfg.convert_to_hf:
-            check_export_dir(cfg.hf_save_path, cfg.checkpointing.overwrite)
-        _prepare_save_dir(cfg)
+            final = iteration_dir(Path(cfg.checkpointing.save), cfg.training.train_iters) \
+                if cfg.checkpointing.save else None
+            check_export_dir(cfg.hf_save_path, cfg.checkpointing.overwrite, checkpoint=final)
+        config_changes = _prepare_save_dir(cfg)
         plan = plan_run(cfg)
         container = build_config_container(cfg, plan.model.provider, plan.start)
         recorder = StepRecorder()
-        markers = CheckpointMarkers(plan.start.save, _marker(cfg, plan), yaml.safe_dump(cfg.model_dump(mode="json")))
+        markers = CheckpointMarkers(plan.start.save, _marker(cfg, plan, config_changes), config_dump(cfg))
         callbacks = [recorder, markers]
         if cfg.profiling.enabled:
             callbacks.append(ProfileSteps(StepProfiler.for_run(cfg)))
+        if cfg.convert_to_hf and cfg.precision.fp8_frozen_base:
+            callbacks.append(restore_callback(plan.start.base_checkpoint))  # the export needs the bf16 base
         if cfg.convert_to_hf:
             from .train_end_export import ExportAtTrainEnd
 
             callbacks.append(ExportAtTrainEnd(cfg, plan.model.hf_source, plan.start.tokenizer_path, plan.template,
                                               container.peft))
-        preempted = _run_finetune(container, callbacks)
+        preempted = _run_finetune(container, callbacks, cfg.checkpointing.save)
         return _result(cfg, recorder, plan, preempted)
 
     def export(self, cfg: PrimusConfig, checkpoint: Path, out: Path) -> Path:
+        """`convert --convert_to_hf`; an existing export of the same checkpoint is kept (see run/outputs.py)."""
         from .checkpoint_export import export_checkpoint
 
-        check_export_dir(out, cfg.checkpointing.overwrite)
-        return export_checkpoint(checkpoint, out)
+        iteration = megatron_iteration(checkpoint, key="--load")
+        remove_stale_export_temporaries(out)
+        if is_export_of(out, iteration):
+            log.info("export: %s already holds the export of %s; keeping it", out, iteration)
+            return Path(out)
+        check_export_dir(out, cfg.checkpointing.overwrite, checkpoint=iteration)
+        exported = export_checkpoint(checkpoint, out)
+        step = json.loads((iteration / MARKER_FILE).read_text()).get("step") if (iteration / MARKER_FILE).is_file() \
+            else None
+        atomic_write_text(Path(exported) / EXPORT_MARKER, export_marker_text(iteration, step))
+        return exported
 
     def import_hf(self, cfg: PrimusConfig, out: Path) -> Path:
         from .sources import import_hf_checkpoint
@@ -147,19 +193,40 @@ class MegatronBridgeRunner:
         return import_hf_checkpoint(source, Path(out), resolve_transformer_impl(cfg.model.transformer_impl))
 
 
-def _run_finetune(container, callbacks) -> bool:
-    """finetune(); True when it stopped early on a signal after saving (Megatron-Bridge exits with SystemExit)."""
+def nonfinite_error(err: RuntimeError, save: str | None, step: int | None = None) -> NonFiniteError | None:
+    """The non-finite stop a Megatron-Core check raised, or None for any other RuntimeError.
+
+    `step`: the run's step in flight, when known (the check counts the iterations of this process only).
+    """
+    found = NONFINITE_CHECK.search(str(err))
+    if found is None:
+        return None
+    return NonFiniteError(step or int(found.group(1)), found.group(2), save)
+
+
+def _run_finetune(container, callbacks, save: str | None = None) -> bool:
+    """finetune(); True when it stopped early on a signal after saving (Megatron-Bridge exits with SystemExit).
+
+    Megatron-Bridge's exit handler listens to SIGTERM only: SIGUSR1 (SLURM) and SIGINT (Ctrl-C) are sent on
+    to it. A NaN / Inf found by Megatron-Core's checks becomes NonFiniteError (its own exit code).
+    """
     from megatron.bridge.training.finetune import finetune
     from megatron.bridge.training.gpt_step import forward_step
 
     ensure_rendezvous()
-    with sigusr1_as_sigterm():
+    with sigusr1_as_sigterm(), forwarded_to_sigterm(signal.SIGINT):
         try:
             finetune(container, forward_step, callbacks=callbacks)
         except SystemExit as stop:
             if stop.code not in (0, None):
                 raise
             return True
+        except RuntimeError as err:
+            recorder = next((c for c in callbacks if isinstance(c, StepRecorder)), None)
+            stopped = nonfinite_error(err, save, recorder.step_in_flight if recorder else None)
+            if stopped is None:
+                raise
+            raise stopped from err
     return False
 
 

@@ -3,8 +3,14 @@
 The exported folder is self-contained: weights and config from Megatron-Bridge's
 `save_hf_pretrained`, the tokenizer the run trained with, and a generation config whose EOS is the
 token that ends a reply in the run's prompt template. A LoRA run also gets `<out>/adapter`, which
-`peft.PeftModel.from_pretrained(base, <out>/adapter)` loads (`save_hf_adapter`).
+`peft.PeftModel.from_pretrained(base, <out>/adapter)` loads (`save_hf_adapter`): per-projection adapters
+are written under PEFT's names (q_proj.lora_A ...), adapters of fused layers from earlier runs split into
+the projections (exact: each projection gets A and its rows of B).
 All ranks call `export_models` (the weight gathering is collective); rank 0 writes and publishes.
+
+The merged weights: Megatron-Bridge merges a fused layer's per-projection adapters only when every
+projection of the layer has one; `merge_listed_projections` merges those present into their projections'
+HF weights and leaves the others as they are (q_proj and v_proj listed, say).
 """
 
 import logging
@@ -14,14 +20,13 @@ from pathlib import Path
 import torch.distributed as dist
 
 from ...config import PrimusConfig
-from ...data.records import Conversation, Turn
 from ...utils.atomic import fsync_tree
 from .callbacks import is_rank0
+from .library_patch import wrap_once
 
 log = logging.getLogger("primus_bridge")
 
 ADAPTER_SUBDIR = "adapter"
-PROBE = Conversation(system=None, turns=(Turn(user="Hi", assistant="Hello"),), where="probe", ordinal=0)
 
 
 def _barrier() -> None:
@@ -31,10 +36,9 @@ def _barrier() -> None:
 
 def training_template(cfg: PrimusConfig, tokenizer) -> str:
     """The prompt template the data pipeline uses for this run's data (as it decides it)."""
-    from ...data.pipeline import resolve_format, resolve_template
-    from ...data.readers import data_files
+    from ...data.resolve import run_template
 
-    return resolve_template(cfg.data, resolve_format(cfg.data, data_files(cfg.data.data_path)), tokenizer)
+    return run_template(cfg, tokenizer).name
 
 
 def template_stop_token_id(template_name: str | None, tokenizer) -> int:
@@ -42,13 +46,11 @@ def template_stop_token_id(template_name: str | None, tokenizer) -> int:
 
     Without a template (a checkpoint imported from HF, never trained here) it is the tokenizer's EOS.
     """
-    from ...data.templates import get_template
+    from ...data.templates import get_template, reply_closing_token_id
 
     if template_name is None:
         return tokenizer.eos_token_id
-    rendered = get_template(template_name, tokenizer).render(PROBE)
-    start, end = rendered.responses[-1]
-    return tokenizer.encode(rendered.text[start:end], add_special_tokens=False)[-1]
+    return reply_closing_token_id(get_template(template_name, tokenizer), tokenizer)
 
 
 def write_generation_config(out: Path, template_name: str | None, tokenizer) -> None:
@@ -82,11 +84,50 @@ def _publish(staging: Path, out: Path) -> None:
         staging.rename(out)
 
 
+def merge_listed_projections(bridge, converted: dict, adapter_weights: list) -> dict | None:
+    """HF weights of one Megatron layer with its per-projection adapters merged (each into the HF weight of
+    its projection); None when these are not per-projection adapters of a dense layer."""
+    from megatron.bridge.models.conversion.peft_bridge import ADAPTER_NAME_MAP
+    from megatron.bridge.peft.utils import is_expert_linear
+
+    by_key = {weight.adapter_key: weight for weight in adapter_weights}
+    if not converted or not by_key or not set(by_key) <= set(ADAPTER_NAME_MAP.values()) or any(
+            is_expert_linear(weight.global_base_prefix) for weight in adapter_weights):
+        return None
+    merged = dict(converted)
+    for hf_name, base in converted.items():
+        key = next((key for suffix, key in ADAPTER_NAME_MAP.items() if hf_name.endswith(suffix)), None)
+        if key in by_key:
+            weight = by_key[key]
+            merged[hf_name] = bridge._merge_single_adapter_weight(base, weight.alpha, weight.dim,
+                                                                  weight.linear_in_weight.weight,
+                                                                  weight.linear_out_weight.weight)
+    return merged
+
+
+def use_listed_projection_merge() -> None:
+    """Megatron-Bridge's LoRA merge, with `merge_listed_projections` first (idempotent)."""
+    from megatron.bridge.models.conversion.peft_bridge import MegatronPeftBridge
+
+    def make(library_merge):
+        def merge(self, megatron_model, converted_weights_dict, adapter_weights):
+            merged = merge_listed_projections(self, converted_weights_dict, adapter_weights)
+            if merged is None:
+                return library_merge(self, megatron_model, converted_weights_dict, adapter_weights)
+            return merged
+
+        merge.__doc__ = merge_listed_projections.__doc__
+        return merge
+
+    wrap_once(MegatronPeftBridge, "_merge_lora_adapter_weights", make)
+
+
 def export_models(models: list, hf_source: Path, out: Path, template_name: str | None, tokenizer,
                   peft=None) -> Path:
     """Collective: merged HF model (+ PEFT adapter when `peft`) to `out`, replaced atomically."""
     from megatron.bridge import AutoBridge
 
+    use_listed_projection_merge()
     out, staging = Path(out), _staging(Path(out))
     if is_rank0():
         shutil.rmtree(staging, ignore_errors=True)

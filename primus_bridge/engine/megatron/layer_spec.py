@@ -1,18 +1,23 @@
 """Which Megatron-Core layer spec a model is built with: `model.transformer_impl`.
 
 - transformer_engine: Megatron-Bridge's default TE spec (fused kernels, FP8, context parallel).
-- local: Megatron-Core's local spec (plain torch modules) with core attention replaced, through
-  `ModuleSpec`, by `SDPACoreAttention`; runs on any CUDA or ROCm PyTorch build.
+- local: Megatron-Core's local spec (plain torch modules) with, through `ModuleSpec`, core attention
+  replaced by `SDPACoreAttention` and Megatron-Core's torch norms by `SequenceParallelTorchNorm` (the same
+  norms, usable with sequence parallel); runs on any CUDA or ROCm PyTorch build.
 - auto: transformer_engine when TE imports, else local.
 """
 
+import torch
 from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+from megatron.core.transformer.torch_norm import WrappedTorchNorm
+from megatron.core.transformer.transformer_block import TransformerBlockSubmodules, get_num_layers_to_build
 
 from ...config import ConfigError
-from megatron.core.transformer import ModuleSpec
-
 from .attention import SDPACoreAttention
 from .te_compat import transformer_engine_available
+
+TORCH_NORMS = {"LayerNorm": torch.nn.LayerNorm, "RMSNorm": torch.nn.RMSNorm}
+"""`normalization` -> the torch module Megatron-Core's `WrappedTorchNorm` builds for it."""
 
 
 def resolve_transformer_impl(requested: str) -> str:
@@ -25,16 +30,64 @@ def resolve_transformer_impl(requested: str) -> str:
     return requested
 
 
-def local_sdpa_layer_spec(provider) -> ModuleSpec:
-    """Megatron-Core's local GPT layer spec with SDPA core attention (a `transformer_layer_spec` callable)."""
-    spec = get_gpt_layer_local_spec(
+def torch_norm_problems(config) -> list[str]:
+    """What of the model's normalisation the torch norms cannot reproduce (empty: they can)."""
+    problems = []
+    if config.normalization not in TORCH_NORMS:
+        problems.append(f"normalization {config.normalization!r} (supported: {', '.join(TORCH_NORMS)})")
+    if config.layernorm_zero_centered_gamma:
+        problems.append("zero-centred norm weights (layernorm_zero_centered_gamma)")
+    if config.memory_efficient_layer_norm:
+        problems.append("memory_efficient_layer_norm")
+    return problems
+
+
+class SequenceParallelTorchNorm:
+    """Megatron-Core's torch norm (what `WrappedTorchNorm` builds: torch.nn.RMSNorm or LayerNorm with the
+    model's eps), also under sequence parallel.
+
+    `WrappedTorchNorm` refuses sequence parallel. A norm works token by token, so on a sequence shard it
+    gives the values it gives on the whole sequence; what changes is its weights' gradient: each TP rank
+    holds only its shard's part. Marked `sequence_parallel` (as Megatron-Core's Apex norm and TE's norms
+    mark theirs), the parameters are summed over the TP group by Megatron-Core's `finalize_model_grads`.
+    Built through `__new__` like `WrappedTorchNorm`: the module is a plain torch norm, with the same
+    parameter names and checkpoint layout.
+    """
+
+    def __new__(cls, config, hidden_size: int, eps: float = 1e-5, **_unused_builder_options) -> torch.nn.Module:
+        problems = torch_norm_problems(config)
+        if problems:
+            raise ValueError("the local layer spec's torch norms do not support: " + "; ".join(problems)
+                             + "; use model.transformer_impl: transformer_engine")
+        norm = TORCH_NORMS[config.normalization](hidden_size, eps=eps)
+        for param in norm.parameters():
+            param.sequence_parallel = config.sequence_parallel
+        return norm
+
+
+def _use_sequence_parallel_norms(layer_submodules) -> None:
+    """Every torch norm of the layer (input, pre-MLP, query/key) becomes a SequenceParallelTorchNorm."""
+    attention = layer_submodules.self_attention.submodules
+    for owner, name in ((layer_submodules, "input_layernorm"), (layer_submodules, "pre_mlp_layernorm"),
+                        (attention, "q_layernorm"), (attention, "k_layernorm")):
+        if getattr(owner, name) is WrappedTorchNorm:
+            setattr(owner, name, SequenceParallelTorchNorm)
+
+
+def local_sdpa_layer_spec(provider, vp_stage: int | None = None) -> TransformerBlockSubmodules:
+    """This pipeline stage's decoder block (a `transformer_layer_spec` callable): Megatron-Core's local GPT
+    layer with SDPA core attention and SequenceParallelTorchNorm, and that norm after the last layer
+    (a layer spec alone would get the block's default final norm, `WrappedTorchNorm`)."""
+    layer = get_gpt_layer_local_spec(
         num_experts=provider.num_moe_experts,
         moe_grouped_gemm=provider.moe_grouped_gemm,
         qk_layernorm=provider.qk_layernorm,
         normalization=provider.normalization,
     )
-    spec.submodules.self_attention.submodules.core_attention = SDPACoreAttention
-    return spec
+    layer.submodules.self_attention.submodules.core_attention = SDPACoreAttention
+    _use_sequence_parallel_norms(layer.submodules)
+    layers = get_num_layers_to_build(provider, vp_stage=vp_stage)
+    return TransformerBlockSubmodules(layer_specs=[layer] * layers, layer_norm=layer.submodules.input_layernorm)
 
 
 def use_local_spec(provider) -> None:

@@ -2,7 +2,8 @@
 
 The provider (Megatron-Bridge's `GPTModelProvider` subclass for the architecture) comes from the HF
 config (AutoBridge, weights not loaded: finetune() loads them from the starting checkpoint) or from a
-Megatron checkpoint's saved run config. The layer spec follows `model.transformer_impl`.
+Megatron checkpoint's saved run config. The layer spec follows `model.transformer_impl`; the RoPE is the HF
+model's, or a ConfigError (rope.py).
 """
 
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from pathlib import Path
 from ...checkpoint_info import latest_checkpoint
 from ...config import ConfigError, PrimusConfig
 from .layer_spec import use_local_spec
+from .rope import checked_hf_rope, checkpoint_rope_errors, read_hf_rope, unsupported_rope, use_hf_rope
+from .sources import resolve_hf_model
 
 OUR_TARGET_PREFIX = "primus_bridge.engine.megatron."
 
@@ -31,11 +34,14 @@ def allow_our_targets() -> None:
 
 
 def provider_from_hf(hf_path: Path, transformer_impl: str):
+    """The provider for the HF model; its RoPE is checked first (Megatron-Bridge fails on some it cannot map)."""
     from megatron.bridge import AutoBridge
 
+    rope = checked_hf_rope(hf_path)
     provider = AutoBridge.from_hf_pretrained(str(hf_path)).to_megatron_provider(load_weights=False)
     if transformer_impl == "local":
         use_local_spec(provider)
+    use_hf_rope(provider, rope)
     return provider
 
 
@@ -67,7 +73,8 @@ def provider_from_checkpoint(iteration: Path, transformer_impl: str):
 
 
 def preflight_errors(cfg: PrimusConfig, provider, position_limit: int | None) -> list[str]:
-    """Problems the model's real shape reveals: TP vs heads, KV groups and vocabulary; sequence vs positions.
+    """Problems the model's real shape reveals: TP vs heads, KV groups and vocabulary; sequence vs positions and
+    sequence parallel; a checkpoint's RoPE vs its HF model's.
 
     The vocabulary matters because the embedding and output layer are split by rows across TP ranks and
     the HF checkpoint's rows are kept as they are (no padding, so the export matches the original).
@@ -85,4 +92,24 @@ def preflight_errors(cfg: PrimusConfig, provider, position_limit: int | None) ->
     if position_limit and cfg.data.seq_length > position_limit:
         errors.append(f"data.seq_length: {cfg.data.seq_length} is beyond the model's {position_limit} positions; "
                       f"use at most {position_limit}")
-    return errors
+    return errors + _sequence_parallel_errors(cfg) + _checkpoint_rope_errors(cfg, provider)
+
+
+def _sequence_parallel_errors(cfg: PrimusConfig) -> list[str]:
+    """Sequence parallel splits each micro batch's packed stream (micro_batch_size rows of seq_length) over TP."""
+    tp, stream = cfg.parallelism.tensor_model_parallel_size, cfg.training.micro_batch_size * cfg.data.seq_length
+    if not cfg.parallelism.sequence_parallel or stream % tp == 0:
+        return []
+    return [f"data.seq_length: sequence parallel splits each packed stream (training.micro_batch_size "
+            f"{cfg.training.micro_batch_size} x seq_length {cfg.data.seq_length} = {stream} tokens) over the {tp} "
+            f"TP ranks; use a seq_length that makes it a multiple of {tp}"]
+
+
+def _checkpoint_rope_errors(cfg: PrimusConfig, provider) -> list[str]:
+    """A provider from a checkpoint's saved config must build the RoPE of the HF model the engine pairs it with
+    (the one it exports with); a provider made from the HF config got that RoPE in provider_from_hf."""
+    hf_name = cfg.hf_model_name_or_path or getattr(provider, "hf_model_id", None)
+    if cfg.convert_from_hf or not hf_name:
+        return []
+    rope = read_hf_rope(resolve_hf_model(hf_name).path)
+    return unsupported_rope(rope) + checkpoint_rope_errors(provider, rope)

@@ -21,6 +21,7 @@ from ...config import ConfigError, PrimusConfig
 from ...utils.atomic import atomic_dir
 from .layer_spec import use_local_spec
 from .process_group import single_process_group
+from .rope import checked_hf_rope, use_hf_rope
 
 log = logging.getLogger("primus_bridge")
 
@@ -104,6 +105,7 @@ def import_hf_checkpoint(source: HFSource, out: Path, transformer_impl: str) -> 
     from megatron.bridge import AutoBridge
 
     check_supported_architecture(source)
+    rope = checked_hf_rope(source.path)
     if not torch.cuda.is_available():
         raise ConfigError("convert_from_hf: writing a Megatron checkpoint needs a GPU here (Megatron-Bridge's "
                           "checkpoint writer records the CUDA RNG state); run the import on a GPU machine")
@@ -113,6 +115,7 @@ def import_hf_checkpoint(source: HFSource, out: Path, transformer_impl: str) -> 
         provider = bridge.to_megatron_provider(load_weights=True)
         if transformer_impl == "local":
             use_local_spec(provider)
+        use_hf_rope(provider, rope)
         provider.finalize()
         model = provider.provide_distributed_model(wrap_with_ddp=False, use_cpu_initialization=True)
         bridge.save_megatron_model(model, tmp, hf_tokenizer_path=str(source.path), low_memory_save=True)

@@ -1,10 +1,18 @@
-"""`convert_to_hf: true`: export the trained model in memory when finetune() finishes (no reload)."""
+"""`convert_to_hf: true`: export the trained model in memory when finetune() finishes (no reload).
+
+The export's last file, primus_bridge_export.json, names the checkpoint of the final step, so that a rerun
+of the finished run (a requeue after the export) keeps it instead of training or exporting again.
+"""
 
 from pathlib import Path
 
 from megatron.bridge.training.callbacks import Callback, CallbackContext
 
+from ...checkpoint_info import iteration_dir
 from ...config import PrimusConfig
+from ...run.outputs import EXPORT_MARKER, export_marker_text
+from ...utils.atomic import apply_umask, atomic_write_text
+from .callbacks import is_rank0
 from .export import export_models
 
 
@@ -20,5 +28,11 @@ class ExportAtTrainEnd(Callback):
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_path, local_files_only=True)
-        export_models(context.model, self.hf_source, Path(self.cfg.hf_save_path), self.template_name, tokenizer,
-                      self.peft)
+        out = Path(self.cfg.hf_save_path)
+        export_models(context.model, self.hf_source, out, self.template_name, tokenizer, self.peft)
+        if is_rank0():
+            apply_umask(out)  # Megatron-Bridge's writer leaves its safetensors files 0600
+            if self.cfg.checkpointing.save:
+                step = context.state.train_state.step
+                checkpoint = iteration_dir(Path(self.cfg.checkpointing.save), step)
+                atomic_write_text(out / EXPORT_MARKER, export_marker_text(checkpoint, step))

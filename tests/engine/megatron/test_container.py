@@ -54,6 +54,8 @@ def test_sft_container_carries_every_setting(megatron_cpu, tmp_path, tiny_hf):
     assert (train.train_iters, train.micro_batch_size, train.global_batch_size) == (30, 1, 4)
     assert (opt.optimizer, opt.lr, opt.min_lr, opt.weight_decay, opt.clip_grad) == ("adam", 2e-5, 2e-6, 0.01, 0.5)
     assert opt.use_distributed_optimizer and container.ddp.use_distributed_optimizer
+    # one objective on both engines: the mean over the step's trained tokens (test_objective.py)
+    assert container.model.calculate_per_token_loss and not container.ddp.average_in_collective
     assert (sched.lr_warmup_iters, sched.lr_decay_style, sched.lr_decay_iters) == (3, "cosine", 30)
     assert (container.validation.eval_interval, container.validation.eval_iters) == (10, 2)
     assert (ckpt.save, ckpt.load, ckpt.pretrained_checkpoint) == (str(tmp_path / "ckpt"),) * 2 + (str(tmp_path / "base"),)
@@ -64,12 +66,12 @@ def test_sft_container_carries_every_setting(megatron_cpu, tmp_path, tiny_hf):
     model = container.model
     assert (model.seq_length, model.recompute_granularity, model.recompute_method) == (256, "full", "uniform")
     spec = model.transformer_layer_spec(model)
-    assert spec.submodules.self_attention.submodules.core_attention is SDPACoreAttention
+    assert spec.layer_specs[0].submodules.self_attention.submodules.core_attention is SDPACoreAttention
     assert isinstance(container.dataset, PackedRowsProvider) and container.dataset.rows_per_stream == 2
 
 
 def test_parallelism_precision_and_lora(megatron_cpu, tmp_path, tiny_hf):
-    from megatron.bridge.peft.lora import LoRA
+    from megatron.bridge.peft.canonical_lora import CanonicalLoRA
 
     cfg = _config(tmp_path, tiny_hf, parallelism={"tensor_model_parallel_size": 2, "sequence_parallel": True,
                                                   "pipeline_model_parallel_size": 2,
@@ -84,9 +86,9 @@ def test_parallelism_precision_and_lora(megatron_cpu, tmp_path, tiny_hf):
     assert (model.tensor_model_parallel_size, model.pipeline_model_parallel_size) == (2, 2)
     assert model.virtual_pipeline_model_parallel_size == 1 and model.sequence_parallel
     assert container.mixed_precision.fp16 and not container.optimizer.use_distributed_optimizer
-    assert isinstance(container.peft, LoRA)
+    assert isinstance(container.peft, CanonicalLoRA)
     assert (container.peft.target_modules, container.peft.dim, container.peft.alpha, container.peft.dropout) == (
-        ["linear_qkv", "linear_fc2"], 8, 16, 0.1)
+        ["linear_q", "linear_k", "linear_v", "linear_fc2"], 8, 16, 0.1)
 
 
 def test_container_validates_and_serializes(megatron_cpu, tmp_path, tiny_hf, monkeypatch):

@@ -91,3 +91,94 @@ def test_packed_logits_equal_each_document_alone(megatron_cpu, hf_models, arch):
                        packed_seq_params=params)[0]
         expected = torch.cat([hf(doc[None]).logits[0] for doc in documents])
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+
+
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def _with_random_adapters(models: list, peft) -> list:
+    models = peft(models, training=False)
+    torch.manual_seed(1)
+    for name, param in models[0].named_parameters():
+        if ".adapter." in name:
+            torch.nn.init.normal_(param, std=0.05)  # B too: every adapter changes the output
+    return models
+
+
+def _exported_lora_logits(megatron_cpu_models: list, peft, hf_folder, out, tokens) -> dict[str, torch.Tensor]:
+    """{megatron, peft, peft_off, merged}: logits of the Megatron LoRA model, of PEFT's model loaded from the
+    exported adapter (adapters on and off), of the exported merged HF model."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from primus_bridge.engine.megatron.export import ADAPTER_SUBDIR, export_models
+
+    positions = torch.arange(tokens.shape[1]).expand(tokens.shape[0], -1)
+    with torch.no_grad():
+        logits = {"megatron": unwrap(megatron_cpu_models[0]).eval()(input_ids=tokens, position_ids=positions,
+                                                                      attention_mask=None)}
+    tokenizer = AutoTokenizer.from_pretrained(str(hf_folder), local_files_only=True)
+    export_models(megatron_cpu_models, hf_folder, out, None, tokenizer, peft)
+    with_adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(hf_folder, dtype=torch.float32),
+                                             out / ADAPTER_SUBDIR).eval()
+    merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    with torch.no_grad():
+        logits["peft"] = with_adapter(tokens).logits
+        with with_adapter.disable_adapter():
+            logits["peft_off"] = with_adapter(tokens).logits
+        logits["merged"] = merged(tokens).logits
+    return logits
+
+
+def _peft_state_names(hf_folder, targets: list[str]) -> dict[str, tuple]:
+    """{name: shape} of the adapter weights PEFT itself saves for this LoRA config."""
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(hf_folder), LoraConfig(r=4, target_modules=targets))
+    return {name: tuple(t.shape) for name, t in get_peft_model_state_dict(model).items()}
+
+
+@pytest.mark.parametrize("arch, targets", [("llama", ALL_LINEAR), ("llama", ["q_proj", "v_proj"]),
+                                           ("qwen2", ["k_proj", "up_proj", "down_proj"])])
+def test_lora_export_equals_the_megatron_model(megatron_cpu, hf_models, arch, targets, tmp_path):
+    """Per-projection adapters export under PEFT's names and shapes; PeftModel.from_pretrained and the merged
+    HF model give the Megatron LoRA model's logits (also for part of a fused group)."""
+    from safetensors.torch import load_file
+
+    from primus_bridge.config.sections.lora import LoraConfig
+    from primus_bridge.engine.megatron.lora import build_peft
+
+    peft = build_peft(LoraConfig(use_lora=True, lora_rank=4, lora_alpha=8, lora_dropout=0.1,
+                                 lora_target_modules=targets))
+    models = _with_random_adapters(fp32_megatron_model(hf_models[arch])[1], peft)
+    tokens = torch.randint(0, 1000, (2, 24), generator=torch.Generator().manual_seed(3))
+    logits = _exported_lora_logits(models, peft, hf_models[arch], tmp_path / "out", tokens)
+    adapter = tmp_path / "out" / "adapter"
+    saved = {name: tuple(t.shape) for name, t in load_file(adapter / "adapter_model.safetensors").items()}
+    assert saved == _peft_state_names(hf_models[arch], targets)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert (config["r"], config["lora_alpha"], config["use_rslora"]) == (4, 8, False)
+    assert sorted(config["target_modules"]) == sorted(targets)
+    assert (logits["peft_off"] - logits["megatron"]).abs().max() > 0.05  # the adapters matter
+    torch.testing.assert_close(logits["peft"], logits["megatron"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(logits["merged"], logits["megatron"], atol=1e-5, rtol=0)
+
+
+def test_fused_adapters_of_earlier_runs_still_export(megatron_cpu, hf_models, tmp_path):
+    """A checkpoint of an earlier run (one adapter per fused layer, Megatron-Bridge's LoRA, re-created from its
+    saved run config as checkpoint export does) exports to PEFT and merged HF weights with the same logits."""
+    import yaml
+    from megatron.bridge.peft.lora import LoRA
+    from megatron.bridge.training.utils.config_utils import _ConfigContainerBase
+    from megatron.bridge.utils.instantiate_utils import instantiate
+
+    written = LoRA(target_modules=["linear_qkv", "linear_proj", "linear_fc1", "linear_fc2"], dim=4, alpha=8)
+    peft = instantiate(yaml.safe_load(yaml.safe_dump(_ConfigContainerBase._convert_value_to_dict(written))))
+    assert type(peft) is LoRA
+    models = _with_random_adapters(fp32_megatron_model(hf_models["llama"])[1], peft)
+    tokens = torch.randint(0, 1000, (2, 24), generator=torch.Generator().manual_seed(3))
+    logits = _exported_lora_logits(models, peft, hf_models["llama"], tmp_path / "out", tokens)
+    assert (logits["peft_off"] - logits["megatron"]).abs().max() > 0.05
+    torch.testing.assert_close(logits["peft"], logits["megatron"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(logits["merged"], logits["megatron"], atol=1e-5, rtol=0)

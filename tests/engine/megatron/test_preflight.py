@@ -86,3 +86,102 @@ def test_import_runs_in_its_own_process_and_reports_its_errors(tiny_hf, tmp_path
     with pytest.raises(ConfigError, match="writing a Megatron checkpoint needs a GPU here"):
         import_in_child_process(resolve_hf_model(str(tiny_hf)), tmp_path / "import", "local")
     assert not (tmp_path / "import").exists()
+
+
+def _with_rope(hf_folder, folder, rope_scaling: dict):
+    """A copy of the tiny HF model whose config.json has this `rope_scaling` (as the hub's files state it)."""
+    import shutil
+
+    shutil.copytree(hf_folder, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("rope_parameters", None)
+    config.update(rope_theta=500000.0, rope_scaling=rope_scaling)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+LLAMA3_OWN = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 2.0, "high_freq_factor": 8.0,
+              "original_max_position_embeddings": 64}
+"""llama3 sub-parameters other than Megatron-Core's fixed ones (1, 4, 8192)."""
+LLAMA3_31 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+             "original_max_position_embeddings": 8192}
+"""Llama 3.1's, which are Megatron-Core's."""
+
+
+def test_rope_megatron_core_lacks_is_refused_before_the_model_is_built(megatron_cpu, tiny_hf, tmp_path):
+    folder = _with_rope(tiny_hf, tmp_path / "dynamic", {"rope_type": "dynamic", "factor": 2.0})
+    with pytest.raises(ConfigError) as err:
+        _plan({"convert_from_hf": True, "hf_model_name_or_path": str(folder)})
+    assert err.value.messages == [
+        f"hf_model_name_or_path config.json: rope_scaling.rope_type='dynamic' ({folder}): Megatron-Core has no "
+        "dynamic RoPE (it has default, linear, llama3, yarn), so the model would train with positions other than its "
+        "own; use engine: hf (transformers runs the model's own RoPE) or a model without it"]
+
+
+def _checkpoint_of(hf_folder, folder):
+    """A Megatron checkpoint folder's run_config.yaml as a run started from `hf_folder` saves it."""
+    from primus_bridge.engine.megatron.container import StartingPoint, build_config_container
+    from primus_bridge.engine.megatron.model import provider_from_hf
+
+    cfg = PrimusConfig.model_validate({"engine": "megatron", "convert_from_hf": True,
+                                       "hf_model_name_or_path": str(hf_folder),
+                                       "data": {"data_path": "examples/data/alpaca_sample.jsonl"}})
+    folder.mkdir()
+    container = build_config_container(cfg, provider_from_hf(hf_folder, "local"),
+                                       StartingPoint(folder, None, str(hf_folder)))
+    container.to_yaml(str(folder / "run_config.yaml"))
+    return folder
+
+
+def _load_config(checkpoint, hf_folder) -> PrimusConfig:
+    return PrimusConfig.model_validate({"model": {"load": str(checkpoint)}, "hf_model_name_or_path": str(hf_folder),
+                                        "data": {"data_path": "examples/data/alpaca_sample.jsonl", "seq_length": 256}})
+
+
+def test_checkpoint_cannot_carry_llama3_sub_parameters(megatron_cpu, tiny_hf, tmp_path):
+    """A checkpoint's saved model config has no place for them: --load of such a model is refused, naming them."""
+    hf_folder = _with_rope(tiny_hf, tmp_path / "hf", LLAMA3_OWN)
+    checkpoint = _checkpoint_of(hf_folder, tmp_path / "ckpt")
+    with pytest.raises(ConfigError) as err:
+        _plan({"model": {"load": str(checkpoint)}, "hf_model_name_or_path": str(hf_folder),
+               "data": {"data_path": "examples/data/alpaca_sample.jsonl", "seq_length": 256}})
+    assert err.value.messages == [
+        "model.load: hf_model_name_or_path config.json: rope_scaling.low_freq_factor=2.0, "
+        f"rope_scaling.high_freq_factor=8.0, rope_scaling.original_max_position_embeddings=64 ({hf_folder}): these "
+        "llama3 sub-parameters differ from Megatron-Core's fixed ones ({'low_freq_factor': 1, 'high_freq_factor': 4, "
+        "'original_max_position_embeddings': 8192}) and are applied only when the model is built from the HF config "
+        "(a checkpoint's saved config cannot hold them); start from the HF model instead (--convert_from_hf "
+        "--hf_model_name_or_path HF)"]
+
+
+def test_checkpoint_of_llama_3_1_keeps_its_rope(megatron_cpu, tiny_hf, tmp_path):
+    from primus_bridge.engine.megatron.model import preflight_errors, provider_from_checkpoint
+
+    hf_folder = _with_rope(tiny_hf, tmp_path / "hf", LLAMA3_31)
+    provider = provider_from_checkpoint(_checkpoint_of(hf_folder, tmp_path / "ckpt"), "local")
+    cfg = _load_config(tmp_path / "ckpt", hf_folder)
+    assert (provider.rope_scaling, provider.rope_scaling_factor, provider.rotary_base) == (True, 8.0, 500000.0)
+    assert preflight_errors(cfg, provider, 1024) == []
+
+
+def test_checkpoint_whose_config_differs_from_its_hf_model(megatron_cpu, tiny_hf, tmp_path):
+    """E.g. a checkpoint made before its HF model's config gained YaRN: each differing field is named."""
+    from primus_bridge.engine.megatron.model import preflight_errors, provider_from_checkpoint
+
+    checkpoint = _checkpoint_of(tiny_hf, tmp_path / "ckpt")
+    hf_folder = _with_rope(tiny_hf, tmp_path / "hf", {"type": "yarn", "factor": 4.0,
+                                                      "original_max_position_embeddings": 256})
+    cfg = _load_config(checkpoint, hf_folder)
+    [message] = preflight_errors(cfg, provider_from_checkpoint(checkpoint, "local"), 1024)
+    assert message.startswith(f"model.load: the checkpoint's model config does not build the RoPE of {hf_folder}: "
+                              "rotary_base=10000.0 (the HF config needs 500000.0), position_embedding_type='rope' "
+                              "(the HF config needs 'yarn'), yarn_rotary_scaling_factor=None (the HF config needs 4.0)")
+
+
+def test_sequence_parallel_needs_streams_divisible_by_tp(megatron_cpu, tiny_hf):
+    with pytest.raises(ConfigError) as err:
+        _plan({"convert_from_hf": True, "hf_model_name_or_path": str(tiny_hf), "data": {"seq_length": 255},
+               "parallelism": {"tensor_model_parallel_size": 2, "sequence_parallel": True},
+               "training": {"micro_batch_size": 1, "global_batch_size": 8}})
+    assert "data.seq_length: sequence parallel splits each packed stream (training.micro_batch_size 1 x seq_length " \
+           "255 = 255 tokens) over the 2 TP ranks; use a seq_length that makes it a multiple of 2" in err.value.messages

@@ -1,0 +1,146 @@
+"""precision.fp8_frozen_base on a GPU: `_scaled_mm` on the FP8 units against references, a Llama-shaped LoRA model's
+loss and base weight bytes against bf16, and (recorded, not asserted) the Llama-3-8B linear shapes' speed."""
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from test_fp8_frozen_base import _bytes, _loss_and_adapter_grads, _relative, _weight, rounding_bound  # same folder
+
+from primus_bridge.engine.megatron.fp8_frozen_base import (
+    FrozenFp8Linear,
+    dequantize_rows,
+    quantize,
+    quantize_rows,
+    transposed_operand,
+)
+
+pytestmark = pytest.mark.gpu
+
+
+def test_scaled_mm_on_the_gpu_equals_the_references():
+    """`_scaled_mm` on the GPU's FP8 units (formats of this GPU), fused quantization, forward and input gradient."""
+    from primus_bridge.engine.megatron.fp8_frozen_base import formats_for
+
+    device = torch.device("cuda")
+    formats = formats_for(device)
+    weight = _weight(768, 512).to(device) / 10
+    codes, scale = quantize_rows(weight, formats.values)
+    scale = scale.view(-1)
+    x = torch.randn(300, 512, device=device).bfloat16().requires_grad_(True)
+    fused_codes, fused_scale = quantize(x.detach(), formats.values)
+    eager_codes, eager_scale = quantize_rows(x.detach(), formats.values)
+    torch.testing.assert_close(fused_scale, eager_scale)
+    assert (fused_codes.float() - eager_codes.float()).abs().max() <= eager_codes.float().abs().max() * 2 ** -3
+    out = FrozenFp8Linear.apply(x, codes, scale, formats)
+    assert _relative(out, dequantize_rows(eager_codes, eager_scale) @ dequantize_rows(codes, scale).t()) < 2 ** -7
+    assert _relative(out, x.detach().float() @ weight.t()) < 2 * rounding_bound(formats.values)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    g_codes, g_scale = quantize_rows(grad, formats.gradients, column_scale=scale)
+    assert _relative(x.grad, dequantize_rows(g_codes, g_scale) @ codes.float()) < 2 ** -7
+    assert _relative(x.grad, grad.float() @ weight) < 2 * rounding_bound(formats.gradients)
+
+
+GPU_LLAMA = dict(hidden_size=1024, intermediate_size=2816, num_hidden_layers=4, num_attention_heads=16,
+                 num_key_value_heads=4, initializer_range=0.02)
+
+
+def _gpu_lora_model(hf_folder: Path, fp8: bool) -> list:
+    from megatron.bridge import AutoBridge
+
+    from primus_bridge.config.sections.lora import LoraConfig
+    from primus_bridge.engine.megatron.fp8_frozen_base import use_fp8_frozen_base
+    from primus_bridge.engine.megatron.layer_spec import use_local_spec
+    from primus_bridge.engine.megatron.lora import build_peft
+
+    provider = AutoBridge.from_hf_pretrained(str(hf_folder)).to_megatron_provider(load_weights=True)
+    use_local_spec(provider)
+    provider.bf16, provider.params_dtype = True, torch.bfloat16
+    provider.finalize()
+    peft = build_peft(LoraConfig(use_lora=True, lora_rank=16, lora_dropout=0.0, lora_target_modules=[
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    provider.register_pre_wrap_hook(lambda chunks: peft(chunks, training=True))
+    if fp8:
+        provider.register_post_wrap_hook(use_fp8_frozen_base)
+    model = provider.provide_distributed_model(wrap_with_ddp=False)
+    torch.manual_seed(0)
+    for name, param in model[0].named_parameters():
+        if "linear_out" in name:  # B starts at zero: give the adapters an output, so their inputs get gradients
+            torch.nn.init.normal_(param, std=0.02)
+    model[0].train()
+    return model
+
+
+def test_llama_shaped_model_on_the_gpu_loss_and_bytes(tokenizer_dir, tmp_path):
+    """A 4-layer Llama (hidden 1024, GQA, SwiGLU 2816) with LoRA on every projection, on random tokens: the FP8 base
+    model's loss within 1% of the bf16 model's, adapter gradients aligned, the base linears' bytes halved."""
+    from primus_bridge.engine.megatron.fp8_frozen_base import base_linears
+    from primus_bridge.engine.megatron.process_group import single_process_group
+    from primus_bridge.engine.megatron.runtime import prepare_megatron
+    from primus_bridge.models.tiny import TinyLlamaSpec, build_tiny_llama
+
+    prepare_megatron()
+    from megatron.core.tensor_parallel.random import model_parallel_cuda_manual_seed
+
+    hf = build_tiny_llama(tokenizer_dir, tmp_path / "hf", TinyLlamaSpec(**GPU_LLAMA))
+    tokens = torch.randint(0, 1000, (2, 1024), device="cuda", generator=torch.Generator("cuda").manual_seed(3))
+    batch = {"input_ids": tokens, "labels": tokens.roll(-1, 1), "attention_mask": None,
+             "position_ids": torch.arange(1024, device="cuda").expand(2, -1)}
+    results = {}
+    with single_process_group():
+        model_parallel_cuda_manual_seed(0)
+        for fp8 in (False, True):
+            model = _gpu_lora_model(hf, fp8)
+            layers = base_linears(model[0])
+            loss, grads = _loss_and_adapter_grads(model[0], batch)
+            results[fp8] = loss, grads, _bytes(layers), {layer.weight.dtype for _, layer in layers}
+            del model
+    (loss16, grads16, bytes16, dtypes16), (loss8, grads8, bytes8, dtypes8) = results[False], results[True]
+    print(f"loss bf16 {loss16:.5f} fp8 {loss8:.5f}; base linear bytes bf16 {bytes16 / 2**20:.1f} MiB "
+          f"fp8 {bytes8 / 2**20:.1f} MiB")
+    assert dtypes16 == {torch.bfloat16} and len(dtypes8) == 1 and dtypes8 != dtypes16
+    assert bytes8 * 2 == bytes16 and abs(loss8 - loss16) < 0.01 * loss16
+    for name, grad in grads8.items():
+        cosine = torch.nn.functional.cosine_similarity(grad.flatten(), grads16[name].flatten(), dim=0)
+        assert cosine > 0.95, (name, float(cosine))
+
+
+LLAMA3_8B_LINEARS = {"linear_qkv": (4096, 6144), "linear_proj": (4096, 4096), "linear_fc1": (4096, 28672),
+                     "linear_fc2": (14336, 4096)}
+"""(in, out) of Llama-3-8B's base linears."""
+
+
+def _time_ms(step, repeats=20) -> float:
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - start) / repeats * 1e3
+
+
+def test_llama3_8b_linear_shapes_fp8_against_bf16_speed():
+    """Records (asserts nothing about speed): forward + input gradient of each 8B base linear at 4,096 tokens,
+    bf16 (Megatron-Core's frozen-weight matmul) against FP8 with the quantization included, in TFLOP/s."""
+    from primus_bridge.engine.megatron.fp8_frozen_base import formats_for
+
+    device, tokens = torch.device("cuda"), 4096
+    formats = formats_for(device)
+    print(f"\n{torch.cuda.get_device_name()}: {tokens} tokens, forward + input gradient")
+    for name, (inp, out) in LLAMA3_8B_LINEARS.items():
+        weight = torch.randn(out, inp, device=device, dtype=torch.bfloat16) * 0.02
+        codes, scale = quantize_rows(weight, formats.values)
+        x = torch.randn(tokens, inp, device=device, dtype=torch.bfloat16, requires_grad=True)
+        grad = torch.randn(tokens, out, device=device, dtype=torch.bfloat16)
+        bf16_ms = _time_ms(lambda: torch.nn.functional.linear(x, weight).backward(grad))
+        fp8_ms = _time_ms(lambda: FrozenFp8Linear.apply(x, codes, scale.view(-1), formats).backward(grad))
+        quant_ms = _time_ms(lambda: quantize(x.detach(), formats.values))
+        relayout_ms = _time_ms(lambda: transposed_operand(codes))
+        flops = 2 * 2 * tokens * inp * out
+        print(f"{name:12s} {inp:>6d}->{out:<6d} bf16 {bf16_ms:6.3f} ms {flops / bf16_ms / 1e9:6.0f} TFLOP/s | "
+              f"fp8 {fp8_ms:6.3f} ms {flops / fp8_ms / 1e9:6.0f} TFLOP/s ({bf16_ms / fp8_ms:.2f}x) | "
+              f"quantize x {quant_ms:.3f} ms, weight re-layout {relayout_ms:.3f} ms")
