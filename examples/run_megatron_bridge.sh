@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Example launches of the user contract: sft | hf | lora | chat | export.
 # No argument: an interactive menu. Paths and GPU count come from the environment:
-#   CKPT (Megatron checkpoint), DATA (instruction data), CHAT_DATA, HF_MODEL, OUT, NPROC (GPUs per node).
+#   CKPT (Megatron checkpoint), DATA (instruction data), CHAT_DATA, HF_MODEL, SAVE (where a run without a
+#   config of its own keeps its checkpoints), OUT, NPROC (GPUs per node).
 # DRY_RUN=1 prints each command instead of running it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,7 @@ CKPT="${CKPT:-/path/to/pretrained/checkpoint}"
 DATA="${DATA:-/path/to/instruction/data}"
 CHAT_DATA="${CHAT_DATA:-/path/to/chat/data}"
 HF_MODEL="${HF_MODEL:-meta-llama/Llama-3-8B}"
+SAVE="${SAVE:-/path/to/checkpoints}"
 OUT="${OUT:-/path/to/output/hf_model}"
 PYTHON="${PYTHON:-python}"
 CONFIGS=examples/configs/megatron_bridge
@@ -30,11 +32,11 @@ example() {
         sft) run "${TRAIN[@]}" --config "$CONFIGS/llama_sft_posttrain.yaml" --load "$CKPT" --data_path "$DATA" \
                  --lr 5e-6 --train_iters 5000 ;;
         hf) run "${TRAIN[@]}" --convert_from_hf --hf_model_name_or_path "$HF_MODEL" --data_path "$DATA" \
-                --lr 5e-6 --train_iters 5000 ;;
+                --lr 5e-6 --train_iters 5000 --save "$SAVE" ;;
         lora) run "${TRAIN[@]}" --config "$CONFIGS/llama_lora_posttrain.yaml" --data_path "$DATA" \
                   --use_lora --lora_rank 16 --lora_alpha 32 ;;
         chat) run "${TRAIN[@]}" --data_path "$CHAT_DATA" --dataset_format sharegpt --chat_format chatml \
-                  --prompt_template chatml --load "$CKPT" ;;
+                  --prompt_template chatml --load "$CKPT" --save "$SAVE" ;;
         export) run "$PYTHON" -m primus_bridge.convert --framework megatron_bridge --load "$CKPT" \
                     --convert_to_hf --hf_save_path "$OUT" ;;
         *) usage; return 2 ;;

@@ -10,9 +10,11 @@ from pathlib import Path
 
 from .checkpoint_info import checkpoint_engine
 from .cli.errors import run_verb, wants_debug
+from .cli.parser import ArgumentParser
 from .config import ConfigError, add_config_arguments, load_config
 from .engine import get_engine
 from .logs import setup_logging
+from .utils.atomic import apply_umask
 
 
 def _export(cfg) -> int:
@@ -21,6 +23,7 @@ def _export(cfg) -> int:
         raise ConfigError(f"--load {checkpoint}: no such checkpoint folder")
     engine = get_engine(checkpoint_engine(checkpoint))
     out = engine.export(cfg, checkpoint, Path(cfg.hf_save_path))
+    apply_umask(out)  # Megatron-Bridge's writer leaves its safetensors files 0600
     setup_logging().info("exported %s -> %s", checkpoint, out)
     return 0
 
@@ -35,8 +38,8 @@ def _import(cfg) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="python -m primus_bridge.convert", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="primus-bridge convert", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
     args = parser.parse_args(argv)
 

@@ -22,7 +22,10 @@
 # Slurm's own settings (time, partition, account, nodes, GPUs, log file) are overridden with sbatch flags
 # or SBATCH_* variables, e.g. SBATCH_TIMELIMIT=2:00:00 SBATCH_PARTITION=mi300x sbatch slurm/...
 
-PREEMPTED_EXIT_CODE=124  # primus_bridge.train.PREEMPTED_EXIT_CODE: checkpoint saved after SIGUSR1/SIGTERM
+# Exit codes of primus_bridge/run/exit_codes.py: only a preempted run is requeued.
+PREEMPTED_EXIT_CODE=124  # checkpoint saved after SIGUSR1/SIGTERM: requeue and resume
+CONFIG_EXIT_CODE=2       # config or input problem: a rerun fails the same way
+NONFINITE_EXIT_CODE=3    # training diverged (NaN/Inf loss or gradient): a rerun diverges the same way
 
 pb_die() { echo "primus-bridge: error: $*" >&2; exit 2; }
 
@@ -97,8 +100,9 @@ pb_container() {
   SRUN_OPTS=(--ntasks-per-node=1 --kill-on-bad-exit=1)
   WRAP=()
   case "$CONTAINER_RUNTIME" in
-    pyxis) SRUN_OPTS+=(--container-image="$IMAGE" --container-mounts="$mounts"
-                       --container-workdir="$PRIMUS_BRIDGE_DIR") ;;
+    pyxis) CONTAINER_NAME="primus-bridge-$SLURM_JOB_ID"  # the same on every attempt: see pb_remove_container
+           SRUN_OPTS+=(--container-image="$IMAGE" --container-name="$CONTAINER_NAME" --container-writable
+                       --container-mounts="$mounts" --container-workdir="$PRIMUS_BRIDGE_DIR") ;;
     apptainer) WRAP=(apptainer exec)
                if [[ $VENDOR == rocm ]]; then WRAP+=(--rocm); elif [[ $VENDOR == cuda ]]; then WRAP+=(--nv); fi
                WRAP+=(--bind "$mounts" --pwd "$PRIMUS_BRIDGE_DIR" "$IMAGE") ;;
@@ -120,6 +124,15 @@ pb_docker_wrap() {
   while IFS= read -r mount; do WRAP+=(-v "$mount"); done < <(pb_mount_list)
   while IFS= read -r name; do WRAP+=(--env "$name"); done < <(pb_passed_env_names)
   WRAP+=("$IMAGE")
+}
+
+# pyxis keeps a named container on each node after the job (with its default container_scope=global), so a
+# requeued job that lands on the same nodes skips the image import. Once the job is over for good, remove it.
+# (With container_scope=job pyxis names it pyxis_<job id>_<name> and removes it itself; nothing is found here.)
+pb_remove_container() {
+  if [[ "$CONTAINER_RUNTIME" != pyxis ]]; then return 0; fi
+  pb_log "removing the pyxis container $CONTAINER_NAME from the job's nodes"
+  srun --ntasks-per-node=1 enroot remove --force "pyxis_$CONTAINER_NAME" >/dev/null 2>&1 || true
 }
 
 pb_record_job() {
@@ -151,6 +164,13 @@ pb_main() {
     scontrol requeue "$SLURM_JOB_ID"
     exit 0
   fi
+  if [[ $rc -eq $NONFINITE_EXIT_CODE ]]; then
+    pb_log "training diverged (NaN/Inf); not requeued: the last good checkpoint is in $SAVE_DIR" \
+      "(see $RUN_DIR/train.log)"
+  elif [[ $rc -eq $CONFIG_EXIT_CODE ]]; then
+    pb_log "configuration or input problem; not requeued (see $RUN_DIR/train.log)"
+  fi
+  pb_remove_container
   pb_log "finished with exit code $rc"
   exit "$rc"
 }

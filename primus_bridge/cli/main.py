@@ -3,6 +3,8 @@
 import importlib
 import sys
 
+from .parser import version_line
+
 VERBS = {  # verb -> (module with main(argv) -> int, one-line help)
     "train": ("primus_bridge.train", "fine-tune (SFT or LoRA) from a YAML config and flags"),
     "convert": ("primus_bridge.convert", "import a HF model or export a checkpoint to HF"),
@@ -18,7 +20,8 @@ VERBS = {  # verb -> (module with main(argv) -> int, one-line help)
 def _usage() -> str:
     width = max(len(v) for v in VERBS)
     rows = "\n".join(f"  {verb:<{width}}  {help_}" for verb, (_, help_) in VERBS.items())
-    return f"usage: primus-bridge <verb> [flags]   (primus-bridge <verb> --help for its flags)\n\nverbs:\n{rows}"
+    return (f"usage: primus-bridge <verb> [flags]   (primus-bridge <verb> --help for its flags; "
+            f"primus-bridge --version)\n\nverbs:\n{rows}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0 if argv else 2
+    if argv[0] == "--version":
+        print(version_line())
+        return 0
     verb, rest = argv[0], argv[1:]
     if verb not in VERBS:
         print(f"error: unknown verb {verb!r}\n{_usage()}", file=sys.stderr)

@@ -1,12 +1,11 @@
 """`primus-bridge print-config`: the resolved config as YAML; `--explain` says where each value came from."""
 
-import argparse
-
 import yaml
 
 from ..config import add_config_arguments, load_config_with_origins
 from ..config.layers import flatten
 from .errors import run_verb, wants_debug
+from .parser import ArgumentParser
 
 
 def _explained(dumped: dict, origins: dict[str, str]) -> str:
@@ -29,7 +28,7 @@ def _explained(dumped: dict, origins: dict[str, str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="primus-bridge print-config", description=__doc__)
+    parser = ArgumentParser(prog="primus-bridge print-config", description=__doc__)
     add_config_arguments(parser)
     parser.add_argument("--explain", action="store_true", help="show where each value came from")
     args = parser.parse_args(argv)

@@ -38,6 +38,7 @@ EXTRA_FLAGS = [
     ("--tokenizer", "model.tokenizer", False),
     ("--skip_bad_records", "data.skip_bad_records", True),
     ("--overwrite", "checkpointing.overwrite", True),
+    ("--no_output_ok", "checkpointing.no_output_ok", True),
 ]
 NEGATIVE_SWITCHES = [("--no_resume", "checkpointing.resume")]
 

@@ -5,7 +5,7 @@ import argparse
 from .errors import ConfigError
 from .flags import cli_layer
 from .layers import Layer, merge_layers
-from .resolve import resolve
+from .resolve import ExtraChecks, resolve
 from .schema import PrimusConfig
 from .yaml_source import load_yaml
 
@@ -35,15 +35,20 @@ def _recipe_layer(user: dict) -> Layer | None:
     return Layer(f"recipe {name} ({mode}, {gpu or 'no gpu'})", values)
 
 
-def load_config_with_origins(args: argparse.Namespace, world_size: int | None = None
-                             ) -> tuple[PrimusConfig, dict[str, str]]:
-    """Validated config plus dotted key -> where its value came from ('default', 'recipe ...', 'file:line', 'cli ...')."""
+def load_config_with_origins(args: argparse.Namespace, world_size: int | None = None,
+                             extra_checks: ExtraChecks | None = None) -> tuple[PrimusConfig, dict[str, str]]:
+    """Validated config plus dotted key -> where its value came from ('default', 'recipe ...', 'file:line', 'cli ...').
+
+    `extra_checks(cfg)` (a verb's own checks) run once the schema accepts the values; their problems are
+    reported together with the cross-field ones.
+    """
     yaml_layer, flags = _yaml_layer(args.config), cli_layer(args)
     user_values, _ = merge_layers([yaml_layer, flags])
     recipe = _recipe_layer(user_values)
     layers = [layer for layer in (recipe, yaml_layer, flags) if layer is not None]
-    return resolve(layers, world_size)
+    return resolve(layers, world_size, extra_checks)
 
 
-def load_config(args: argparse.Namespace, world_size: int | None = None) -> PrimusConfig:
-    return load_config_with_origins(args, world_size)[0]
+def load_config(args: argparse.Namespace, world_size: int | None = None,
+                extra_checks: ExtraChecks | None = None) -> PrimusConfig:
+    return load_config_with_origins(args, world_size, extra_checks)[0]

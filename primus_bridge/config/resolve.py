@@ -1,5 +1,7 @@
 """Build the validated config from its layers and report every problem at once."""
 
+from collections.abc import Callable
+
 from pydantic import ValidationError
 
 from .checks import cross_field_errors
@@ -32,22 +34,29 @@ def _describe(error: dict, origins: dict[str, str]) -> str:
     return f"{prefix}{dotted}: got {error['input']!r}: {message}"
 
 
-def validate(values: dict, origins: dict[str, str], world_size: int | None = None) -> PrimusConfig:
-    """Values -> PrimusConfig, or ConfigError listing every problem (schema and cross-field)."""
+ExtraChecks = Callable[[PrimusConfig], list[str]]
+"""A caller's own checks of a schema-valid config (e.g. train's output paths), reported with the cross-field ones."""
+
+
+def validate(values: dict, origins: dict[str, str], world_size: int | None = None,
+             extra_checks: ExtraChecks | None = None) -> PrimusConfig:
+    """Values -> PrimusConfig, or ConfigError listing every problem (schema, cross-field, then `extra_checks`)."""
     try:
         cfg = PrimusConfig.model_validate(values)
     except ValidationError as err:
         raise ConfigError([_describe(e, origins) for e in err.errors()]) from None
     problems = cross_field_errors(cfg, origins, world_size)
+    problems += extra_checks(cfg) if extra_checks else []
     if problems:
         raise ConfigError(problems)
     return cfg
 
 
-def resolve(layers: list[Layer], world_size: int | None = None) -> tuple[PrimusConfig, dict[str, str]]:
+def resolve(layers: list[Layer], world_size: int | None = None,
+            extra_checks: ExtraChecks | None = None) -> tuple[PrimusConfig, dict[str, str]]:
     """Merge layers (lowest precedence first), validate, and return the config with each key's origin."""
     values, origins = merge_layers(layers)
-    cfg = validate(values, origins, world_size)
+    cfg = validate(values, origins, world_size, extra_checks)
     for dotted in flatten(cfg.model_dump()):
         origins.setdefault(dotted, "default")
     return cfg, origins

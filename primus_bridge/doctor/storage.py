@@ -4,6 +4,7 @@ import os
 import shutil
 from pathlib import Path
 
+from ..utils.paths import nearest_existing, write_problem
 from .report import Check, Status
 
 GIB = 1024**3
@@ -28,21 +29,18 @@ def shm_check(path: Path = Path("/dev/shm"), minimum_gib: float = 1, recommended
     return Check("shm", Status.PASS, detail)
 
 
-def _existing_ancestor(path: Path) -> Path:
-    path = path.absolute()
-    while not path.exists():
-        path = path.parent
-    return path
-
-
 def checkpoint_disk_check(save: str | None, minimum_gib: float = 1, recommended_gib: float = 100) -> Check:
-    """Free space and write access at checkpointing.save (or the nearest folder above it that exists)."""
+    """Free space and write access at checkpointing.save (or the nearest folder above it that exists).
+
+    Write access is tested by creating a file there (utils/paths.py), as `train` does before it starts.
+    """
     if not save:
         return Check("checkpoint-disk", Status.WARN, "checkpointing.save is not set: the run writes no checkpoint",
                      "pass --save /path/on/shared/storage")
-    folder = _existing_ancestor(Path(save))
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return Check("checkpoint-disk", Status.FAIL, f"{folder} (for {save}) is not writable by this user",
+    folder = nearest_existing(Path(save))
+    problem = write_problem(save)
+    if problem:
+        return Check("checkpoint-disk", Status.FAIL, f"{save} is not writable by this user: {problem}",
                      f"choose a writable --save, or fix the ownership of {folder}; in a container, mount it writable")
     free_gib = shutil.disk_usage(folder).free / GIB
     detail = f"{free_gib:.0f} GiB free at {folder} (for {save})"

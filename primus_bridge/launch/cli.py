@@ -12,6 +12,7 @@ from ..logs import setup_logging
 from .comm_env import VENDORS, comm_settings, gpu_vendor
 from .command import LaunchPlan, torchrun_argv, trainer_module
 from .platforms import PLATFORMS, read_topology
+from .scheduler_codes import exit_code_style, reported_exit_code
 from .supervise import Supervisor
 from .topology import Env
 
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         log = setup_logging()
+        style = exit_code_style(os.environ)
         plan = make_plan(args, os.environ)
         shm_note = shm_problem()
         if args.dry_run:
@@ -110,6 +112,6 @@ def main(argv: list[str] | None = None) -> int:
         if shm_note:
             log.warning("launcher: %s", shm_note)
         log.info("launcher: %s", shlex.join(plan.argv))
-        return Supervisor(plan.argv, plan.child_env(os.environ)).run()
+        return reported_exit_code(Supervisor(plan.argv, plan.child_env(os.environ)).run(), style)
 
     return run_verb(body, args.debug)

@@ -7,16 +7,20 @@ signals as one request (primus_bridge.run.signals), so a copy from both sides is
 torchrun itself still handles SIGUSR1 (see command.TORCHRUN_SIGNALS), so a signal sent to it does not kill it.
 After a preemption signal any non-zero torchrun exit is reported as PREEMPTED_EXIT_CODE: the scheduler
 requeues (SLURM) or restarts (Kubernetes OnFailure) and the trainer resumes from its newest checkpoint.
+torchrun exits 1 whenever a worker fails, so a trainer that stops with a code of its own (a diverged run, a
+config problem: run/exit_codes.py) leaves it in the file named by PRIMUS_BRIDGE_EXIT_FILE, and the launcher
+reports that code, which wins over the preemption code: such a run must not be requeued.
 """
 
 import logging
 import os
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 from types import FrameType
 
-from ..train import PREEMPTED_EXIT_CODE
+from ..run.exit_codes import EXIT_FILE_ENV, PREEMPTED_EXIT_CODE, recorded_exit
 
 PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
@@ -36,9 +40,15 @@ def child_pids(parent: int, proc: Path = Path("/proc")) -> list[int]:
     return sorted(found)
 
 
-def exit_code(returncode: int, preempted_by: signal.Signals | None) -> int:
-    """Shell-style code for torchrun's result; PREEMPTED_EXIT_CODE when it failed after a preemption signal."""
+def exit_code(returncode: int, preempted_by: signal.Signals | None,
+              recorded: tuple[int, str] | None = None) -> int:
+    """Shell-style code for torchrun's result: the code a failed trainer recorded, else PREEMPTED_EXIT_CODE
+    when it failed after a preemption signal, else torchrun's own."""
     code = 128 - returncode if returncode < 0 else returncode
+    if recorded is not None and code != 0:
+        log.info("launcher: torchrun exited %d; the trainer stopped with exit code %d; reporting %d",
+                 code, recorded[0], recorded[0])
+        return recorded[0]
     if preempted_by is not None and code != 0:
         log.info("launcher: torchrun exited %d after %s; reporting %d (preempted: requeue and resume)",
                  code, preempted_by.name, PREEMPTED_EXIT_CODE)
@@ -57,15 +67,17 @@ class Supervisor:
     def run(self) -> int:
         previous = {sig: signal.signal(sig, self._on_preemption) for sig in PREEMPTION_SIGNALS}
         previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_interrupt)
-        try:
-            self.child = subprocess.Popen(self.argv, env=self.env)
-            if self.preempted_by is not None:
-                self._forward(self.preempted_by)
-            returncode = self.child.wait()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        return exit_code(returncode, self.preempted_by)
+        with tempfile.TemporaryDirectory(prefix="primus-bridge-launch-") as scratch:
+            exit_file = Path(scratch) / "trainer-exit.json"
+            try:
+                self.child = subprocess.Popen(self.argv, env={**self.env, EXIT_FILE_ENV: str(exit_file)})
+                if self.preempted_by is not None:
+                    self._forward(self.preempted_by)
+                returncode = self.child.wait()
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+            return exit_code(returncode, self.preempted_by, recorded_exit(exit_file))
 
     def _on_preemption(self, signum: int, frame: FrameType | None) -> None:
         sig = signal.Signals(signum)

@@ -1,1 +1,3 @@
-"""Engine-independent run plumbing: preemption signals, checkpoint folders, output guards, secrets, reports."""
+"""Engine-independent run plumbing: exit codes, preemption signals, checkpoint folders and their lock, output
+guards and the preflight before any work, resume-config checks, the non-finite guard, file integrity checks,
+secrets, reports."""

@@ -4,6 +4,7 @@ Order of a save: the iteration folder is written under a temporary name, fsynced
 place; then `latest_checkpointed_iteration.txt` is replaced atomically; only then are old folders pruned.
 """
 
+import errno
 import logging
 import re
 import shutil
@@ -11,9 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..checkpoint_info import LATEST_FILE, iteration_dir, latest_iteration
+from ..config import ConfigError
 from ..utils.atomic import atomic_dir, atomic_write_text
 
 ITER_NAME = re.compile(r"^iter_(\d{7})$")
+NO_SPACE_SIGNS = ("No space left on device", "Disk quota exceeded", "unexpected pos", "file write failed")
+"""How writers report a full filesystem: OSError's text, and torch.save's zip writer ('unexpected pos')."""
 STALE_TEMP = re.compile(r"^\.(iter_\d{7}|latest_checkpointed_iteration\.txt)\.(.*\.tmp|old-\d+)$")
 
 log = logging.getLogger("primus_bridge")
@@ -26,12 +30,32 @@ def saved_steps(save: Path) -> list[int]:
     return sorted(int(m.group(1)) for p in save.iterdir() if p.is_dir() and (m := ITER_NAME.match(p.name)))
 
 
+def out_of_space(err: BaseException) -> bool:
+    """Whether a write failed because the filesystem (or the user's quota) is full."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(sign in str(err) for sign in NO_SPACE_SIGNS)
+
+
+def no_space_error(key: str, what: str, err: BaseException) -> ConfigError:
+    return ConfigError(f"{key}: the filesystem is full: writing {what} failed ({str(err).splitlines()[0]}); what "
+                       "was there before is intact. Free space or choose a larger volume, then rerun")
+
+
 def write_checkpoint(save: Path, step: int, fill: Callable[[Path], None], keep_last: int | None = None) -> Path:
-    """Call fill(folder) on a temporary folder, publish it as iter_<step>, move the pointer, prune."""
+    """Call fill(folder) on a temporary folder, publish it as iter_<step>, move the pointer, prune.
+
+    A full filesystem is reported as such (ConfigError); the previous checkpoint stays the latest.
+    """
     final = iteration_dir(save, step)
-    with atomic_dir(final, replace=True) as tmp:
-        fill(tmp)
-    atomic_write_text(Path(save) / LATEST_FILE, f"{step}\n")
+    try:
+        with atomic_dir(final, replace=True) as tmp:
+            fill(tmp)
+        atomic_write_text(Path(save) / LATEST_FILE, f"{step}\n")
+    except Exception as err:
+        if out_of_space(err):
+            raise no_space_error("checkpointing.save", f"the checkpoint of step {step} to {final}", err) from err
+        raise
     if keep_last:
         prune_checkpoints(Path(save), keep_last)
     return final

@@ -2,14 +2,25 @@
 
 A checkpoint folder that holds our own checkpoints is fine: the run resumes from it (or, with
 `resume: false`, refuses unless `overwrite: true`, which starts over and replaces them).
+An HF export folder holds `primus_bridge_export.json`, naming the checkpoint it was made from: an export
+of the same checkpoint is reused as it is, one of an older checkpoint of the same run is replaced, any
+other non-empty folder is left alone unless `overwrite: true`. Temporaries of an export that was killed
+half-way are removed before the next one.
 """
 
+import json
+import re
+import shutil
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ..checkpoint_info import latest_iteration
 from ..config import ConfigError
 from .checkpoints import STALE_TEMP
+from .lock import LOCK_FILE
+
+EXPORT_MARKER = "primus_bridge_export.json"
 
 
 @dataclass(frozen=True)
@@ -22,7 +33,7 @@ class CheckpointPlan:
 
 
 def _is_empty(folder: Path) -> bool:
-    return not folder.exists() or all(STALE_TEMP.match(p.name) for p in folder.iterdir())
+    return not folder.exists() or all(STALE_TEMP.match(p.name) or p.name == LOCK_FILE for p in folder.iterdir())
 
 
 def plan_checkpoint_dir(save: str | Path, resume: bool, overwrite: bool) -> CheckpointPlan:
@@ -44,12 +55,62 @@ def plan_checkpoint_dir(save: str | Path, resume: bool, overwrite: bool) -> Chec
     return CheckpointPlan(save)
 
 
-def check_export_dir(out: str | Path, overwrite: bool, key: str = "hf_save_path") -> Path:
-    """Refuse an existing non-empty export folder unless `overwrite` (then it is replaced atomically)."""
+def export_record(out: str | Path) -> dict | None:
+    """What an export folder's marker says (checkpoint, step, save), or None when it has none that reads."""
+    try:
+        data = json.loads((Path(out) / EXPORT_MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "checkpoint" in data else None
+
+
+def export_marker_text(checkpoint: Path, step: int | None) -> str:
+    """The marker an export writes last, naming the iteration folder it was made from."""
+    checkpoint = Path(checkpoint).resolve()
+    return json.dumps({"checkpoint": str(checkpoint), "save": str(checkpoint.parent), "step": step,
+                       "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}, indent=2) + "\n"
+
+
+def is_export_of(out: str | Path, checkpoint: str | Path) -> bool:
+    """Whether `out` is a complete export of exactly this iteration folder."""
+    record = export_record(out)
+    return record is not None and record["checkpoint"] == str(Path(checkpoint).resolve())
+
+
+def _same_run(out: Path, checkpoint: Path | None) -> bool:
+    record = export_record(out)
+    return record is not None and checkpoint is not None and record.get("save") == str(checkpoint.resolve().parent)
+
+
+def check_export_dir(out: str | Path, overwrite: bool, key: str = "hf_save_path",
+                     checkpoint: str | Path | None = None) -> Path:
+    """Refuse an existing non-empty export folder unless it is an export of the same run as `checkpoint`
+    (an iteration folder) or `overwrite` is set; either way it is then replaced atomically."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{key}: {out} is a file, not a folder; choose a folder path")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    ours = _same_run(out, Path(checkpoint) if checkpoint else None)
+    if out.is_dir() and any(out.iterdir()) and not (overwrite or ours):
         raise ConfigError(f"{key}: {out} already exists and is not empty; choose another folder, or pass "
                           "--overwrite (checkpointing.overwrite: true) to replace it")
     return out
+
+
+def stale_export_temporaries(out: str | Path) -> list[Path]:
+    """Leftovers of an export killed half-way: the temporary and replaced folders beside `out`."""
+    out = Path(out)
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.(.*\.tmp|old-\d+|exporting|replaced)$")
+    if not out.parent.is_dir():
+        return []
+    return [p for p in out.parent.iterdir() if pattern.match(p.name)]
+
+
+def remove_stale_export_temporaries(out: str | Path) -> list[str]:
+    removed = []
+    for path in stale_export_temporaries(out):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path.name)
+    return removed

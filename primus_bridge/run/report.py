@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import logging
+import math
 import os
 from io import BytesIO
 from collections.abc import Sequence
@@ -32,7 +33,11 @@ def read_result(folder: str | Path) -> TrainResult:
 
 
 def loss_drop(losses: Sequence[float], window: int = 5) -> tuple[float, float, float]:
-    """(start, end, fractional drop): means of the first and last `window` steps, so one noisy step does not decide."""
+    """(start, end, fractional drop): means of the first and last `window` steps, so one noisy step does not decide.
+
+    Steps skipped for a non-finite loss (training.skip_nonfinite_steps) are left out.
+    """
+    losses = [loss for loss in losses if math.isfinite(loss)]
     if not losses:
         raise ValueError("no losses recorded")
     window = max(1, min(window, len(losses) // 2 or 1))
@@ -74,7 +79,7 @@ def _fmt(value, unit: str = "") -> str:
 def summary_rows(result: TrainResult) -> list[tuple[str, str]]:
     """(name, value) rows shared by the terminal summary table and the Markdown report."""
     rows = [("engine", result.engine), ("steps", _fmt(result.steps_done))]
-    if result.losses:
+    if any(math.isfinite(loss) for loss in result.losses):
         start, end, drop = loss_drop(result.losses)
         rows += [("loss (first -> last 5 steps)", f"{start:.4f} -> {end:.4f} ({-drop:+.1%})")]
     evals = result.extra.get("eval_losses") or {}

@@ -1,15 +1,19 @@
-"""Preemption: SIGTERM / SIGUSR1 ask the trainer to finish the current step, save, and exit.
+"""Preemption: SIGTERM / SIGUSR1 / SIGINT ask the trainer to finish the current step, save, and exit.
 
 The handler only sets a flag; the trainer polls it between steps. Under torch.distributed every rank
 must stop at the same step, so `PreemptionWatch.should_stop()` agrees across ranks with an all-reduce.
+Ctrl-C (SIGINT) is a stop request like the scheduler's; a second Ctrl-C gives up on the checkpoint and
+interrupts at once (KeyboardInterrupt). The exit code after a clean stop is PREEMPTED_EXIT_CODE (exit_codes.py).
 """
 
+import contextlib
 import logging
+import os
 import signal
 import threading
 from types import FrameType
 
-PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 log = logging.getLogger("primus_bridge")
 
@@ -37,6 +41,10 @@ class PreemptionWatch:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.received is None:
             self.received = signal.Signals(signum)
+            if signum == signal.SIGINT:
+                log.warning("interrupted: saving a checkpoint after this step (Ctrl-C again to stop without it)")
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt
 
     @property
     def requested(self) -> bool:
@@ -64,3 +72,17 @@ def any_rank_true(flag: bool) -> bool:
     value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
+
+
+@contextlib.contextmanager
+def forwarded_to_sigterm(*signals: signal.Signals):
+    """Turn `signals` into SIGTERM for this process, for trainers whose handler listens to SIGTERM only."""
+    def forward(signum, frame):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,6 +1,7 @@
 """Write files and folders so that readers see either the old state or the complete new one, never half.
 
-Everything is written under a temporary name beside the target, fsynced, then renamed into place.
+Everything is written under a temporary name beside the target, given the modes the umask implies,
+fsynced, then renamed into place.
 """
 
 import contextlib
@@ -32,6 +33,25 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def apply_umask(root: str | Path) -> None:
+    """Give every file and folder below `root` the mode the process umask implies (0644 / 0755 under 022).
+
+    Some writers (safetensors among them) create their files 0600 through a temporary file; outputs meant
+    for other users and jobs must read like any other file the run writes.
+    """
+    mask = _umask()
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            if not os.path.islink(os.path.join(folder, name)):
+                os.chmod(os.path.join(folder, name), 0o777 & ~mask)
+        for name in files:
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                continue
+            executable = os.stat(path).st_mode & 0o111
+            os.chmod(path, (0o777 if executable else 0o666) & ~mask)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -68,6 +88,7 @@ def atomic_dir(final: str | Path, replace: bool = False) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a finished folder should read like any other
     try:
         yield tmp
+        apply_umask(tmp)
         fsync_tree(tmp)
         if final.exists() and replace:
             old = final.with_name(f".{final.name}.old-{os.getpid()}")

@@ -6,8 +6,9 @@ TRAIN_FLAGS = sorted([
     "--chat_format", "--clip_grad", "--config", "--convert_from_hf", "--convert_to_hf", "--data_path",
     "--dataset_format", "--debug", "--engine", "--force", "--framework", "--global_batch_size", "--gpu", "--help",
     "--hf_model_name_or_path", "--hf_save_path", "--load", "--lora_alpha", "--lora_rank", "--lr",
-    "--lr_warmup_iters", "--micro_batch_size", "--no_resume", "--overwrite", "--prompt_template", "--recipe",
-    "--save", "--seq_length", "--set", "--skip_bad_records", "--tokenizer", "--train_iters", "--use_lora", "-h",
+    "--lr_warmup_iters", "--micro_batch_size", "--no_output_ok", "--no_resume", "--overwrite", "--prompt_template",
+    "--recipe", "--save", "--seq_length", "--set", "--skip_bad_records", "--tokenizer", "--train_iters",
+    "--use_lora", "--version", "-h",
 ])
 
 

@@ -2,6 +2,7 @@
 
 import argparse
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,49 @@ def test_nvidia_overlay_validates_and_swaps_gpus(repo):
             assert container["image"].endswith(":cuda")
 
 
+COMPONENTS = ["rdma", "volcano", "coscheduling"]
+
+
+def build_with_components(repo: Path, tmp_path: Path, resource: str, components: list[str]) -> list[dict]:
+    """Render a kustomization that stacks k8s/overlays/<component> on k8s/<resource>, as k8s/README.md shows."""
+    k8s = Path(os.path.relpath(repo / "k8s", tmp_path))
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [str(k8s / resource)], "components": [str(k8s / "overlays" / c) for c in components]}))
+    return load_documents(kustomize_build(tmp_path))
+
+
+@pytest.mark.parametrize("resource", ["base", "overlays/nvidia"])
+def test_components_stack_and_validate(repo, tmp_path, resource):
+    docs = build_with_components(repo, tmp_path, resource, ["rdma", "volcano"])
+    for doc in docs:
+        assert problems(doc) == [], f"{resource} + components: {doc['kind']} {doc['metadata']['name']}"
+    jobs = {job["metadata"]["name"]: job for job in jobs_of(docs)}
+    for job in jobs.values():
+        assert job["spec"]["runPolicy"]["schedulingPolicy"] == {"queue": "default"}
+    for role, replica in replicas(jobs["primus-bridge-sft-llama70b"]).items():
+        container = trainer_container(replica)
+        assert container["resources"]["limits"]["rdma/rdma_shared_device_a"] == 1, role
+        assert container["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["IPC_LOCK"]}, role
+    lora = trainer_container(replicas(jobs["primus-bridge-lora-llama8b"])["Master"])
+    assert "add" not in lora["securityContext"]["capabilities"], "one node needs no RDMA"
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_each_component_validates(repo, tmp_path, component):
+    docs = build_with_components(repo, tmp_path, "base", [component])
+    base = load_documents(kustomize_build(repo / "k8s" / "base"))
+    assert [d["metadata"]["name"] for d in docs] == [d["metadata"]["name"] for d in base]
+    for doc in docs:
+        assert problems(doc) == [], f"{component}: {doc['kind']} {doc['metadata']['name']}"
+    assert docs != base
+
+
+def test_coscheduling_waits_for_the_whole_gang(repo, tmp_path):
+    for job in jobs_of(build_with_components(repo, tmp_path, "base", ["coscheduling"])):
+        assert job["spec"]["runPolicy"]["schedulingPolicy"]["scheduleTimeoutSeconds"] > 60
+
+
 def test_top_level_manifests_are_the_base(repo):
     for name in MANIFESTS:
         assert (repo / name).resolve() == (repo / "k8s" / "base" / Path(name).name).resolve()
@@ -78,7 +122,7 @@ def test_jobs_keep_the_launch_contract(repo, name):
     for role, replica in replicas(job).items():
         pod = replica["template"]["spec"]
         container = trainer_container(replica)
-        assert replica["restartPolicy"] == "OnFailure", role
+        assert replica["restartPolicy"] == "ExitCode", role
         assert container["command"][:3] == ["python3", "-m", "primus_bridge.launch"], role
         grace = int(container["command"][container["command"].index("--grace-seconds") + 1])
         assert grace < pod["terminationGracePeriodSeconds"], f"{role}: torchrun must give up before the kubelet"

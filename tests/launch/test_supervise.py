@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from primus_bridge.launch.supervise import child_pids, exit_code
-from primus_bridge.train import PREEMPTED_EXIT_CODE
+from primus_bridge.run.exit_codes import NONFINITE_EXIT_CODE, PREEMPTED_EXIT_CODE
 
 # A stand-in for the trainer's preemption contract: note each signal, "save" for a second, exit 124.
 WORKER = """
@@ -30,6 +30,10 @@ while not got and time.time() < deadline:
     time.sleep(0.05)
 time.sleep(1.0)
 (out / "saved").write_text("yes")
+if os.environ.get("WORKER_DIVERGES"):  # the step after the signal went NaN: a permanent failure, not a preemption
+    from primus_bridge.run.exit_codes import NONFINITE_EXIT_CODE, record_exit
+    record_exit(NONFINITE_EXIT_CODE, "training diverged at step 7")
+    sys.exit(NONFINITE_EXIT_CODE)
 sys.exit(124 if got else 0)
 """
 
@@ -53,6 +57,8 @@ def test_exit_codes():
     assert exit_code(-9, None) == 137
     assert exit_code(1, signal.SIGUSR1) == PREEMPTED_EXIT_CODE
     assert exit_code(0, signal.SIGTERM) == 0
+    assert exit_code(1, None, (2, "config")) == 2
+    assert exit_code(1, signal.SIGUSR1, (NONFINITE_EXIT_CODE, "diverged")) == NONFINITE_EXIT_CODE
 
 
 def test_child_pids_finds_real_children():
@@ -65,9 +71,9 @@ def test_child_pids_finds_real_children():
         child.wait()
 
 
-def start_launcher(tmp_path: Path, port: int) -> subprocess.Popen:
+def start_launcher(tmp_path: Path, port: int, **worker_env: str) -> subprocess.Popen:
     (tmp_path / "preemptible_worker.py").write_text(textwrap.dedent(WORKER))
-    env = dict(os.environ, WORKER_OUT=str(tmp_path), MASTER_PORT=str(port),
+    env = dict(os.environ, WORKER_OUT=str(tmp_path), MASTER_PORT=str(port), **worker_env,
                PYTHONPATH=os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
     return subprocess.Popen([sys.executable, "-c", DRIVER], env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -99,3 +105,13 @@ def test_preemption_reaches_the_trainer(tmp_path, free_port, deliver):
     assert (tmp_path / "saved").read_text() == "yes", "torchrun killed the trainer before it saved"
     assert (tmp_path / "signals.txt").read_text().split()[0] == sent
     assert f"launcher: {sent} received" in output
+
+
+def test_a_trainer_that_diverged_is_not_reported_as_preempted(tmp_path, free_port):
+    """torchrun exits 1 for any failed worker; the code the trainer recorded wins, even after a signal."""
+    launcher = start_launcher(tmp_path, free_port, WORKER_DIVERGES="1")
+    wait_for(tmp_path / "ready", launcher)
+    os.kill(launcher.pid, signal.SIGTERM)
+    output, _ = launcher.communicate(timeout=120)
+    assert launcher.returncode == NONFINITE_EXIT_CODE, output
+    assert f"the trainer stopped with exit code {NONFINITE_EXIT_CODE}" in output

@@ -5,6 +5,7 @@ import logging
 import os
 import random
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import torch
 
 from primus_bridge.checkpoint_info import LATEST_FILE, latest_checkpoint, latest_iteration
 from primus_bridge.config import ConfigError
-from primus_bridge.run.checkpoints import remove_stale_temporaries, saved_steps, write_checkpoint
+from primus_bridge.run.checkpoints import out_of_space, remove_stale_temporaries, saved_steps, write_checkpoint
 from primus_bridge.run.outputs import check_export_dir, plan_checkpoint_dir
 from primus_bridge.run.rng import capture_rng, restore_rng, seed_everything
 from primus_bridge.run.rng import RngState
@@ -46,6 +47,27 @@ def test_crash_during_save_leaves_previous_checkpoint_loadable(tmp_path):
         write_checkpoint(tmp_path, 4, crash, keep_last=1)
     assert latest_iteration(tmp_path) == 2 and saved_steps(tmp_path) == [2]
     assert (latest_checkpoint(tmp_path) / "weights.txt").read_text() == "good"
+
+
+@pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="needs the kernel's always-full /dev/full")
+def test_a_full_filesystem_is_named_and_the_previous_checkpoint_stays(tmp_path):
+    """/dev/full fails every write with ENOSPC: the real errors of torch.save and of a plain write."""
+    write_checkpoint(tmp_path, 2, fill_with("good"))
+
+    def fill(folder):
+        (folder / "weights.txt").write_text("half")
+        torch.save(torch.zeros(100_000), "/dev/full")  # torch's zip writer: "unexpected pos ..."
+
+    with pytest.raises(ConfigError, match="checkpointing.save: the filesystem is full: writing the checkpoint of "
+                                          "step 4 .*unexpected pos"):
+        write_checkpoint(tmp_path, 4, fill)
+    assert latest_iteration(tmp_path) == 2 and saved_steps(tmp_path) == [2]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    with pytest.raises(OSError) as plain:
+        with open("/dev/full", "w") as handle:
+            handle.write("x" * 65536)
+    assert out_of_space(plain.value)
+    assert not out_of_space(RuntimeError("CUDA error: an illegal memory access was encountered"))
 
 
 def test_stale_temporaries_are_removed(tmp_path):

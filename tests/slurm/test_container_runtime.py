@@ -40,6 +40,34 @@ def test_pyxis(tmp_path):
     (mounts,) = [o.split("=", 1)[1].split(",") for o in srun if o.startswith("--container-mounts=")]
     assert f"{REPO}:{REPO}" in mounts and f"{tmp_path}:{tmp_path}" in mounts and "/scratch:/scratch" in mounts
     assert f"--container-workdir={REPO}" in srun
+    # A name that stays the same when the job is requeued (same job id): pyxis reuses the imported image.
+    assert "--container-name=primus-bridge-77" in srun and "--container-writable" in srun
+
+
+REMOVE = """
+source slurm/common.sh
+srun() { echo "srun $*" >>"$STEPS"; }
+pb_defaults
+pb_container
+pb_remove_container
+"""
+
+
+@pytest.mark.parametrize("runtime", ["pyxis", "apptainer"])
+def test_pyxis_container_is_removed_when_the_job_ends(tmp_path, runtime):
+    """The step pb_main runs once the job is over for good (not on requeue); srun notes its arguments here."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env |= {"SLURM_JOB_NAME": "j", "SLURM_JOB_ID": "77", "SLURM_SUBMIT_DIR": str(REPO), "OUTPUT_DIR": str(tmp_path),
+            "CONFIG": "examples/configs/demo_lora_cpu.yaml", "CONTAINER_RUNTIME": runtime,
+            "STEPS": str(tmp_path / "steps.txt")}
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", REMOVE], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    steps = (tmp_path / "steps.txt").read_text().splitlines() if (tmp_path / "steps.txt").exists() else []
+    if runtime == "pyxis":
+        assert steps == ["srun --ntasks-per-node=1 enroot remove --force pyxis_primus-bridge-77"]
+    else:
+        assert steps == []
 
 
 @pytest.mark.parametrize("gpu, flag", [("mi300x", "--rocm"), ("h200", "--nv")])

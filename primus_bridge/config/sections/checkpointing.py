@@ -20,3 +20,5 @@ class CheckpointConfig(Section):
     """Resume from the newest checkpoint in `save` when there is one (flag --no_resume turns it off)."""
     overwrite: bool = False
     """Allow writing into a non-empty folder this run did not create (flag --overwrite)."""
+    no_output_ok: bool = False
+    """Allow a run that keeps nothing: no `save` folder and no HF export (flag --no_output_ok)."""

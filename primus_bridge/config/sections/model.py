@@ -21,6 +21,9 @@ class ModelConfig(Section):
     entries, else full."""
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2", "flex_attention"] = "auto"
     """HF engine attention kernel; auto picks the best available."""
+    liger_kernel: bool = False
+    """HF engine: apply the `liger-kernel` package's Triton kernels to the model (RMSNorm, SwiGLU, RoPE and
+    the fused linear cross-entropy, which never materialises the logits); needs liger-kernel and a GPU."""
     trust_remote_code: bool = False
     """Allow model code from the model folder (HF engine)."""
     max_position_embeddings: int | None = Field(default=None, gt=0)

@@ -30,6 +30,8 @@ class TrainingConfig(Section):
     """AdamW epsilon."""
     clip_grad: float = Field(default=1.0, ge=0)
     """Gradient-norm clipping threshold; 0 turns clipping off (flag --clip_grad)."""
+    skip_nonfinite_steps: int = Field(default=0, ge=0)
+    """Steps with a NaN / Inf loss or gradient norm that may be skipped (no update) before the run stops (hf engine)."""
     eval_interval: int = Field(default=100, ge=1)
     """Run validation every this many steps."""
     eval_iters: int = Field(default=10, ge=0)

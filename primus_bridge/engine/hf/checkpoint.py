@@ -18,12 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 
 from ...checkpoint_info import MARKER_FILE
 from ...config import PrimusConfig
+from ...run.integrity import json_problem, torch_file_problem, weight_files, weight_folder_problems
+from ...run.resume_config import config_dump
 from ...run.rng import RngState
-from ...run.secrets import redact
 
 FORMAT_VERSION = 1
 
@@ -35,6 +35,10 @@ class TrainerState:
     losses: list[float] = field(default_factory=list)
     eval_losses: dict[str, float] = field(default_factory=dict)
     world_size: int = 1
+    skipped_steps: list[int] = field(default_factory=list)
+    """Steps whose loss or gradient norm was not finite and whose update was skipped."""
+    config_changes: list[dict] = field(default_factory=list)
+    """Config changes accepted on resume: {"step": resumed at, "changes": {key: [old, new]}}."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ class CheckpointMeta:
 
 
 def config_yaml(cfg: PrimusConfig) -> str:
-    return redact(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
+    return config_dump(cfg)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -88,6 +92,16 @@ def fill_checkpoint(folder: Path, objects: TrainingObjects, state: TrainerState,
     (folder / MARKER_FILE).write_text(json.dumps(asdict(objects.meta), indent=2) + "\n")
 
 
+def checkpoint_problems(checkpoint: Path) -> list[str]:
+    """Every missing or damaged file of an iteration folder (cheap: headers and zip directories only)."""
+    model = checkpoint / "model"
+    problems = [json_problem(checkpoint / name) for name in (MARKER_FILE, "trainer_state.json", "rng.json")]
+    problems += [torch_file_problem(checkpoint / name) for name in ("optimizer.pt", "scheduler.pt")]
+    if not weight_files(model):
+        problems.append(f"{model}: no *.safetensors weights")
+    return [p for p in problems if p] + weight_folder_problems(model)
+
+
 def read_trainer_state(checkpoint: Path) -> TrainerState:
     return TrainerState(**json.loads((checkpoint / "trainer_state.json").read_text()))
 
@@ -98,5 +112,10 @@ def read_rng(checkpoint: Path, rank: int) -> RngState | None:
 
 
 def restore_optimizer(checkpoint: Path, optimizer, scheduler) -> None:
+    """Optimizer and LR-scheduler state; the next step's LR comes from this run's schedule (a resume may
+    lengthen it: training.train_iters), which for an unchanged schedule is exactly the saved one."""
     optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location="cpu", weights_only=True))
     scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
+    for group, base_lr, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base_lr * factor(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]

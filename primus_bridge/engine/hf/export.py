@@ -2,7 +2,9 @@
 
 The export carries the tokenizer and a generation_config whose eos_token_id is the end-of-turn
 token of the prompt template used in training, so `generate()` stops where the training data stopped.
-It is written in the dtype the base model was published in, into a temporary folder renamed at the end.
+It is written in the dtype the base model was published in, into a temporary folder renamed at the end;
+its last file, primus_bridge_export.json, names the checkpoint it was made from, so a rerun of a finished
+run (a requeue) keeps the export instead of failing on the existing folder.
 """
 
 import logging
@@ -13,7 +15,14 @@ import yaml
 
 from ...checkpoint_info import MARKER_FILE, latest_checkpoint
 from ...config import ConfigError, PrimusConfig
-from ...run.outputs import check_export_dir
+from ...run.checkpoints import no_space_error, out_of_space
+from ...run.outputs import (
+    EXPORT_MARKER,
+    check_export_dir,
+    export_marker_text,
+    is_export_of,
+    remove_stale_export_temporaries,
+)
 from ...utils.atomic import atomic_dir
 from .checkpoint import CheckpointMeta
 from .model import load_causal_lm
@@ -70,18 +79,32 @@ def _generation_config(model, tokenizer, meta: CheckpointMeta):
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, overwrite: bool = False) -> Path:
-    """Write the HF export of `checkpoint` to `out` (refused when `out` is non-empty, unless overwrite)."""
+    """Write the HF export of `checkpoint` to `out`; an existing export of the same checkpoint is kept as it is.
+
+    A non-empty `out` is refused unless it is an export of the same run (or `overwrite`); it is replaced whole.
+    """
     from transformers import AutoTokenizer
 
-    checkpoint, out = resolve_checkpoint(checkpoint), check_export_dir(out, overwrite)
+    checkpoint = resolve_checkpoint(checkpoint)
+    remove_stale_export_temporaries(out)
+    if is_export_of(out, checkpoint):
+        log.info("export: %s already holds the export of %s; keeping it", out, checkpoint)
+        return Path(out)
+    out = check_export_dir(out, overwrite, checkpoint=checkpoint)
     meta, cfg = CheckpointMeta.read(checkpoint), run_config(checkpoint)
     tokenizer = AutoTokenizer.from_pretrained(str(checkpoint / "tokenizer"), local_files_only=True)
-    with atomic_dir(out, replace=overwrite) as tmp:
-        model = _trained_model(checkpoint, meta, cfg, tmp)
-        model.to(published_dtype(meta.base_model))
-        model.generation_config = _generation_config(model, tokenizer, meta)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+    try:
+        with atomic_dir(out, replace=True) as tmp:
+            model = _trained_model(checkpoint, meta, cfg, tmp)
+            model.to(published_dtype(meta.base_model))
+            model.generation_config = _generation_config(model, tokenizer, meta)
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            (tmp / EXPORT_MARKER).write_text(export_marker_text(checkpoint, meta.step))
+    except Exception as err:
+        if out_of_space(err):
+            raise no_space_error("hf_save_path", f"the export of {checkpoint} to {out}", err) from err
+        raise
     log.info("export: %s -> %s (%s%s)", checkpoint, out, "merged LoRA" if meta.lora else "full model",
              f", adapter in {out / ADAPTER_DIR}" if meta.lora else "")
     return out

@@ -9,6 +9,8 @@ import torch
 from ...config import ConfigError, PrimusConfig
 from ...run.secrets import hf_token
 from .distributed import DistEnv
+from .liger import apply_liger
+from .weights import check_weight_files, refuse_nonfinite_weights
 
 
 PACKED_BY_POSITION_IDS = {"flash_attention_2", "flash_attention_3", "flex_attention"}
@@ -22,6 +24,8 @@ class LoadedModel:
     is_lora: bool
     logits_to_keep: bool
     """The model's forward takes `logits_to_keep` (so the LM head can skip untrained positions)."""
+    fused_loss: bool = False
+    """The forward computes the loss itself from shifted labels (liger-kernel's fused linear cross-entropy)."""
 
     @property
     def trainable_params(self) -> int:
@@ -63,6 +67,7 @@ def load_causal_lm(source: str, cfg: PrimusConfig, attn: str, dtype: torch.dtype
     from transformers import AutoModelForCausalLM
 
     local = Path(source).is_dir()
+    check_weight_files(source)
     try:
         return AutoModelForCausalLM.from_pretrained(
             source, dtype=dtype, attn_implementation=attn, trust_remote_code=cfg.model.trust_remote_code,
@@ -107,12 +112,15 @@ def build_model(cfg: PrimusConfig, env: DistEnv, resume_weights: Path | None = N
     is_lora = cfg.lora.use_lora
     source = str(resume_weights) if resume_weights is not None and not is_lora else model_source(cfg)
     model = load_causal_lm(source, cfg, attn, frozen_base_dtype(cfg, env.device))
+    if cfg.model.liger_kernel:
+        apply_liger(model, env.device)
     if is_lora:
         model = _wrap_lora(model, cfg, resume_weights)
     if cfg.activation_checkpointing.recompute_activations:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
-    return LoadedModel(model.to(env.device), attn, is_lora, takes_logits_to_keep(model))
+    refuse_nonfinite_weights(model.to(env.device), source, resume_weights if is_lora else None)
+    return LoadedModel(model, attn, is_lora, takes_logits_to_keep(model), cfg.model.liger_kernel)
 
 
 def takes_logits_to_keep(model) -> bool:

@@ -52,6 +52,15 @@ class Progress:
         else:
             log.info(message, *args)
 
+    def warn(self, message: str) -> None:
+        """A warning that does not break the bar."""
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(f"warning: {redact(message)}", file=sys.stdout)
+        else:
+            log.warning(message)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()

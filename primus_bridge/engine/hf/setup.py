@@ -9,11 +9,20 @@ import torch
 from ...checkpoint_info import checkpoint_engine, iteration_dir
 from ...config import ConfigError, PrimusConfig
 from ...data import PreparedData
-from ...run.checkpoints import remove_checkpoints, remove_stale_temporaries
+from ...run.checkpoints import remove_checkpoints, remove_stale_temporaries, saved_steps
 from ...run.outputs import CheckpointPlan, check_export_dir, plan_checkpoint_dir
+from ...run.resume_config import changes_record, check_resume_config, describe_honoured
 from ...run.rng import restore_rng, seed_everything
 from .batches import BatchPlan, StepSampler
-from .checkpoint import CheckpointMeta, TrainerState, TrainingObjects, read_rng, read_trainer_state, restore_optimizer
+from .checkpoint import (
+    CheckpointMeta,
+    TrainerState,
+    TrainingObjects,
+    checkpoint_problems,
+    read_rng,
+    read_trainer_state,
+    restore_optimizer,
+)
 from .data import end_of_turn_token_id, load_run_data
 from .distributed import DistEnv, barrier
 from .model import LoadedModel, build_model, model_source
@@ -46,7 +55,8 @@ def plan_outputs(cfg: PrimusConfig, env: DistEnv) -> CheckpointPlan | None:
     if cfg.convert_to_hf and not save:
         raise ConfigError("checkpointing.save: the hf engine exports from its final checkpoint; pass --save DIR")
     if cfg.convert_to_hf:
-        check_export_dir(cfg.hf_save_path, cfg.checkpointing.overwrite)
+        final = iteration_dir(Path(save), cfg.training.train_iters)
+        check_export_dir(cfg.hf_save_path, cfg.checkpointing.overwrite, checkpoint=final)
     if not save:
         return None
     plan = plan_checkpoint_dir(save, cfg.checkpointing.resume, cfg.checkpointing.overwrite)
@@ -67,10 +77,25 @@ def batch_plan(cfg: PrimusConfig, env: DistEnv) -> BatchPlan:
     return BatchPlan(t.global_batch_size, t.micro_batch_size, env.world_size)
 
 
-def _restore(run_dir: Path, objects: TrainingObjects, env: DistEnv) -> TrainerState:
-    restore_optimizer(run_dir, objects.optimizer, objects.scheduler)
-    state = read_trainer_state(run_dir)
-    rng = read_rng(run_dir, env.rank)
+@dataclass(frozen=True)
+class ResumePoint:
+    folder: Path
+    config_changes: dict
+    """Honoured config changes against the checkpoint: {key: (old, new)}."""
+
+
+def _restore(resume: ResumePoint, objects: TrainingObjects, env: DistEnv) -> TrainerState:
+    try:
+        restore_optimizer(resume.folder, objects.optimizer, objects.scheduler)
+        state = read_trainer_state(resume.folder)
+        rng = read_rng(resume.folder, env.rank)
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"resume: cannot restore the training state from {resume.folder}: {err}; remove that "
+                          "iteration folder to resume from the one before, or pass --no_resume --overwrite") from None
+    if resume.config_changes:
+        log.info("resume: config changes honoured from step %d: %s", state.step,
+                 describe_honoured(resume.config_changes))
+        state.config_changes.append(changes_record(state.step, resume.config_changes))
     if rng is None:
         log.warning("resume: no RNG state for rank %d (saved with %d processes); keeping the seeded RNG",
                     env.rank, state.world_size)
@@ -94,21 +119,40 @@ def _wrap_ddp(model: torch.nn.Module, env: DistEnv) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
 
 
-def _resume_dir(checkpoints: CheckpointPlan | None, cfg: PrimusConfig) -> Path | None:
-    """The iteration folder to resume from (checked to be an hf-engine checkpoint of the same kind), or None."""
+def newest_loadable(save: Path, latest: int) -> tuple[int, Path]:
+    """The newest iteration folder (the pointer's, then older ones keep_last retained) whose files are whole."""
+    damaged = []
+    for step in sorted((s for s in saved_steps(save) if s <= latest), reverse=True):
+        folder = iteration_dir(save, step)
+        if checkpoint_engine(folder) != "hf":
+            return step, folder  # another engine's: refused by the caller with what it is
+        problems = checkpoint_problems(folder)
+        if not problems:
+            if damaged:
+                log.warning("resume: falling back to step %d, the newest checkpoint in %s whose files load "
+                            "(damaged: %s)", step, save, "; ".join(damaged))
+            return step, folder
+        log.warning("resume: checkpoint %s is damaged: %s", folder, "; ".join(problems))
+        damaged.append(folder.name)
+    raise ConfigError(f"checkpointing.save: no checkpoint in {save} loads (damaged: {', '.join(damaged)}); "
+                      "restore one from a copy, or pass --no_resume --overwrite to start over")
+
+
+def _resume_point(checkpoints: CheckpointPlan | None, cfg: PrimusConfig) -> ResumePoint | None:
+    """The iteration folder to resume from (checked to be an hf-engine checkpoint of the same kind and config)."""
     if checkpoints is None or checkpoints.resume_step is None:
         return None
-    folder = iteration_dir(checkpoints.save, checkpoints.resume_step)
+    step, folder = newest_loadable(checkpoints.save, checkpoints.resume_step)
     engine = checkpoint_engine(folder)
     lora = engine == "hf" and CheckpointMeta.read(folder).lora
     if engine != "hf" or lora != cfg.lora.use_lora:
         kind = f"{engine} engine" + (f", {'LoRA' if lora else 'full fine-tune'}" if engine == "hf" else "")
         raise ConfigError(f"checkpointing.save: {checkpoints.save} holds a checkpoint of another kind of run ({kind}) "
-                          f"at step {checkpoints.resume_step}; choose a fresh folder, or pass --no_resume "
-                          "--overwrite to replace it")
+                          f"at step {step}; choose a fresh folder, or pass --no_resume --overwrite to replace it")
+    changes = check_resume_config(folder, cfg)
     log.info("resume: %s holds a checkpoint at step %d; continuing from it (--no_resume to start over "
-             "in a fresh folder)", checkpoints.save, checkpoints.resume_step)
-    return folder
+             "in a fresh folder)", checkpoints.save, step)
+    return ResumePoint(folder, changes)
 
 
 def check_settings(cfg: PrimusConfig, env: DistEnv) -> Precision:
@@ -123,13 +167,13 @@ def build_run(cfg: PrimusConfig, env: DistEnv) -> Run:
     precision = check_settings(cfg, env)
     checkpoints = plan_outputs(cfg, env)
     seed_everything(cfg.training.seed)
+    resume = _resume_point(checkpoints, cfg)
     tokenizer, data = load_run_data(cfg, env)
-    resume_dir = _resume_dir(checkpoints, cfg)
-    loaded = build_model(cfg, env, resume_dir / "model" if resume_dir else None)
+    loaded = build_model(cfg, env, resume.folder / "model" if resume else None)
     optimizer = build_optimizer(loaded.model, cfg)
     objects = TrainingObjects(loaded.model, optimizer, build_scheduler(optimizer, cfg), tokenizer, cfg,
                               _meta(cfg, tokenizer, data.report.template))
-    state = _restore(resume_dir, objects, env) if resume_dir else TrainerState(world_size=env.world_size)
+    state = _restore(resume, objects, env) if resume else TrainerState(world_size=env.world_size)
     return Run(cfg, env, precision, loaded, _wrap_ddp(loaded.model, env), objects, data,
                StepSampler(data.train, cfg.data.seed, state.consumed_samples), batch_plan(cfg, env), state,
                checkpoints)

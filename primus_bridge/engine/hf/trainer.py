@@ -10,6 +10,7 @@ import torch
 
 from ...engine.base import TrainResult
 from ...run.checkpoints import write_checkpoint
+from ...run.nonfinite import NonFiniteGuard
 from ...run.profiler import StepProfiler
 from ...run.rng import capture_rng
 from ...run.signals import PreemptionWatch
@@ -17,6 +18,7 @@ from .batches import Batch, make_batch, step_batches
 from .checkpoint import fill_checkpoint
 from .distributed import barrier, gather_objects
 from .export import export_checkpoint
+from .nonfinite import FiniteUpdates
 from .progress import Progress
 from .scalars import Scalars
 from .setup import Run
@@ -52,12 +54,12 @@ def save(run: Run) -> Path | None:
     return folder or run.checkpoints.save
 
 
-def _run_step(run: Run) -> tuple[StepStats, float]:
+def _run_step(run: Run, optimizer) -> tuple[StepStats, float]:
     started = time.perf_counter()
     batches = step_batches(run.data.train, run.sampler, run.plan, run.env, run.loaded.attn_implementation,
                            mask_dtype(run))
-    stats = train_step(run.model, run.objects.optimizer, run.objects.scheduler, batches, run.env, run.precision,
-                       run.cfg.training.clip_grad, run.loaded.logits_to_keep)
+    stats = train_step(run.model, optimizer, run.objects.scheduler, batches, run.env, run.precision,
+                       run.cfg.training.clip_grad, run.loaded.logits_to_keep, run.loaded.fused_loss)
     return stats, time.perf_counter() - started
 
 
@@ -66,26 +68,38 @@ def _maybe_evaluate(run: Run, progress: Progress, scalars: Scalars, last: bool) 
     if t.eval_iters == 0 or not len(run.data.valid) or not (step % t.eval_interval == 0 or last):
         return
     # The plain module, not the DDP wrapper: ranks may hold different numbers of validation batches.
-    loss = evaluate(run.loaded.model, eval_batches(run), run.env, run.precision, run.loaded.logits_to_keep)
+    loss = evaluate(run.loaded.model, eval_batches(run), run.env, run.precision, run.loaded.logits_to_keep,
+                    run.loaded.fused_loss)
     if loss is not None:
         run.state.eval_losses[str(step)] = loss
         scalars.validation(step, loss)
         progress.note("validation: step %d | loss %.4f", step, loss)
 
 
+def _step_optimizer(run: Run):
+    """What the training step updates through: with a skip budget, a wrapper that refuses non-finite updates."""
+    return FiniteUpdates(run.objects.optimizer) if run.cfg.training.skip_nonfinite_steps else run.objects.optimizer
+
+
 def train_loop(run: Run, progress: Progress, scalars: Scalars) -> tuple[bool, list[float]]:
-    """Run the remaining steps; returns (preempted, step times)."""
+    """Run the remaining steps; returns (preempted, step times). NonFiniteError stops it before a save."""
     t, state, times = run.cfg.training, run.state, []
     tokens_per_step = t.global_batch_size * run.cfg.data.seq_length
     run.model.train()
     profiler = StepProfiler.for_run(run.cfg, run.env.rank)
+    guard = NonFiniteGuard(t.skip_nonfinite_steps, run.cfg.checkpointing.save, state.skipped_steps)
+    optimizer = _step_optimizer(run)
     with PreemptionWatch() as watch, contextlib.closing(profiler):
         while state.step < t.train_iters:
             profiler.step_started(state.step + 1)
-            stats, seconds = _run_step(run)
+            stats, seconds = _run_step(run, optimizer)
             times.append(seconds)
             state.step += 1
             profiler.step_finished(state.step)
+            skipped = guard.check(state.step, stats.loss, stats.grad_norm)
+            if skipped:
+                state.skipped_steps = list(guard.skipped)
+                progress.warn(skipped)
             state.consumed_samples += t.global_batch_size
             state.losses.append(stats.loss)
             progress.step(state.step, stats, tokens_per_step / seconds)

@@ -73,7 +73,20 @@ def test_full_finetune_lowers_loss_with_recompute_and_exports_through_convert(ma
     saved = AutoModelForCausalLM.from_pretrained(latest_checkpoint(cfg.checkpointing.save) / "model")
     for (name, a), (_, b) in zip(exported.state_dict().items(), saved.state_dict().items()):
         assert torch.equal(a, b), name
-    assert convert_main(["--load", cfg.checkpointing.save, "--convert_to_hf", "--hf_save_path", str(out)]) == 2
+    exported_at = (out / "primus_bridge_export.json").read_text()
+    assert convert_main(["--load", cfg.checkpointing.save, "--convert_to_hf", "--hf_save_path", str(out)]) == 0
+    assert (out / "primus_bridge_export.json").read_text() == exported_at, "the same checkpoint's export is kept"
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("someone else's")
+    assert convert_main(["--load", cfg.checkpointing.save, "--convert_to_hf", "--hf_save_path", str(foreign)]) == 2
+
+    # the planner's disk estimate for one checkpoint (model + AdamW state) is close to what was written
+    from primus_bridge.planner.disk import output_sizes
+
+    written = sum(p.stat().st_size for p in latest_checkpoint(cfg.checkpointing.save).rglob("*") if p.is_file())
+    estimate, _ = output_sizes(cfg, "hf")
+    assert 0.9 * written < estimate < 1.3 * written, (estimate, written)
 
 
 def test_resume_continues_at_the_saved_step(make_config):
