@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@echo "== setup: pip, wheel"
 	@$(PIP) install -q --upgrade pip wheel
 	@echo "== setup: project + pinned dependencies (constraints.txt)"
-	@$(PIP) install -q -c constraints.txt -e ".[megatron,test,report]"
+	@$(PIP) install -q -c constraints.txt -e ".[megatron,test,report,bench]"
 	@echo "== setup: megatron-bridge (--no-deps; its imports are in the [megatron] extra)"
 	@$(PIP) install -q -c constraints.txt --no-deps megatron-bridge
 	@touch $(STAMP)

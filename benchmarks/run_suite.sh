@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# The h200 benchmark suite on the H200 machine, sized to one device call (each command there may run
-# at most 10 minutes). Run it from the repository root there, with .whl/ holding the wheels of
-# Megatron-Bridge, Megatron-Core and the packages they import (for a plain PyTorch image without them):
+# A one-GPU benchmark suite (h100 or h200) on a GPU machine, sized to one device call (each command there
+# may run at most 10 minutes). Run it from the repository root there, with .whl/ holding the wheels of
+# Megatron-Bridge, Megatron-Core, liger-kernel and the packages they import (for a plain PyTorch image
+# without them):
 #
-#   bash benchmarks/run_h200.sh REPORT_DIR [BUDGET_SECONDS] [more primus-bridge bench flags]
+#   bash benchmarks/run_suite.sh SUITE REPORT_DIR [BUDGET_SECONDS] [more primus-bridge bench flags]
 #
 # It resumes REPORT_DIR (whatever results.json it already holds), runs cases until BUDGET_SECONDS
 # (default 430) are spent, and leaves in $OUT: bench.log (the harness's own log) and bench.tgz
 # (REPORT_DIR plus every process's log). Call it again with the returned REPORT_DIR in place to
-# continue; `primus-bridge bench --suite h200 --out REPORT_DIR --render` rewrites the report anywhere.
+# continue; `primus-bridge bench --suite SUITE --out REPORT_DIR --render` rewrites the report anywhere.
 set -uo pipefail
-report=${1:?usage: bash benchmarks/run_h200.sh REPORT_DIR [BUDGET_SECONDS] [flags]}
-budget=${2:-430}
-shift $(( $# >= 2 ? 2 : 1 ))
+suite=${1:?usage: bash benchmarks/run_suite.sh SUITE REPORT_DIR [BUDGET_SECONDS] [flags]}
+report=${2:?usage: bash benchmarks/run_suite.sh SUITE REPORT_DIR [BUDGET_SECONDS] [flags]}
+budget=${3:-430}
+shift $(( $# >= 3 ? 3 : 2 ))
 out=${OUT:-/tmp/primus-bench-out}
 work=/tmp/primus-bench
 mkdir -p "$out" "$work"
@@ -22,7 +24,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,power.limit --format=csv > "$out/bench.log" 2>&1
-python3 -m primus_bridge.cli.main bench --suite h200 --out "$report" --workdir "$work" --resume \
+python3 -m primus_bridge.cli.main bench --suite "$suite" --out "$report" --workdir "$work" --resume \
     --time-budget "$budget" "$@" >> "$out/bench.log" 2>&1
 code=$?
 tar czf "$out/bench.tgz" "$report" -C "$work" logs

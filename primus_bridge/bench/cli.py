@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--suite", required=True, choices=sorted(SUITES), help="which suite to run")
     parser.add_argument("--out", type=Path, help="report folder (default benchmarks/reports/<date>-<device>-<suite>)")
     parser.add_argument("--cases", help="comma-separated case names to run (default: all of the suite)")
+    parser.add_argument("--systems", help="comma-separated systems to run (default: all of the suite's)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs already in --out that finished (ok or skipped); run the rest")
     parser.add_argument("--time-budget", type=float, metavar="SECONDS",
@@ -46,6 +47,16 @@ def selected_cases(suite, names: str | None) -> tuple:
     return tuple(suite.case(name.strip()) for name in names.split(",") if name.strip())
 
 
+def selected_systems(suite, names: str | None) -> tuple[str, ...] | None:
+    if not names:
+        return None
+    chosen = tuple(name.strip() for name in names.split(",") if name.strip())
+    unknown = [name for name in chosen if name not in suite.systems]
+    if unknown:
+        raise KeyError(f"suite {suite.name} has no system {', '.join(unknown)}; systems: {', '.join(suite.systems)}")
+    return chosen
+
+
 def refresh_index(out: Path) -> None:
     if out.resolve().parent == REPORTS_ROOT.resolve():
         write_index(REPORTS_ROOT)
@@ -69,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if args.render:
         render(load_results(out), suite, out)
     else:
-        options = RunOptions(suite, out, Workspace(args.workdir), cases, args.resume, args.time_budget, args.profile)
+        options = RunOptions(suite, out, Workspace(args.workdir), cases, args.resume, args.time_budget, args.profile,
+                             selected_systems(suite, args.systems))
         results = run_suite(options)
         log.info("results:\n%s", summary(results))
     refresh_index(out)

@@ -44,6 +44,8 @@ class RunOptions:
     """Start no run that could end after this many seconds from the start."""
     profile: bool = False
     """Profile the last warm-up step of every run (see profile_values)."""
+    systems: tuple[str, ...] | None = None
+    """Run only these of the suite's systems (None: all of them)."""
 
 
 def now() -> str:
@@ -52,8 +54,9 @@ def now() -> str:
 
 def probe_device(suite: Suite, workspace: Workspace) -> tuple[DeviceInfo, MatmulPeak]:
     out, log_file = workspace.root / "probe.json", workspace.root / "logs" / "probe.log"
-    args = ["--dtype", suite.precision, "--size", str(suite.peak_matmul_size), "--out", str(out),
-            "--warmup-s", "2.0" if suite.device == "gpu" else "0.5"]
+    shapes = ",".join("x".join(map(str, shape)) for shape in suite.peak_shapes())
+    args = ["--dtype", suite.precision, "--shapes", shapes, "--out", str(out),
+            "--warmup-s", "5.0" if suite.device == "gpu" else "0.5"]
     finished = run_logged(python_command("primus_bridge.bench.probe", args, gpus=0), log_file, PROBE_TIMEOUT_S, REPO)
     if finished.returncode != 0:
         raise RuntimeError(f"the device probe failed ({finished.returncode=}):\n{log_tail(log_file)}")
@@ -204,7 +207,8 @@ def pending_systems(results: BenchResults, case: BenchCase, options: RunOptions)
         run = results.run(case.name, system)
         return options.resume and run is not None and run.status in DONE
 
-    return [system for system in options.suite.systems if not done(system)]
+    chosen = options.systems or options.suite.systems
+    return [system for system in options.suite.systems if system in chosen and not done(system)]
 
 
 def prepare_case(case: BenchCase, results: BenchResults, options: RunOptions) -> tuple[Path, Path, CaseInfo]:

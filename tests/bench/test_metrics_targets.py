@@ -58,7 +58,7 @@ def test_a_report_bug_does_not_lose_the_runs(sample_results, tmp_path, caplog):
 
     bad = Target("bad", "step_time_mean", ("lora-4k", "megatron"), "<=", 1.0)
     suite = Suite(name="h200", description="", device="gpu", systems=("megatron", "hf"), warmup_steps=1,
-                  timed_steps=4, cases=(), peak_matmul_size=1024, targets=(bad,))
+                  timed_steps=4, cases=(), peak_squares=(1024,), targets=(bad,))
     publish(sample_results, RunOptions(suite, tmp_path, Workspace(tmp_path / "work"), ()))
     assert [(r.case, r.system) for r in load_results(tmp_path).runs] == \
         [(r.case, r.system) for r in sample_results.runs]

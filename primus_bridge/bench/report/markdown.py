@@ -51,8 +51,8 @@ def method_section(results: BenchResults) -> list[str]:
             "timed steps.",
             f"- {results.flops_formula}",
             "- MFU = model TFLOP/s per GPU / peak: against the matmul peak measured here and against the datasheet.",
-            f"- Measured peak: {peak.dtype} {peak.size}x{peak.size}x{peak.size} matmul on random data, "
-            f"{peak.tflops_median:,.4g} TFLOP/s median of {peak.repeats} (max {peak.tflops_max:,.4g}){versus}."]
+            f"- Measured peak: {peak.describe()}: {peak.tflops_median:,.4g} TFLOP/s median of {peak.repeats} "
+            f"(max {peak.tflops_max:,.4g}){versus}."]
 
 
 DETAIL_KEYS_SKIPPED = ("eval_losses", "first_step")

@@ -26,13 +26,20 @@ class StepStats:
 
 
 def _forward_loss_sum(model, batch: Batch, precision: Precision, device: torch.device,
-                      logits_to_keep: bool) -> torch.Tensor:
-    """Sum of token losses; with `logits_to_keep` the LM head runs only at positions some row trains on."""
+                      logits_to_keep: bool, fused_loss: bool = False) -> torch.Tensor:
+    """Sum of token losses; with `logits_to_keep` the LM head runs only at positions some row trains on.
+
+    With `fused_loss` the model's forward computes it (liger-kernel's fused linear cross-entropy, see
+    liger.py): it takes the already-shifted labels as `shift_labels`, and `num_items_in_batch=1` makes its
+    reduction the sum, as token_loss_sum's."""
     labels, extra = batch.labels, {}
     if logits_to_keep:
         keep = (labels != -100).any(dim=0).nonzero().squeeze(-1)
         labels, extra = labels[:, keep], {"logits_to_keep": keep}
     with precision.autocast(device):
+        if fused_loss:
+            return model(**batch.model_inputs(), use_cache=False, shift_labels=labels, num_items_in_batch=1,
+                         skip_logits=True, **extra).loss.float()
         logits = model(**batch.model_inputs(), use_cache=False, **extra).logits
     return token_loss_sum(logits, labels)
 
@@ -43,14 +50,14 @@ def _no_sync(model, last: bool):
 
 
 def train_step(model, optimizer, scheduler, batches: list[Batch], env: DistEnv, precision: Precision,
-               clip_grad: float, logits_to_keep: bool) -> StepStats:
+               clip_grad: float, logits_to_keep: bool, fused_loss: bool = False) -> StepStats:
     local_tokens = torch.stack([b.trained_tokens for b in batches]).sum()
     global_tokens = int(all_reduce_sum(local_tokens, env).item())
     scale = env.world_size / max(global_tokens, 1)
     loss_sum = torch.zeros((), device=env.device)
     for index, batch in enumerate(batches):
         with _no_sync(model, last=index == len(batches) - 1):
-            micro_sum = _forward_loss_sum(model, batch, precision, env.device, logits_to_keep)
+            micro_sum = _forward_loss_sum(model, batch, precision, env.device, logits_to_keep, fused_loss)
             (micro_sum * scale).backward()
         loss_sum += micro_sum.detach()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -64,14 +71,15 @@ def train_step(model, optimizer, scheduler, batches: list[Batch], env: DistEnv, 
 
 
 @torch.no_grad()
-def evaluate(model, batches: Iterable[Batch], env: DistEnv, precision: Precision, logits_to_keep: bool) -> float | None:
+def evaluate(model, batches: Iterable[Batch], env: DistEnv, precision: Precision, logits_to_keep: bool,
+             fused_loss: bool = False) -> float | None:
     """Mean token loss over `batches` of every rank; None when there is nothing to evaluate."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=env.device)
     tokens = torch.zeros((), dtype=torch.long, device=env.device)
     for batch in batches:
-        loss_sum += _forward_loss_sum(model, batch, precision, env.device, logits_to_keep)
+        loss_sum += _forward_loss_sum(model, batch, precision, env.device, logits_to_keep, fused_loss)
         tokens += batch.trained_tokens
     model.train(was_training)
     total_tokens = int(all_reduce_sum(tokens, env).item())
