@@ -14,6 +14,7 @@ from pathlib import Path
 from ..checkpoint_info import LATEST_FILE, iteration_dir, latest_iteration
 from ..config import ConfigError
 from ..utils.atomic import atomic_dir, atomic_write_text
+from ..utils.paths import remove_all
 
 ITER_NAME = re.compile(r"^iter_(\d{7})$")
 NO_SPACE_SIGNS = ("No space left on device", "Disk quota exceeded", "unexpected pos", "file write failed")
@@ -75,17 +76,9 @@ def prune_checkpoints(save: Path, keep_last: int) -> list[int]:
 
 def remove_stale_temporaries(save: Path) -> list[str]:
     """Remove half-written temporaries left by a crash during a save (they were never published)."""
-    removed = []
     if not save.is_dir():
-        return removed
-    for path in save.iterdir():
-        if STALE_TEMP.match(path.name):
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-            removed.append(path.name)
-    return removed
+        return []
+    return remove_all(path for path in save.iterdir() if STALE_TEMP.match(path.name))
 
 
 def remove_checkpoints(save: Path) -> None:

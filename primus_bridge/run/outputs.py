@@ -10,13 +10,13 @@ half-way are removed before the next one.
 
 import json
 import re
-import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..checkpoint_info import latest_iteration
 from ..config import ConfigError
+from ..utils.paths import remove_all
 from .checkpoints import STALE_TEMP
 from .lock import LOCK_FILE
 
@@ -106,11 +106,4 @@ def stale_export_temporaries(out: str | Path) -> list[Path]:
 
 
 def remove_stale_export_temporaries(out: str | Path) -> list[str]:
-    removed = []
-    for path in stale_export_temporaries(out):
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-        removed.append(path.name)
-    return removed
+    return remove_all(stale_export_temporaries(out))

@@ -41,3 +41,15 @@ def free_bytes(path: str | Path) -> int:
 def filesystem_id(path: str | Path) -> int:
     """Device number of the filesystem that would hold `path` (equal ids share free space)."""
     return nearest_existing(path).stat().st_dev
+
+
+def remove_all(paths) -> list[str]:
+    """Remove each path (a folder with its contents, or a file) as far as possible; their names."""
+    removed = []
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path.name)
+    return removed

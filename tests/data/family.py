@@ -10,6 +10,8 @@ from pathlib import Path
 
 from tokenizers import AddedToken
 
+from primus_bridge.data.records import Conversation, Turn
+
 OFFICIAL_TEMPLATES = Path(__file__).parent / "official_templates"
 
 
@@ -30,3 +32,19 @@ def family_tokenizer(base, template: str, bos: str | None, eos: str, special: tu
     family.bos_token, family.eos_token = bos, eos
     family.chat_template = template
     return family
+
+
+WHERE = "chats.jsonl:7"
+CHATS = {  # the chat cases every family is checked on
+    "single turn": Conversation(None, (Turn("What is 2 + 2?", "2 + 2 = 4."),), WHERE, 0),
+    "multi-turn with system": Conversation("You are brief.", (Turn("Hi!", "Hello!"),
+                                                               Turn("Capital of Japan?", "Tokyo.")), WHERE, 1),
+    "empty system": Conversation("", (Turn("Hi", "Hello"), Turn("Bye", "Bye!")), WHERE, 2),
+    "whitespace around content": Conversation(" Padded system \n", (
+        Turn("  spaced question \n", "\n spaced answer  "), Turn("\tnext\t", " ok \n")), WHERE, 3),
+    "code": Conversation(None, (Turn("Fix:\n```python\nfor i in range(3):\n\tprint(i)\n```\n",
+                                     "```python\nfor i in range(3):\n    print(i)\n```\nIndent with spaces."),),
+                         WHERE, 4),
+    "CJK with input": Conversation("你是助手。", (Turn("把下面的词翻译成英文。", "apple", "苹果"),
+                                                 Turn("再来一个：水", "water")), WHERE, 5),
+}

@@ -5,7 +5,7 @@ the token that closes the reply, and the same token ids."""
 
 import pytest
 
-from family import family_tokenizer, official_template
+from family import CHATS, WHERE, family_tokenizer, official_template
 from primus_bridge.config.sections.data import DataConfig
 from primus_bridge.data.encode import SampleEncoder
 from primus_bridge.data.errors import DataError
@@ -29,21 +29,7 @@ FAMILIES = {  # official template -> (bos_token, eos_token, marker tokens, the t
 OFFICIAL = {"llama3": "llama3", "llama3.1": "llama3.1", "mistral": "mistral-v0.2", "mistral-v3": "mistral-v0.3",
             "gemma": "gemma3"}
 TOOL_TEMPLATES = ("llama3.1", "mistral-v3")
-WHERE = "chats.jsonl:7"
 
-CHATS = {
-    "single turn": Conversation(None, (Turn("What is 2 + 2?", "2 + 2 = 4."),), WHERE, 0),
-    "multi-turn with system": Conversation("You are brief.", (Turn("Hi!", "Hello!"),
-                                                               Turn("Capital of Japan?", "Tokyo.")), WHERE, 1),
-    "empty system": Conversation("", (Turn("Hi", "Hello"), Turn("Bye", "Bye!")), WHERE, 2),
-    "whitespace around content": Conversation(" Padded system \n", (
-        Turn("  spaced question \n", "\n spaced answer  "), Turn("\tnext\t", " ok \n")), WHERE, 3),
-    "code": Conversation(None, (Turn("Fix:\n```python\nfor i in range(3):\n\tprint(i)\n```\n",
-                                     "```python\nfor i in range(3):\n    print(i)\n```\nIndent with spaces."),),
-                         WHERE, 4),
-    "CJK with input": Conversation("你是助手。", (Turn("把下面的词翻译成英文。", "apple", "苹果"),
-                                                 Turn("再来一个：水", "water")), WHERE, 5),
-}
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather in a city, in °C.",

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from family import family_tokenizer, official_template
+from family import CHATS as COMMON_CHATS, WHERE, family_tokenizer, official_template
 from pipeline_helpers import write_jsonl
 from primus_bridge.config.sections.data import DataConfig
 from primus_bridge.data import prepare_data
@@ -43,20 +43,8 @@ OPENERS = {family: "<|im_start|>" for family in ("chatml", "qwen2", "qwen2.5", "
 NAMED = ("chatml", "qwen2", "qwen2.5", "qwen3")
 TOOL_FAMILIES = ("qwen2.5", "qwen3", "llama3.1", "mistral-v0.3")
 NO_SYSTEM_ROLE = ("mistral-v0.1",)
-WHERE = "chats.jsonl:7"
 
-CHATS = {
-    "single turn": Conversation(None, (Turn("What is 2 + 2?", "2 + 2 = 4."),), WHERE, 0),
-    "multi-turn with system": Conversation("You are brief.", (Turn("Hi!", "Hello!"),
-                                                               Turn("Capital of Japan?", "Tokyo.")), WHERE, 1),
-    "empty system": Conversation("", (Turn("Hi", "Hello"), Turn("Bye", "Bye!")), WHERE, 2),
-    "whitespace around content": Conversation(" Padded system \n", (
-        Turn("  spaced question \n", "\n spaced answer  "), Turn("\tnext\t", " ok \n")), WHERE, 3),
-    "code": Conversation(None, (Turn("Fix:\n```python\nfor i in range(3):\n\tprint(i)\n```\n",
-                                     "```python\nfor i in range(3):\n    print(i)\n```\nIndent with spaces."),),
-                         WHERE, 4),
-    "CJK with input": Conversation("你是助手。", (Turn("把下面的词翻译成英文。", "apple", "苹果"),
-                                                 Turn("再来一个：水", "water")), WHERE, 5),
+CHATS = COMMON_CHATS | {
     "same answer twice": Conversation(None, (Turn("Again?", "Yes."), Turn("Again?", "Yes.")), WHERE, 6),
 }
 THINKING = {
