@@ -17,6 +17,8 @@ help:
 	@echo "make demo   - fine-tune the tiny model on the shipped data (CPU), export, generate, report"
 	@echo "make test   - run the test suite (GPU tests are skipped without a GPU)"
 	@echo "make setup  - create $(VENV) with Python 3.12 and the pinned dependencies (done by demo/test)"
+	@echo "make lint   - ruff over the code and tests (the rules in pyproject.toml)"
+	@echo "make test-gpu - only the gpu-marked tests (on a GPU machine)"
 
 setup: $(STAMP)
 
@@ -34,6 +36,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-gpu: setup
+	$(PY) -m pytest -m gpu $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check primus_bridge tests recipes benchmarks
 
 demo: setup
 	$(PY) -m primus_bridge.demo --engine $(ENGINE)

@@ -8,7 +8,7 @@ Re-compare a measurement file anywhere (no GPU needed):
 Writes, under --out_dir (default benchmarks/reports/planner-calibration/): planner_calibration_measurements.json (what was
 measured, saved after every case), planner_calibration.json and planner_calibration.md (the comparison).
 Exit code 0 when every case is within +-15%, 1 when some are not, 2 when a case could not run.
-"""
+"""  # noqa: E501 - this docstring is the --help text; its command line and paths cannot be split
 
 import argparse
 import json
@@ -107,7 +107,8 @@ def measure_all(cases: list[CalibrationCase], gpu: str, workspace: Workspace, ou
     for index, case in enumerate(cases):
         log.info("%s: measuring", case.name)
         try:
-            model_dir = ensure_model(workspace, case.bench_case(), SUITE, workspace.log_file(case.bench_case(), "build"))
+            model_dir = ensure_model(workspace, case.bench_case(), SUITE,
+                                     workspace.log_file(case.bench_case(), "build"))
             measurements.append(measure(case, workspace, model_dir))
             atomic_write_text(out_file, measurements_json(gpu, measurements))
         except RuntimeError as err:

@@ -151,7 +151,8 @@ def prepare_case_data(case: BenchCase, suite: Suite, model_dir: Path, workspace:
     copies, needed = 1, rows_needed(case, suite)
     for _ in range(MAX_DATA_ATTEMPTS):
         data_file = write_repeated_data(copies, workspace.data_file(copies))
-        cfg = build_config(case_values(case, suite, suite.systems[-1], model_dir, data_file, workspace), case, suite.gpus)
+        cfg = build_config(case_values(case, suite, suite.systems[-1], model_dir, data_file, workspace),
+                           case, suite.gpus)
         prepared = prepare_data(cfg, load_tokenizer(cfg))
         rows = len(prepared.train)
         if rows >= needed:

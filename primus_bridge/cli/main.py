@@ -8,7 +8,8 @@ from .parser import version_line
 VERBS = {  # verb -> (module with main(argv) -> int, one-line help)
     "train": ("primus_bridge.train", "fine-tune (SFT or LoRA) from a YAML config and flags"),
     "convert": ("primus_bridge.convert", "import a HF model or export a checkpoint to HF"),
-    "print-config": ("primus_bridge.cli.print_config", "print the resolved config (--explain: where each value came from)"),
+    "print-config": ("primus_bridge.cli.print_config",
+                     "print the resolved config (--explain: where each value came from)"),
     "data": ("primus_bridge.data.report_cli", "inspect a dataset: counts, trainable tokens, packing, samples"),
     "plan": ("primus_bridge.planner.cli", "predict per-GPU memory and speed before launching"),
     "bench": ("primus_bridge.bench.cli", "run a benchmark suite and write reports"),

@@ -14,7 +14,8 @@ def _set_by_user(origin: str) -> bool:
 
 def data_parallel_size(cfg: PrimusConfig, world_size: int) -> int:
     p = cfg.parallelism
-    return max(world_size // (p.tensor_model_parallel_size * p.pipeline_model_parallel_size * p.context_parallel_size), 1)
+    model_parallel_size = p.tensor_model_parallel_size * p.pipeline_model_parallel_size * p.context_parallel_size
+    return max(world_size // model_parallel_size, 1)
 
 
 def _check_batch(cfg: PrimusConfig, world_size: int | None) -> list[str]:

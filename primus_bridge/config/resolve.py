@@ -26,7 +26,8 @@ def _describe(error: dict, origins: dict[str, str]) -> str:
     where = origins.get(dotted) or next((o for k, o in origins.items() if k.startswith(dotted + ".")), None)
     prefix = f"{where}: " if where and not where.startswith(("default", "recipe")) else ""
     if error["type"] == "extra_forbidden":
-        return f"{prefix}{dotted}: unknown key,{did_you_mean(dotted, valid_keys()) or ' see primus-bridge print-config for the valid keys'}"
+        hint = did_you_mean(dotted, valid_keys()) or ' see primus-bridge print-config for the valid keys'
+        return f"{prefix}{dotted}: unknown key,{hint}"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "value_error" or dotted == "":
         return f"{prefix}{message}" if prefix.startswith("cli") or message.startswith(dotted) else \

@@ -10,10 +10,10 @@ from primus_bridge.bench.suites import ALL_LINEAR
 LLAMA3_8B = SHAPES["llama3-8b"]
 
 # Llama-3-8B: h=4096, L=32, 32 query heads of d=128, 8 KV heads, ffn 14336, V=128256.
-Q = O = 4096 * 4096                  # 16,777,216
+Q = O_PROJ = 4096 * 4096             # 16,777,216
 K = V_PROJ = 4096 * 1024             # 4,194,304
 GATE = UP = DOWN = 4096 * 14336      # 58,720,256
-PER_LAYER = Q + K + V_PROJ + O + GATE + UP + DOWN
+PER_LAYER = Q + K + V_PROJ + O_PROJ + GATE + UP + DOWN
 HAND_LINEAR = 32 * PER_LAYER         # 6,979,321,856
 HAND_HEAD = 4096 * 128256            # 525,336,576
 HAND_ATTENTION_4K = 6 * 32 * 4096 * 4096  # 6 * L * (n_q*d) * s = 3,221,225,472

@@ -134,7 +134,8 @@ def test_tp_must_divide_heads_and_kv_groups(tmp_path):
 def test_tp_checked_against_local_hf_config(tmp_path):
     model = tmp_path / "hf"
     model.mkdir()
-    (model / "config.json").write_text('{"num_attention_heads": 6, "num_key_value_heads": 2, "max_position_embeddings": 256}')
+    (model / "config.json").write_text('{"num_attention_heads": 6, "num_key_value_heads": 2, '
+                                       '"max_position_embeddings": 256}')
     messages = errors_of(["--hf_model_name_or_path", str(model), "--set", "parallelism.tensor_model_parallel_size=4",
                           "--seq_length", "512"], world_size=4)
     assert any("6 attention heads" in m for m in messages)

@@ -62,7 +62,8 @@ def test_truncated_valid_config(tmp_path, suffix):
     "a: " + "[" * 5000 + "]" * 5000 + "\n",
     "training:\n  lr: 1\n  lr: 2\n",
     "a: &a [1,1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
-    "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n",
+    "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
+    "f: [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n",
     "!!python/object/apply:os.system ['true']\n",
 ])
 def test_named_hostile_inputs(tmp_path, text):

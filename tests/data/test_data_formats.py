@@ -44,7 +44,8 @@ def test_an_empty_system_message_is_kept_and_a_blank_system_field_means_none():
     empty = normalize("openai", {"messages": [{"role": "system", "content": ""}, {"role": "user", "content": "q"},
                                               {"role": "assistant", "content": "r"}]})
     assert empty.system == "" and empty.messages()[0] == {"role": "system", "content": ""}
-    sharegpt = normalize("sharegpt", {"conversations": [{"from": "system", "value": ""}, {"from": "human", "value": "q"},
+    sharegpt = normalize("sharegpt", {"conversations": [{"from": "system", "value": ""},
+                                                        {"from": "human", "value": "q"},
                                                         {"from": "gpt", "value": "r"}]})
     assert sharegpt.system == ""
     assert normalize("sharegpt", {"system": "  ", "conversations": [{"from": "human", "value": "q"},

@@ -204,7 +204,8 @@ def test_tool_call_spans(families):
     assert [mistral.text[a:b] for a, b in mistral.responses][:2] == [
         '[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "a1B2c3D4e"}]</s>',
         " 21 °C, clear.</s>"]
-    assert '[TOOL_RESULTS] {"content": {"temp": 21, "sky": "晴"}, "call_id": "a1B2c3D4e"}[/TOOL_RESULTS]' in mistral.text
+    assert ('[TOOL_RESULTS] {"content": {"temp": 21, "sky": "晴"}, "call_id": "a1B2c3D4e"}[/TOOL_RESULTS]'
+            in mistral.text)
 
 
 def test_mistral_v3_system_prompt_is_where_the_official_prompt_puts_it(families):

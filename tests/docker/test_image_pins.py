@@ -46,7 +46,8 @@ def test_image_only_packages_are_pinned_in_constraints(repo):
     names = [line.strip() for line in (DOCKER / "requirements-image.txt").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
     constraints = pinned(repo / "constraints.txt")
-    assert names and all(re.fullmatch(r"[a-z0-9\-]+", name) for name in names), "names only: versions live in constraints.txt"
+    assert names and all(re.fullmatch(r"[a-z0-9\-]+", name) for name in names), \
+        "names only: versions live in constraints.txt"
     assert [name for name in names if name not in constraints] == []
 
 

@@ -9,7 +9,8 @@ import pytest
 
 
 def make(repo, *args, env_overrides=None, cwd=None):
-    inherited = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "CONTAINER_ENGINE", "REGISTRY", "PLATFORMS")}
+    inherited = {k: v for k, v in os.environ.items()
+                 if k not in ("MAKEFLAGS", "CONTAINER_ENGINE", "REGISTRY", "PLATFORMS")}
     env = {**inherited, **(env_overrides or {})}
     return subprocess.run(["make", "--no-print-directory", *args], cwd=cwd or repo, env=env,
                           capture_output=True, text=True, timeout=60)

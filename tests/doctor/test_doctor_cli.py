@@ -38,7 +38,8 @@ def test_paths_come_from_the_config_flags(capsys, tmp_path, repo):
                          "--hf_model_name_or_path", str(tmp_path / "missing-model"), "--load", str(tmp_path))
     checks = by_name(report)
     assert checks["data"]["status"] == "pass" and "1 file(s)" in checks["data"]["detail"]
-    assert checks["checkpoint-disk"]["status"] in ("pass", "warn") and str(tmp_path) in checks["checkpoint-disk"]["detail"]
+    assert checks["checkpoint-disk"]["status"] in ("pass", "warn") \
+        and str(tmp_path) in checks["checkpoint-disk"]["detail"]
     assert checks["hf-model"]["status"] == "fail"
     assert checks["load"]["status"] == "fail" and "latest_checkpointed_iteration.txt" in checks["load"]["detail"]
 

@@ -16,7 +16,7 @@ SCRIPT = "examples/run_megatron_bridge.sh"
 def dry_run(repo, example: str) -> list[str]:
     env = {**os.environ, "DRY_RUN": "1", "PYTHON": sys.executable}
     out = subprocess.run(["bash", SCRIPT, example], cwd=repo, env=env, capture_output=True, text=True, check=True)
-    (line,) = [l for l in out.stdout.splitlines() if l.startswith("+ ")]
+    (line,) = [out_line for out_line in out.stdout.splitlines() if out_line.startswith("+ ")]
     return shlex.split(line[2:])
 
 
@@ -32,7 +32,8 @@ def test_example_command_parses(repo, monkeypatch, capsys, example):
 
 def test_unknown_example_and_no_tty_exit_2(repo):
     for args in (["nope"], []):
-        out = subprocess.run(["bash", SCRIPT, *args], cwd=repo, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        out = subprocess.run(["bash", SCRIPT, *args], cwd=repo, stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True)
         assert out.returncode == 2 and "usage:" in out.stderr
 
 

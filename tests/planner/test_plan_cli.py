@@ -26,8 +26,8 @@ def test_llama3_70b_sft_fits_on_four_mi300x_nodes(capsys):
     result = json.loads(out)
     assert code == 0 and result["fits"] is True and result["problems"] == []
     parts = result["breakdown_gib"]
-    assert set(parts) == {"weights", "gradients", "optimizer_states", "activations", "lora", "logits", "optimizer_step_excess",
-                          "framework_overhead", "allocator_fragmentation"}
+    assert set(parts) == {"weights", "gradients", "optimizer_states", "activations", "lora", "logits",
+                          "optimizer_step_excess", "framework_overhead", "allocator_fragmentation"}
     assert sum(parts.values()) == pytest.approx(result["total_gib"], abs=0.05)
     assert result["headroom_gib"] == pytest.approx(result["gpu_memory_gib"] - result["total_gib"], abs=0.05)
     alt = result["alternatives_gib"]
@@ -65,7 +65,8 @@ def test_plans_a_users_own_config_with_a_local_model(tmp_path, capsys):
     model = tmp_path / "my-model"
     recipes.recipe("qwen3_8b").shape.hf_config().save_pretrained(model)
     config = tmp_path / "c.yaml"
-    config.write_text(f"hf_model_name_or_path: {model}\ntraining: {{global_batch_size: 64}}\ndata: {{seq_length: 2048}}\n")
+    config.write_text(f"hf_model_name_or_path: {model}\ntraining: {{global_batch_size: 64}}\n"
+                      "data: {seq_length: 2048}\n")
     code, out, _ = plan(capsys, "--config", str(config), "--gpu", "h200", "--nodes", "2", "--json")
     result = json.loads(out)
     assert code == 0 and result["model"] == "my-model" and result["world_size"] == 16

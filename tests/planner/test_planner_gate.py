@@ -62,7 +62,8 @@ def test_a_fitting_run_logs_its_headroom(eight_gpu_job, caplog):
 
 def test_local_model_folder_wins_over_the_recipe(tmp_path):
     recipes.recipe("llama32_1b").shape.hf_config().save_pretrained(tmp_path)
-    source = find_model_shape(config("--recipe", "llama3_8b", "--gpu", "h100", "--hf_model_name_or_path", str(tmp_path)))
+    source = find_model_shape(config("--recipe", "llama3_8b", "--gpu", "h100",
+                                     "--hf_model_name_or_path", str(tmp_path)))
     assert source.shape.num_layers == 16 and source.origin.endswith("config.json")
     assert find_model_shape(config("--recipe", "llama3_8b", "--gpu", "h100")).origin == "recipe llama3_8b"
 
@@ -81,7 +82,8 @@ def test_unsupported_model_type_names_the_file_and_does_not_block_training(tmp_p
 def test_train_refuses_before_loading_anything_on_a_gpu():
     """On the GPU machine: a 405B full fine-tune on one GPU is refused with exit code 2 in seconds."""
     out = subprocess.run([sys.executable, "-m", "primus_bridge.train", "--recipe", "llama31_405b", "--gpu", "h200",
-                          "--set", "parallelism.tensor_model_parallel_size=1", "--set", "parallelism.sequence_parallel=false",
+                          "--set", "parallelism.tensor_model_parallel_size=1",
+                          "--set", "parallelism.sequence_parallel=false",
                           "--set", "parallelism.pipeline_model_parallel_size=1"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "will not fit" in out.stderr

@@ -87,7 +87,8 @@ def test_tiny_needs_no_gpu_and_matches_the_demo_builder(repo):
     spec, shape = TinyLlamaSpec(), recipes.recipe("tiny").shape
     assert (shape.hidden_size, shape.num_layers, shape.ffn_hidden_size) == \
         (spec.hidden_size, spec.num_hidden_layers, spec.intermediate_size)
-    assert cfg.model.num_attention_heads == spec.num_attention_heads and cfg.data.seq_length <= spec.max_position_embeddings
+    assert cfg.model.num_attention_heads == spec.num_attention_heads \
+        and cfg.data.seq_length <= spec.max_position_embeddings
     tokenizer = Tokenizer.from_file(str(repo / "examples" / "tokenizer" / "tokenizer.json"))
     assert shape.vocab_size >= tokenizer.get_vocab_size()
 

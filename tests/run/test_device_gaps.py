@@ -14,7 +14,8 @@ def test_busy_time_gaps_and_the_host_work_inside_them():
     assert timeline.window_ns == 12 * MS
     assert timeline.busy_ns == 5 * MS + MS + 10_000  # overlapping kernels counted once
     # the 10 us gap between rope and tiny is below the threshold; the tail after the last kernel counts
-    assert [(g.start_ns, g.duration_ns) for g in timeline.gaps] == [(5 * MS, 4 * MS), (10 * MS + 20_000, 2 * MS - 20_000)]
+    assert [(g.start_ns, g.duration_ns) for g in timeline.gaps] == \
+        [(5 * MS, 4 * MS), (10 * MS + 20_000, 2 * MS - 20_000)]
     assert timeline.gaps[0].host == [("aten::item", 3 * MS + 500_000), ("cudaStreamSynchronize", 3 * MS),
                                      ("cudaLaunchKernel", 100_000)]
     assert timeline.syncs == {"cudaStreamSynchronize": (1, 3 * MS)}

@@ -150,8 +150,8 @@ def mixed_precision_section(cfg: PrimusConfig) -> MixedPrecisionConfig:
 
 def dataset_section(cfg: PrimusConfig) -> PackedRowsProvider:
     return PackedRowsProvider(primus_config=cfg.model_dump(mode="json"),
-                              rows_per_stream=cfg.training.micro_batch_size, seed=cfg.data.seed, num_workers=cfg.data.num_workers,
-                              persistent_workers=cfg.data.num_workers > 0)
+                              rows_per_stream=cfg.training.micro_batch_size, seed=cfg.data.seed,
+                              num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0)
 
 
 def apply_model_settings(provider, cfg: PrimusConfig) -> None:

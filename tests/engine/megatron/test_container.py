@@ -58,7 +58,8 @@ def test_sft_container_carries_every_setting(megatron_cpu, tmp_path, tiny_hf):
     assert container.model.calculate_per_token_loss and not container.ddp.average_in_collective
     assert (sched.lr_warmup_iters, sched.lr_decay_style, sched.lr_decay_iters) == (3, "cosine", 30)
     assert (container.validation.eval_interval, container.validation.eval_iters) == (10, 2)
-    assert (ckpt.save, ckpt.load, ckpt.pretrained_checkpoint) == (str(tmp_path / "ckpt"),) * 2 + (str(tmp_path / "base"),)
+    assert (ckpt.save, ckpt.load, ckpt.pretrained_checkpoint) == \
+        (str(tmp_path / "ckpt"),) * 2 + (str(tmp_path / "base"),)
     assert (ckpt.save_interval, ckpt.async_save) == (10, False)
     assert (container.logger.log_interval, container.logger.tensorboard_dir) == (5, str(tmp_path / "tb"))
     assert container.tokenizer.tokenizer_model == str(tiny_hf)

@@ -1,7 +1,6 @@
 """The contract's HF module names map onto one Megatron-Bridge adapter per projection, as PEFT has."""
 
 import pytest
-import torch
 
 from primus_bridge.config import ConfigError
 from primus_bridge.config.sections.lora import LoraConfig
