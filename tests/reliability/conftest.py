@@ -59,7 +59,19 @@ def run_to_end(config: Path, env: dict | None = None, *extra: str) -> subprocess
                           text=True, timeout=300)
 
 
+def start_until(config: Path, marker: str) -> tuple[subprocess.Popen, list[str]]:
+    """Start training and read its output until a line contains `marker`: (the running process, lines so far)."""
+    process = subprocess.Popen(train_command(config), cwd=REPO, env=child_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if marker in line:
+            break
+    return process, lines
+
+
 @pytest.fixture(scope="session")
 def subprocess_tools():
     """The helpers above, for test modules (conftest functions are not importable by name)."""
-    return {"command": train_command, "env": child_env, "run": run_to_end, "repo": REPO}
+    return {"command": train_command, "env": child_env, "run": run_to_end, "repo": REPO, "start_until": start_until}

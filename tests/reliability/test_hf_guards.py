@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import stat
-import subprocess
 import time
 
 import pytest
@@ -151,14 +150,7 @@ def test_a_rerun_after_the_export_keeps_it_and_outputs_read_like_other_files(run
 
 def test_ctrl_c_saves_and_a_second_run_on_the_folder_is_refused(run_config, subprocess_tools, tmp_path, capsys):
     config = run_config(tmp_path, checkpointing={"save_interval": 1000})
-    process = subprocess.Popen(subprocess_tools["command"](config), cwd=subprocess_tools["repo"],
-                               env=subprocess_tools["env"](), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-    lines = []
-    for line in process.stdout:
-        lines.append(line)
-        if "step 2/16 " in line:
-            break
+    process, lines = subprocess_tools["start_until"](config, "step 2/16 ")
     try:
         assert train_main(["--config", str(config)]) == 2
         assert f"is in use by another run (pid {process.pid} on host" in capsys.readouterr().err

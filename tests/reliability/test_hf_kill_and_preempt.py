@@ -3,7 +3,6 @@ SIGTERM saves after the current step and exits with PREEMPTED_EXIT_CODE."""
 
 import json
 import signal
-import subprocess
 
 import pytest
 import torch
@@ -26,15 +25,8 @@ def reference(run_config, subprocess_tools, tmp_path_factory):
 
 def run_until(subprocess_tools, config, marker: str, sig: signal.Signals) -> tuple[int, str]:
     """Start training, send `sig` once a log line contains `marker`, return (exit code, output)."""
-    process = subprocess.Popen(subprocess_tools["command"](config), cwd=subprocess_tools["repo"],
-                               env=subprocess_tools["env"](), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-    lines = []
-    for line in process.stdout:
-        lines.append(line)
-        if marker in line:
-            process.send_signal(sig)
-            break
+    process, lines = subprocess_tools["start_until"](config, marker)
+    process.send_signal(sig)
     lines.extend(process.stdout)
     return process.wait(timeout=300), "".join(lines)
 
