@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 
 from fp32_megatron_model import unwrap  # this script's folder is sys.path[0]
-from parallel_convert_worker import _cpu_megatron, _megatron_model
+from parallel_convert_worker import _megatron_model, cpu_megatron
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -27,10 +27,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str]) -> int:
-    args = _parse(argv)
-    _cpu_megatron(2, 1)  # imports Megatron-Bridge first (TE placeholders)
-    from megatron.core import parallel_state
+def run(args: argparse.Namespace) -> None:
+    """Megatron logits with random adapters, and the PEFT + merged export of the same model."""
     from transformers import AutoTokenizer
 
     from primus_bridge.config.sections.lora import LoraConfig
@@ -53,8 +51,12 @@ def main(argv: list[str]) -> int:
         torch.save(logits, args.out / "logits.pt")
     tokenizer = AutoTokenizer.from_pretrained(str(args.hf), local_files_only=True)
     export_models(models, args.hf, args.out / "export", None, tokenizer, peft)
-    parallel_state.destroy_model_parallel()
-    dist.destroy_process_group()
+
+
+def main(argv: list[str]) -> int:
+    args = _parse(argv)
+    with cpu_megatron(2, 1):  # imports Megatron-Bridge first (TE placeholders)
+        run(args)
     return 0
 
 

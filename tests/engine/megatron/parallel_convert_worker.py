@@ -15,6 +15,7 @@ so the single forward pass hands activations between stages with Megatron-Core's
 """
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -53,6 +54,19 @@ def _cpu_megatron(tp: int, pp: int) -> None:
     mcore_random._CUDA_RNG_STATE_TRACKER_INITIALIZED = True
 
 
+@contextlib.contextmanager
+def cpu_megatron(tp: int, pp: int):
+    """A worker's whole Megatron session on CPU: set up as _cpu_megatron does; on the way out every rank meets
+    at a barrier, then the parallel state and the process group are torn down."""
+    _cpu_megatron(tp, pp)
+    from megatron.core import parallel_state
+
+    yield
+    dist.barrier()
+    parallel_state.destroy_model_parallel()
+    dist.destroy_process_group()
+
+
 def _megatron_model(hf: Path, tp: int, pp: int):
     """AutoBridge and this rank's model chunks, HF weights loaded into the TP/PP shards."""
     return fp32_megatron_model(
@@ -87,17 +101,14 @@ def main(argv: list[str]) -> int:
     from megatron.core import parallel_state
 
     args = _parse(argv)
-    _cpu_megatron(args.tp, args.pp)
-    bridge, models = _megatron_model(args.hf, args.tp, args.pp)
-    stage = unwrap(models[0]).eval()
-    _write_shards(stage, args.out)
-    logits = _logits(stage, torch.load(args.tokens))
-    if logits is not None and parallel_state.get_tensor_model_parallel_rank() == 0:
-        torch.save(logits, args.out / "logits.pt")
-    bridge.save_hf_pretrained(models, args.out / "hf", show_progress=False)
-    dist.barrier()
-    parallel_state.destroy_model_parallel()
-    dist.destroy_process_group()
+    with cpu_megatron(args.tp, args.pp):
+        bridge, models = _megatron_model(args.hf, args.tp, args.pp)
+        stage = unwrap(models[0]).eval()
+        _write_shards(stage, args.out)
+        logits = _logits(stage, torch.load(args.tokens))
+        if logits is not None and parallel_state.get_tensor_model_parallel_rank() == 0:
+            torch.save(logits, args.out / "logits.pt")
+        bridge.save_hf_pretrained(models, args.out / "hf", show_progress=False)
     return 0
 
 

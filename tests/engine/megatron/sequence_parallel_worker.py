@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 from fp32_megatron_model import fp32_megatron_model, unwrap  # this script's folder is sys.path[0]
-from parallel_convert_worker import _cpu_megatron
+from parallel_convert_worker import cpu_megatron
 
 NORM_WEIGHTS = ("input_layernorm.weight", "pre_mlp_layernorm.weight", "final_layernorm.weight", "q_layernorm.weight",
                 "k_layernorm.weight")
@@ -106,15 +106,10 @@ def run(hf: Path, tokens: torch.Tensor, tp: int) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    from megatron.core import parallel_state
-
     args = _parse(argv)
-    _cpu_megatron(args.tp, 1)
-    result = run(args.hf, torch.load(args.tokens), args.tp)
-    torch.save(result, args.out / f"rank{dist.get_rank()}.pt")
-    dist.barrier()
-    parallel_state.destroy_model_parallel()
-    dist.destroy_process_group()
+    with cpu_megatron(args.tp, 1):
+        result = run(args.hf, torch.load(args.tokens), args.tp)
+        torch.save(result, args.out / f"rank{dist.get_rank()}.pt")
     return 0
 
 
