@@ -12,10 +12,11 @@ STAMP       := $(VENV)/.setup-done
 ENGINE      ?= hf
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-gpu lint clean
+.PHONY: help setup demo test test-fast test-gpu lint clean
 help:
 	@echo "make demo   - fine-tune the tiny model on the shipped data (CPU), export, generate, report"
 	@echo "make test   - run the test suite (GPU tests are skipped without a GPU)"
+	@echo "make test-fast - the unit tests only: no SLURM, no training runs, no multi-process workers (~1 min)"
 	@echo "make setup  - create $(VENV) with Python 3.12 and the pinned dependencies (done by demo/test)"
 	@echo "make lint   - ruff over the code and tests (the rules in pyproject.toml)"
 	@echo "make test-gpu - only the gpu-marked tests (on a GPU machine)"
@@ -28,7 +29,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@echo "== setup: pip, wheel"
 	@$(PIP) install -q --upgrade pip wheel
 	@echo "== setup: project + pinned dependencies (constraints.txt)"
-	@$(PIP) install -q -c constraints.txt -e ".[megatron,test,report,bench]"
+	@$(PIP) install -q -c constraints.txt -e ".[megatron,test,report,bench,logging]"
 	@echo "== setup: megatron-bridge (--no-deps; its imports are in the [megatron] extra)"
 	@$(PIP) install -q -c constraints.txt --no-deps megatron-bridge
 	@touch $(STAMP)
@@ -36,6 +37,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
 
 test-gpu: setup
 	$(PY) -m pytest -m gpu $(PYTEST_ARGS)

@@ -28,7 +28,7 @@ from primus_bridge.planner.calibration import (
     Measurement, compare, load_measurements, markdown_table, measurements_json, write_report,
 )
 from primus_bridge.utils.atomic import atomic_write_text
-from recipes._shape import ModelShape
+from primus_bridge.models.shape import ModelShape
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,8 +1,11 @@
 """Per-model recipes: architecture facts plus tuned settings per mode (sft / lora) and GPU type.
 
 Each module `recipes/<name>.py` holds a `RECIPE` (`recipes._base.Recipe`: the model's
-`ModelShape` and its tuning tables) and states its recommended parallelism in its docstring.
-`config_layer(name, mode, gpu)` renders it as a nested dict in the user's YAML layout.
+`primus_bridge.models.shape.ModelShape` and its tuning tables) and states its recommended parallelism in its
+docstring. `config_layer(name, mode, gpu)` renders it as a nested dict in the user's YAML layout.
+
+Recipes are data: they import only `primus_bridge.models` and `primus_bridge.hardware`, and primus_bridge
+reads them through one module, `primus_bridge.config.recipe`.
 """
 
 import importlib

@@ -8,16 +8,11 @@ rows per mode, shared by the models of one size, not twelve copies per model.
 
 from dataclasses import dataclass, replace
 
-from primus_bridge.hardware import GPU_TYPES
+from primus_bridge.hardware import GPU_TYPES, gpu_type
 
-from ._shape import ModelShape
+from primus_bridge.models.shape import ModelShape
 
 MODES = ("sft", "lora")
-
-
-def gpu_memory_gb(gpu: str) -> int:
-    """Marketing memory size of a GPU type in GB (the tier key recipes use)."""
-    return GPU_TYPES[gpu][1]
 
 
 @dataclass(frozen=True)
@@ -98,9 +93,7 @@ class Recipe:
                 raise ValueError(f"recipe {self.name} needs a GPU type and none is visible here; "
                                  f"pass --gpu (one of {', '.join(GPU_TYPES)})")
             return table[min(table)]
-        if gpu not in GPU_TYPES:
-            raise ValueError(f"gpu {gpu!r} is not a known GPU type; use --gpu with one of {', '.join(GPU_TYPES)}")
-        tiers = [tier for tier in table if tier <= gpu_memory_gb(gpu)]
+        tiers = [tier for tier in table if tier <= gpu_type(gpu).memory_gb]
         if not tiers:
             raise ValueError(f"recipe {self.name} has no {mode} settings for {gpu}")
         return table[max(tiers)]

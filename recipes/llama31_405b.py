@@ -10,7 +10,7 @@ sequence parallel everywhere.
 """
 
 from ._base import LORA_LARGE, SFT_LARGE, Recipe, SizeClass, Tuning
-from ._shape import ModelShape
+from primus_bridge.models.shape import ModelShape
 
 SHAPE = ModelShape(
     model_type="llama", num_layers=126, hidden_size=16384, num_attention_heads=128, num_query_groups=8,

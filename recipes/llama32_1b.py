@@ -5,7 +5,7 @@ sequence 4096, micro batch 1, no recompute.
 """
 
 from ._base import Recipe
-from ._shape import ModelShape
+from primus_bridge.models.shape import ModelShape
 from ._sizes import SMALL
 
 SHAPE = ModelShape(

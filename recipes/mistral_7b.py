@@ -6,7 +6,7 @@ Recommended parallelism, one node, sequence 4096, micro batch 1, no recompute:
 """
 
 from ._base import Recipe
-from ._shape import ModelShape
+from primus_bridge.models.shape import ModelShape
 from ._sizes import B8
 
 SHAPE = ModelShape(

@@ -6,7 +6,7 @@ Recommended parallelism, sequence 4096, micro batch 1, no recompute, PP1:
 """
 
 from ._base import Recipe
-from ._shape import ModelShape
+from primus_bridge.models.shape import ModelShape
 from ._sizes import B32
 
 SHAPE = ModelShape(

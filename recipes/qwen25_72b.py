@@ -7,7 +7,7 @@ Recommended parallelism, sequence 4096, micro batch 1, sequence parallel on, no 
 """
 
 from ._base import Recipe
-from ._shape import ModelShape
+from primus_bridge.models.shape import ModelShape
 from ._sizes import B70
 
 SHAPE = ModelShape(

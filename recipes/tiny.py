@@ -7,7 +7,7 @@ process is enough). It has no hub id; the demo builds it locally with the projec
 from primus_bridge.models.tiny import TinyLlamaSpec
 
 from ._base import ModeDefaults, Recipe, SizeClass, Tuning
-from ._shape import ModelShape
+from primus_bridge.models.shape import ModelShape
 
 # The project tokenizer (examples/tokenizer) has under 2,048 tokens; the built model's vocabulary is
 # exactly len(tokenizer), so planning with 2,048 is a slight over-estimate.

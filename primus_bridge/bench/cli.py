@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..cli.errors import run_verb
+from ..cli.parser import ArgumentParser
 from ..logs import setup_logging
 from .report.index import write_index
 from .results import load_results
@@ -17,7 +18,7 @@ REPORTS_ROOT = REPO / "benchmarks" / "reports"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="primus-bridge bench", description=__doc__)
+    parser = ArgumentParser(prog="primus-bridge bench", description=__doc__)
     parser.add_argument("--suite", required=True, choices=sorted(SUITES), help="which suite to run")
     parser.add_argument("--out", type=Path, help="report folder (default benchmarks/reports/<date>-<device>-<suite>)")
     parser.add_argument("--cases", help="comma-separated case names to run (default: all of the suite)")

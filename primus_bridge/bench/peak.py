@@ -11,22 +11,14 @@ import statistics
 import time
 from dataclasses import dataclass
 
-# Dense (no sparsity) bf16 tensor-core TFLOP/s per GPU from the vendors' datasheets (SXM/OAM parts).
-DATASHEET_BF16_TFLOPS = {
-    "h100": 989.4,
-    "h200": 989.4,
-    "b200": 2250.0,
-    "mi300x": 1307.4,
-    "mi325x": 1307.4,
-    "mi355x": 2516.6,
-}
+from ..hardware import GPU_TYPES
 
 
 def datasheet_peak_tflops(gpu_type: str | None, dtype: str) -> float | None:
     """Datasheet dense peak for bf16 on a known GPU; None on CPU, unknown GPUs and other dtypes."""
-    if gpu_type is None or dtype != "bf16":
+    if gpu_type not in GPU_TYPES or dtype != "bf16":
         return None
-    return DATASHEET_BF16_TFLOPS.get(gpu_type)
+    return GPU_TYPES[gpu_type].bf16_tflops
 
 
 Shape = tuple[int, int, int]
@@ -48,6 +40,13 @@ class MatmulPeak:
     per_shape: tuple[tuple[Shape, float], ...] = ()
     """Each measured shape with its median TFLOP/s."""
     warmup_s: float = 0.0
+
+    @classmethod
+    def from_record(cls, record: dict) -> "MatmulPeak":
+        """Back from its JSON form, where the shapes became lists."""
+        shape = record.get("best_shape")
+        return cls(**{**record, "best_shape": tuple(shape) if shape else None,
+                      "per_shape": tuple((tuple(item), tflops) for item, tflops in record.get("per_shape", ()))})
 
     def describe(self) -> str:
         if not self.per_shape:

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ConfigError
+from ..models.flops import FORMULA_TEXT, flops_per_token
 from ..run.profiler import gaps_table_path, operation_table_path
 from ..utils.atomic import atomic_write_text
 from .environment import DeviceInfo, capture_environment
-from .flops import FORMULA_TEXT, flops_per_token
 from .metrics import compute_metrics
 from .peak import MatmulPeak, datasheet_peak_tflops
 from .processes import log_tail, python_command, run_logged
@@ -61,7 +61,7 @@ def probe_device(suite: Suite, workspace: Workspace) -> tuple[DeviceInfo, Matmul
     if finished.returncode != 0:
         raise RuntimeError(f"the device probe failed ({finished.returncode=}):\n{log_tail(log_file)}")
     record = json.loads(out.read_text())
-    return DeviceInfo(**record["device"]), MatmulPeak(**record["peak"])
+    return DeviceInfo(**record["device"]), MatmulPeak.from_record(record["peak"])
 
 
 def new_results(suite: Suite, workspace: Workspace) -> BenchResults:
@@ -84,7 +84,7 @@ def case_info(case: BenchCase, model_dir: Path, rows: int, fingerprint: str) -> 
     return CaseInfo(
         name=case.name, shape=case.shape, mode=case.mode, seq_length=case.seq_length,
         micro_batch_size=case.micro_batch_size, global_batch_size=case.global_batch_size,
-        lora_rank=lora.rank if lora else None, lora_targets=list(lora.target_modules) if lora else None,
+        lora_rank=lora.rank if lora else None, lora_targets=list(case.lora_targets) if lora else None,
         tokens_per_step=case.tokens_per_step, flops_per_token=flops_per_token(shape, case.seq_length, lora),
         data_fingerprint=fingerprint, data_rows=rows,
     )

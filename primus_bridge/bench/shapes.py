@@ -1,25 +1,20 @@
 """Decoder shapes the benchmarks build with random weights (no downloads).
 
-The architecture class and numbers are the recipes' (`recipes/_shape.py`: one place for each model's
-facts); this module names the benchmark shapes and reads a built checkpoint's shape back.
+The architecture class is `primus_bridge.models.shape` and the numbers are the recipes' (one place for each
+model's facts); this module names the benchmark shapes and reads a built checkpoint's shape back.
 """
 
 import json
 from pathlib import Path
 
-from recipes._shape import ModelShape
+from ..config.recipe import recipe
+from ..models.shape import ModelShape
 
 SHAPE_RECIPES = {"llama3-8b": "llama3_8b", "llama3.2-1b": "llama32_1b", "llama3.2-3b": "llama32_3b"}
 """Benchmark shape -> the recipe whose architecture it uses (recipes/<name>.py)."""
 
 
-def _from_recipe(recipe: str) -> ModelShape:
-    import recipes
-
-    return recipes.recipe(recipe).shape
-
-
-SHAPES: dict[str, ModelShape] = {name: _from_recipe(recipe) for name, recipe in SHAPE_RECIPES.items()}
+SHAPES: dict[str, ModelShape] = {name: recipe(recipe_name).shape for name, recipe_name in SHAPE_RECIPES.items()}
 
 
 def get_shape(name: str) -> ModelShape:

@@ -9,11 +9,10 @@ from typing import Literal
 
 from pydantic import ConfigDict
 
-from .flops import LoraSpec
+from ..models.lora import PROJECTIONS, LoraSpec
 from .results import CaseShape
 from .shapes import get_shape
 
-ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 @dataclass(frozen=True)
 class System:
@@ -46,7 +45,7 @@ class BenchCase(CaseShape):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     lora_rank: int = 16
-    lora_targets: tuple[str, ...] = ALL_LINEAR
+    lora_targets: tuple[str, ...] = PROJECTIONS
     timeout_s: int = 420
     """Seconds one system may take for this case (start-up, model load, all steps)."""
     expected_s: tuple[tuple[str, int], ...] = (("megatron", 200), ("hf", 100), ("hf-flex", 130), ("hf-liger", 140))
@@ -65,7 +64,7 @@ class BenchCase(CaseShape):
         return self.global_batch_size * self.seq_length
 
     def lora_spec(self) -> LoraSpec | None:
-        return LoraSpec(self.lora_rank, self.lora_targets) if self.mode == "lora" else None
+        return LoraSpec(self.lora_rank, frozenset(self.lora_targets)) if self.mode == "lora" else None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from .parser import version_line
 VERBS = {  # verb -> (module with main(argv) -> int, one-line help)
     "train": ("primus_bridge.train", "fine-tune (SFT or LoRA) from a YAML config and flags"),
     "convert": ("primus_bridge.convert", "import a HF model or export a checkpoint to HF"),
+    "chat": ("primus_bridge.chat.cli", "talk to a trained model with its training template (or answer a JSONL file)"),
     "print-config": ("primus_bridge.cli.print_config",
                      "print the resolved config (--explain: where each value came from)"),
     "data": ("primus_bridge.data.report_cli", "inspect a dataset: counts, trainable tokens, packing, samples"),

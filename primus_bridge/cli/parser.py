@@ -8,6 +8,8 @@ import argparse
 import sys
 from importlib import metadata
 
+from ..utils.numbers import is_number
+
 DISTRIBUTION = "primus-bridge"
 
 
@@ -20,14 +22,6 @@ def version() -> str:
 
 def version_line(prog: str = DISTRIBUTION) -> str:
     return f"{prog} {version()}"
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -48,7 +42,7 @@ class ArgumentParser(argparse.ArgumentParser):
         while i < len(args):
             token = args[i]
             following = args[i + 1] if i + 1 < len(args) else None
-            if following is not None and following.startswith("-") and _is_number(following) \
+            if following is not None and following.startswith("-") and is_number(following) \
                     and self._takes_value(token):
                 out.append(f"{token}={following}")
                 i += 2

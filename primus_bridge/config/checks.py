@@ -2,6 +2,7 @@
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from .head_loss import chunked_head_needs
@@ -45,28 +46,58 @@ def _hf_config(cfg: PrimusConfig) -> dict:
         return {}
 
 
-def model_shape(cfg: PrimusConfig) -> dict:
-    """Heads, KV groups and position limit, from the config or the local HF model, where known."""
+@dataclass(frozen=True)
+class KnownShape:
+    """What the structural checks need of the model, each None where it is not known yet."""
+
+    heads: int | None = None
+    kv_groups: int | None = None
+    vocab_size: int | None = None
+    max_positions: int | None = None
+
+
+def known_shape(cfg: PrimusConfig) -> KnownShape:
+    """Heads, KV groups, vocabulary and position limit, from the config or the local HF model, where known."""
     hf = _hf_config(cfg)
     heads = cfg.model.num_attention_heads or hf.get("num_attention_heads")
-    return {
-        "heads": heads,
-        "kv_groups": cfg.model.num_query_groups or hf.get("num_key_value_heads") or heads,
-        "max_positions": cfg.model.max_position_embeddings or hf.get("max_position_embeddings"),
-    }
+    return KnownShape(heads=heads, kv_groups=cfg.model.num_query_groups or hf.get("num_key_value_heads") or heads,
+                      vocab_size=hf.get("vocab_size"),
+                      max_positions=cfg.model.max_position_embeddings or hf.get("max_position_embeddings"))
 
 
-def _check_model_fit(cfg: PrimusConfig) -> list[str]:
-    shape, tp, errors = model_shape(cfg), cfg.parallelism.tensor_model_parallel_size, []
-    for name, count in (("attention heads", shape["heads"]), ("KV groups", shape["kv_groups"])):
+def structural_errors(cfg: PrimusConfig, shape: KnownShape, trains: bool = True) -> list[str]:
+    """What the model's shape says against the run: TP vs heads, KV groups and vocabulary; seq_length vs positions.
+
+    Run on the config when it is loaded (shape from the config or a local HF model), and again by the megatron
+    engine on the model it builds (a hub id or a checkpoint), before any weights are loaded. The vocabulary
+    matters because the embedding and output layer are split by rows across TP ranks and the HF checkpoint's rows
+    are kept as they are (no padding, so the export matches the original). `trains=False`: a conversion, which
+    reads no data, so data.seq_length is not checked.
+    """
+    tp, errors = cfg.parallelism.tensor_model_parallel_size, []
+    for name, count in (("attention heads", shape.heads), ("KV groups", shape.kv_groups)):
         if count and count % tp:
             errors.append(f"parallelism.tensor_model_parallel_size: {tp} does not divide the model's {count} "
                           f"{name}; use a divisor of {count}")
-    limit = shape["max_positions"]
-    if limit and cfg.data.seq_length > limit:
+    if shape.vocab_size and shape.vocab_size % tp:
+        errors.append(f"parallelism.tensor_model_parallel_size: {tp} does not divide the model's "
+                      f"{shape.vocab_size} vocabulary entries; use a TP size that does, or a checkpoint whose "
+                      "vocabulary is padded (e.g. to a multiple of 128)")
+    limit = shape.max_positions
+    if trains and limit and cfg.data.seq_length > limit:
         errors.append(f"data.seq_length: {cfg.data.seq_length} is beyond the model's {limit} positions; "
                       f"use at most {limit}")
     return errors
+
+
+def _check_sequence_parallel(cfg: PrimusConfig) -> list[str]:
+    """Sequence parallel splits each micro batch's packed stream (micro_batch_size rows of seq_length) over TP."""
+    tp, stream = cfg.parallelism.tensor_model_parallel_size, cfg.training.micro_batch_size * cfg.data.seq_length
+    if not cfg.parallelism.sequence_parallel or stream % tp == 0:
+        return []
+    return [f"data.seq_length: sequence parallel splits each packed stream (training.micro_batch_size "
+            f"{cfg.training.micro_batch_size} x seq_length {cfg.data.seq_length} = {stream} tokens) over the {tp} "
+            f"TP ranks; use a seq_length that makes it a multiple of {tp}"]
 
 
 def _check_lora(cfg: PrimusConfig, origins: dict[str, str]) -> list[str]:
@@ -142,11 +173,14 @@ def _env_world_size() -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
-def cross_field_errors(cfg: PrimusConfig, origins: dict[str, str], world_size: int | None = None) -> list[str]:
+def cross_field_errors(cfg: PrimusConfig, origins: dict[str, str], world_size: int | None = None, *,
+                       trains: bool = True) -> list[str]:
+    """Every problem across keys. `trains=False` (a conversion) leaves out the batch and sequence-length checks."""
     world = world_size if world_size is not None else _env_world_size()
     return [
-        *_check_batch(cfg, world),
-        *_check_model_fit(cfg),
+        *(_check_batch(cfg, world) if trains else []),
+        *structural_errors(cfg, known_shape(cfg), trains=trains),
+        *(_check_sequence_parallel(cfg) if trains else []),
         *_check_lora(cfg, origins),
         *_check_parallel_flags(cfg),
         *_check_io(cfg),

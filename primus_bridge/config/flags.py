@@ -57,11 +57,16 @@ def _help_for(dotted: str) -> str:
     return f"{(info.description or '').rstrip('.')} [yaml: {dotted}; default: {default}]"
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Every contract flag plus --config, --set and our extras; unset flags stay None (they override nothing)."""
+def add_config_arguments(parser: argparse.ArgumentParser, only: set[str] | None = None) -> None:
+    """Every contract flag plus --config, --set and our extras; unset flags stay None (they override nothing).
+
+    `only`: the config flags a verb uses (e.g. {"--load", "--save"}); --config, --set and --debug are always there.
+    """
     group = parser.add_argument_group("configuration (a flag overrides the YAML value)")
     group.add_argument("--config", metavar="YAML", help="training YAML (the contract's layout; may use extends:)")
     for flag, dotted, is_switch in CONTRACT_FLAGS + EXTRA_FLAGS:
+        if only is not None and flag not in only:
+            continue
         dest = "flag:" + dotted
         if is_switch:
             group.add_argument(flag, dest=dest, action="store_const", const=True, default=None, help=_help_for(dotted))
@@ -69,6 +74,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=dest, metavar=dotted.rsplit(".", 1)[-1].upper(), default=None,
                                help=_help_for(dotted))
     for flag, dotted in NEGATIVE_SWITCHES:
+        if only is not None and flag not in only:
+            continue
         group.add_argument(flag, dest="flag:" + dotted, action="store_const", const=False, default=None,
                            help=f"turn off {dotted} [yaml: {dotted}: false]")
     group.add_argument("--set", dest="set_values", action="append", default=[], metavar="KEY=VALUE",

@@ -40,13 +40,13 @@ ExtraChecks = Callable[[PrimusConfig], list[str]]
 
 
 def validate(values: dict, origins: dict[str, str], world_size: int | None = None,
-             extra_checks: ExtraChecks | None = None) -> PrimusConfig:
+             extra_checks: ExtraChecks | None = None, *, trains: bool = True) -> PrimusConfig:
     """Values -> PrimusConfig, or ConfigError listing every problem (schema, cross-field, then `extra_checks`)."""
     try:
         cfg = PrimusConfig.model_validate(values)
     except ValidationError as err:
         raise ConfigError([_describe(e, origins) for e in err.errors()]) from None
-    problems = cross_field_errors(cfg, origins, world_size)
+    problems = cross_field_errors(cfg, origins, world_size, trains=trains)
     problems += extra_checks(cfg) if extra_checks else []
     if problems:
         raise ConfigError(problems)
@@ -54,10 +54,10 @@ def validate(values: dict, origins: dict[str, str], world_size: int | None = Non
 
 
 def resolve(layers: list[Layer], world_size: int | None = None,
-            extra_checks: ExtraChecks | None = None) -> tuple[PrimusConfig, dict[str, str]]:
+            extra_checks: ExtraChecks | None = None, *, trains: bool = True) -> tuple[PrimusConfig, dict[str, str]]:
     """Merge layers (lowest precedence first), validate, and return the config with each key's origin."""
     values, origins = merge_layers(layers)
-    cfg = validate(values, origins, world_size, extra_checks)
+    cfg = validate(values, origins, world_size, extra_checks, trains=trains)
     for dotted in flatten(cfg.model_dump()):
         origins.setdefault(dotted, "default")
     return cfg, origins

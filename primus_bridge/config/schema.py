@@ -4,9 +4,11 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from ..hardware import GPU_TYPES
 from .sections.base import Section
 from .sections.checkpointing import CheckpointConfig
 from .sections.data import DataConfig
+from .sections.logging import LoggingConfig
 from .sections.lora import LoraConfig
 from .sections.model import ModelConfig
 from .sections.parallelism import ParallelismConfig
@@ -26,7 +28,8 @@ class PrimusConfig(Section):
     recipe: str | None = None
     """Start from a recipe module in recipes/ (flag --recipe); your keys override it."""
     gpu: str | None = None
-    """GPU type for recipe settings and the memory planner: mi300x, mi325x, mi355x, h100, h200, b200 (flag --gpu)."""
+    """GPU type for recipe settings and the memory planner: one of primus_bridge.hardware.GPU_TYPES (mi300x, mi325x,
+    mi355x, h100, h200, b200; flag --gpu)."""
     force: bool = False
     """Start even when the memory planner predicts the run does not fit (flag --force)."""
     convert_from_hf: bool = False
@@ -47,6 +50,15 @@ class PrimusConfig(Section):
     checkpointing: CheckpointConfig = Field(default_factory=CheckpointConfig)
     activation_checkpointing: RecomputeConfig = Field(default_factory=RecomputeConfig)
     profiling: ProfilingConfig = Field(default_factory=ProfilingConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @field_validator("gpu")
+    @classmethod
+    def _known_gpu(cls, value: str | None) -> str | None:
+        if value is not None and value not in GPU_TYPES:
+            raise ValueError(f"{value!r} is not a GPU type primus-bridge has numbers for; use one of "
+                             f"{', '.join(GPU_TYPES)}, or leave it unset (detected from the machine)")
+        return value
 
     @field_validator("framework")
     @classmethod

@@ -1,9 +1,11 @@
 """Files -> records -> conversations -> rendered text -> tokens and trained spans, into a DocumentStore.
 
-Records stream through in chunks: one batched tokenizer call per chunk, run in a worker thread.
+Records stream through in chunks: one batched tokenizer call per chunk, run in a worker thread, with the
+cyclic garbage collector paused (gc_paused).
 """
 
 import contextlib
+import gc
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
@@ -50,6 +52,19 @@ def _tools_refused(where: str, template: Template) -> DataError:
                             f"them; {fix}", "tools unsupported")
 
 
+@contextlib.contextmanager
+def gc_paused():
+    """No cyclic garbage collection while records stream through: the pipeline makes no reference cycles, and
+    the collector's passes over the many live objects (chunks of records, encodings) cost a tenth of the CPU."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _chunks(items: Iterator, size: int) -> Iterator[list]:
     while chunk := list(islice(items, size)):
         yield chunk
@@ -65,15 +80,17 @@ def encode_documents(files: list[Path], dataset_format: str, template: Template,
     encoder, builder = SampleEncoder(tokenizer, template, data), StoreBuilder()
 
     def keep(samples: list[EncodedSample]) -> None:
+        kept = []
         for sample in samples:
             if sample.truncation:
                 counts.truncate(sample.truncation)
             if sample.spans:
-                builder.add(sample)
+                kept.append(sample)
             else:
                 counts.drop("no trainable tokens")
+        builder.add_all(kept)
 
-    with contextlib.closing(read_records(files)) as records, ThreadPoolExecutor(max_workers=1) as worker:
+    with gc_paused(), contextlib.closing(read_records(files)) as records, ThreadPoolExecutor(max_workers=1) as worker:
         pending = None
         for chunk in _chunks(_rendered(records, dataset_format, template, data.skip_bad_records, counts), CHUNK_SIZE):
             submitted = (chunk, worker.submit(encoder.tokenize, chunk))

@@ -45,17 +45,19 @@ class SampleEncoder:
 
     def finish(self, batch: list[tuple[Conversation, Rendered]], encodings: list) -> list[EncodedSample]:
         """Over-long samples are re-rendered shorter one by one (see truncate.py)."""
-        return [self._sample(conv, Fitted(rendered, enc, None)) for (conv, rendered), enc in zip(batch, encodings)]
+        return [self._sample(conv, rendered, enc) for (conv, rendered), enc in zip(batch, encodings)]
 
     def encode(self, batch: list[tuple[Conversation, Rendered]]) -> list[EncodedSample]:
         return self.finish(batch, self.tokenize(batch))
 
-    def _sample(self, conversation: Conversation, fitted: Fitted) -> EncodedSample:
-        seq_length = self.data.seq_length
-        fitted = fit(conversation, fitted, self.template, self.encode_one, seq_length)
-        ids = fitted.encoding.ids
+    def _sample(self, conversation: Conversation, rendered: Rendered, encoding) -> EncodedSample:
+        seq_length, kind = self.data.seq_length, None
+        if len(encoding) > seq_length:
+            fitted = fit(conversation, Fitted(rendered, encoding, None), self.template, self.encode_one, seq_length)
+            rendered, encoding, kind = fitted.rendered, fitted.encoding, fitted.kind
+        ids = encoding.ids
         if len(ids) > seq_length:
             ids = ids[:seq_length]
-        char_spans = trained_char_spans(fitted.rendered, self.data.train_on_prompt, self.data.mask_history)
-        spans = label_spans(fitted.encoding, char_spans, len(ids))
-        return EncodedSample(ids, spans, fitted.kind, conversation.ordinal, conversation.where)
+        char_spans = trained_char_spans(rendered, self.data.train_on_prompt, self.data.mask_history)
+        spans = label_spans(encoding, char_spans, len(ids))
+        return EncodedSample(ids, spans, kind, conversation.ordinal, conversation.where)

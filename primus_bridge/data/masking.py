@@ -37,8 +37,12 @@ def token_range(encoding, start: int, end: int) -> tuple[int, int] | None:
     """Tokens [first, last + 1) covering characters [start, end), or None for an empty span."""
     if end <= start:
         return None
-    first = _covering_token(encoding, range(start, end))
-    last = _covering_token(encoding, range(end - 1, start - 1, -1))
+    first = encoding.char_to_token(start)  # the usual case: a token covers the edge character itself
+    if first is None:
+        first = _covering_token(encoding, range(start + 1, end))
+    last = encoding.char_to_token(end - 1)
+    if last is None:
+        last = _covering_token(encoding, range(end - 2, start - 1, -1))
     if first is None or last is None:
         return None
     return first, last + 1

@@ -35,15 +35,29 @@ def pad_token_id(tokenizer) -> int:
 
 
 class PackedSplit:
-    """The rows of one split (train, valid or test)."""
+    """The rows of one split (train, valid or test).
+
+    `source_names` names the data sources; with more than one, `source_doc_offsets` says which store
+    documents each holds (a mixture packs each source's rows on their own, so every row has one source).
+    """
 
     def __init__(self, store: DocumentStore, row_offsets: np.ndarray, row_docs: np.ndarray,
-                 seq_length: int, pad_id: int):
+                 seq_length: int, pad_id: int, source_names: tuple[str, ...] = ("data",),
+                 source_doc_offsets: np.ndarray | None = None):
         self.store, self.row_offsets, self.row_docs = store, row_offsets, row_docs
         self.seq_length, self.pad_id = seq_length, pad_id
+        self.source_names, self.source_doc_offsets = tuple(source_names), source_doc_offsets
 
     def __len__(self) -> int:
         return len(self.row_offsets) - 1
+
+    def row_sources(self, indices: np.ndarray | list[int] | None = None) -> np.ndarray:
+        """The source index (into source_names) of each row in `indices` (default: every row)."""
+        rows = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=np.int64)
+        if self.source_doc_offsets is None or not len(rows):
+            return np.zeros(len(rows), dtype=np.int64)
+        first_docs = self.row_docs[self.row_offsets[rows]]
+        return np.searchsorted(self.source_doc_offsets, first_docs, side="right") - 1
 
     def documents(self, index: int) -> np.ndarray:
         """Store indices of the documents in row `index`."""

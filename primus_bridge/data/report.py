@@ -25,6 +25,30 @@ class SplitReport:
 
 
 @dataclass
+class SourceReport:
+    """One source of a data mixture."""
+
+    name: str
+    path: str
+    dataset_format: str
+    weight: float | None
+    samples: int | None
+    """The sample count the config asks per pass (data.data_path[i].samples), if any."""
+    records_read: int
+    samples_kept: int
+    tokens: int
+    """Tokens of the kept samples."""
+    train_samples: int
+    """Training samples one pass over the mixture takes from this source (repeats counted)."""
+    train_tokens: int
+    share: float
+    """train_samples / all sources' train_samples."""
+    repeats: float
+    """train_samples / this source's own train-split samples (above 1: upsampled, below: a subset)."""
+    valid_samples: int
+
+
+@dataclass
 class DataReport:
     data_files: list[str]
     dataset_format: str
@@ -58,6 +82,8 @@ class DataReport:
     cache_hit: bool = False
     template_reason: str = ""
     """Why the template was chosen: the config key that names it, or what data.prompt_template: auto found."""
+    sources: list[SourceReport] = field(default_factory=list)
+    """Per source of a mixture (data.data_path as a list): records, tokens and share; empty for one path."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,7 +91,8 @@ class DataReport:
     @classmethod
     def from_dict(cls, values: dict) -> "DataReport":
         splits = {name: SplitReport(**s) for name, s in values.get("splits", {}).items()}
-        return cls(**{**values, "splits": splits})
+        sources = [SourceReport(**s) for s in values.get("sources", [])]
+        return cls(**{**values, "splits": splits, "sources": sources})
 
 
 class BuildCounts:
@@ -86,6 +113,20 @@ class BuildCounts:
 
     def truncate(self, kind: str) -> None:
         self.truncated[kind] = self.truncated.get(kind, 0) + 1
+
+    def add(self, other: "BuildCounts") -> None:
+        """Add another source's counts to these."""
+        self.records_read += other.records_read
+        for mine, theirs in ((self.skipped, other.skipped), (self.dropped, other.dropped),
+                             (self.truncated, other.truncated)):
+            for key, count in theirs.items():
+                mine[key] = mine.get(key, 0) + count
+        room = MAX_SKIP_EXAMPLES - len(self.skipped_examples)
+        self.skipped_examples += other.skipped_examples[:max(room, 0)]
+        for key, (count, first) in other.findings.columns.items():
+            self.findings.columns.setdefault(key, [0, first])[0] += count
+        for path, (count, first, example) in other.findings.placeholders.items():
+            self.findings.placeholders.setdefault(path, [0, first, example])[0] += count
 
 
 def length_histogram(lengths: np.ndarray, seq_length: int) -> list[dict]:
@@ -134,7 +175,7 @@ def build_report(files: list[str], dataset_format: str, template: str, data: Dat
         samples_kept=len(store), skipped=counts.skipped, skipped_examples=counts.skipped_examples,
         dropped=counts.dropped, truncated=counts.truncated, tokens=int(lengths.sum()), trainable_tokens=trainable,
         trainable_pct=100 * trainable / max(int(lengths.sum()), 1),
-        packing_efficiency=int(lengths.sum()) / (rows * data.seq_length) if rows else 0.0,
+        packing_efficiency=sum(s.tokens for s in splits.values()) / (rows * data.seq_length) if rows else 0.0,
         splits=splits, length_histogram=length_histogram(lengths, data.seq_length),
         samples=marked_samples(store, tokenizer), unused_columns=counts.findings.unused_columns(),
         placeholders=counts.findings.placeholder_records(),
@@ -171,6 +212,7 @@ def format_text(report: DataReport) -> str:
     for name, split in report.splits.items():
         lines.append(f"  {name:<6}          {split.samples} samples -> {split.rows} rows, {split.tokens} tokens, "
                      f"efficiency {_pct(split.packing_efficiency)}")
+    lines += _source_lines(report.sources)
     lines += ["length histogram (tokens per sample)", *_histogram_lines(report.length_histogram)]
     for i, sample in enumerate(report.samples, 1):
         lines += [f"--- sample {i} (trained text between {TRAIN_OPEN} and {TRAIN_CLOSE}) ---", sample]
@@ -192,3 +234,19 @@ def _finding_lines(report: DataReport) -> list[str]:
 def _histogram_lines(bins: list[dict]) -> list[str]:
     peak = max((b["count"] for b in bins), default=0) or 1
     return [f"  {b['from']:>6}-{b['to']:<6} {b['count']:>8}  {'#' * round(40 * b['count'] / peak)}" for b in bins]
+
+
+def _source_lines(sources: list[SourceReport]) -> list[str]:
+    """The mixture's sources, one line each: what it holds and what one pass over the mixture takes."""
+    if not sources:
+        return []
+    per_pass = sum(s.train_samples for s in sources)
+    lines = [f"sources           {len(sources)}, one pass over the mixture takes {per_pass} training samples"]
+    for s in sources:
+        asked = f"weight {s.weight:g}" if s.weight is not None else \
+            f"samples {s.samples}" if s.samples is not None else "all samples"
+        lines.append(f"  {s.name:<15} {s.path} ({s.dataset_format}, {asked}): {s.records_read} records, "
+                     f"{s.samples_kept} kept, {s.tokens} tokens; train {s.train_samples} samples "
+                     f"({_pct(s.share)} of the mixture, x{s.repeats:.2f}), {s.train_tokens} tokens; "
+                     f"valid {s.valid_samples}")
+    return lines

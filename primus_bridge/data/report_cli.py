@@ -11,6 +11,7 @@ import json
 import sys
 
 from ..cli.errors import run_verb, wants_debug
+from ..cli.parser import ArgumentParser
 from ..config import add_config_arguments, load_config
 from .pipeline import prepare_data
 from .report import REPORT_SAMPLES, format_text, marked_samples
@@ -24,7 +25,7 @@ def _count(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="primus-bridge data", description=__doc__,
+    parser = ArgumentParser(prog="primus-bridge data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")

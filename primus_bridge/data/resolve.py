@@ -4,8 +4,9 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import ConfigError
-from ..config.sections.data import DataConfig
+from ..config.errors import ConfigError
+from ..config.recipe import recipe as find_recipe
+from ..config.sections.data import DataConfig, DataSource
 from .errors import SKIP_HINT, DataError
 from .formats import detect_format
 from .readers import data_files, read_records
@@ -56,6 +57,42 @@ class TemplateChoice:
     reason: str
 
 
+@dataclass(frozen=True)
+class SourcePlan:
+    """One data source as the pipeline reads it: its files, record format and template."""
+
+    source: DataSource
+    data: DataConfig
+    """data as this source sees it (DataConfig.for_source): its path and its own format / template keys."""
+    files: list[Path]
+    dataset_format: str
+    choice: TemplateChoice
+
+
+def resolve_sources(data: DataConfig, tokenizer, recipe: str | None = None) -> list[SourcePlan]:
+    """Files, format and template of each source: the one path, or every entry of a data.data_path list."""
+    plans = []
+    for source in data.sources():
+        view = data.for_source(source) if data.is_mixture() else data
+        files = data_files(view.data_path)
+        dataset_format = resolve_format(view, files)
+        plans.append(SourcePlan(source, view, files, dataset_format,
+                                resolve_template(view, dataset_format, tokenizer, recipe)))
+    return plans
+
+
+def agreed_template(plans: list[SourcePlan]) -> TemplateChoice:
+    """The one template every source renders with: a run trains, exports and is served in one chat format."""
+    first = plans[0].choice
+    for index, plan in enumerate(plans[1:], 1):
+        if plan.choice.name != first.name:
+            raise ConfigError(f"data.data_path[{index}]: renders with template {plan.choice.name!r} "
+                              f"({plan.choice.reason}) but data.data_path[0] with {first.name!r} ({first.reason}); "
+                              "a run trains and exports one chat format: set data.prompt_template / "
+                              "data.chat_format (or the source's own prompt_template / chat_format) so they agree")
+    return first
+
+
 def resolve_template(data: DataConfig, dataset_format: str, tokenizer, recipe: str | None = None) -> TemplateChoice:
     """The template the config names for this data (alpaca data: prompt_template, then chat_format; chat data:
     chat_format, then prompt_template); when both are auto: the tokenizer's own chat_template, else the
@@ -74,17 +111,9 @@ def resolve_template(data: DataConfig, dataset_format: str, tokenizer, recipe: s
 
 def recipe_template(recipe: str | None) -> str | None:
     """The chat template of the recipe's model family (recipes/<name>.py), or None without a recipe."""
-    if not recipe:
-        return None
-    import recipes
-
-    try:
-        return recipes.recipe(recipe).template
-    except ValueError as err:
-        raise ConfigError(f"recipe: {err}") from None
+    return find_recipe(recipe).template if recipe else None
 
 
 def run_template(cfg, tokenizer) -> TemplateChoice:
     """The template a run's data pipeline uses (format detected from cfg.data's files, as the pipeline does)."""
-    dataset_format = resolve_format(cfg.data, data_files(cfg.data.data_path))
-    return resolve_template(cfg.data, dataset_format, tokenizer, cfg.recipe)
+    return agreed_template(resolve_sources(cfg.data, tokenizer, cfg.recipe))

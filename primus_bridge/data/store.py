@@ -44,19 +44,27 @@ class DocumentStore:
 
 
 class StoreBuilder:
-    """Appends documents into growable typed arrays (4 bytes a token)."""
+    """Collects documents a chunk at a time: each chunk's ids become one int32 array (4 bytes a token), joined
+    once in build() (no growing buffer copied over and over)."""
 
     def __init__(self):
-        self.tokens, self.lengths = array("i"), array("q")
-        self.spans, self.span_counts, self.ordinals = array("i"), array("q"), array("q")
+        self.tokens: list[np.ndarray] = []
+        self.lengths, self.span_counts, self.ordinals = array("q"), array("q"), array("q")
+        self.spans: list[np.ndarray] = []
 
     def add(self, sample: EncodedSample) -> None:
-        self.tokens.extend(sample.ids)
-        self.lengths.append(len(sample.ids))
-        for start, end in sample.spans:
-            self.spans.extend((start, end))
-        self.span_counts.append(len(sample.spans))
-        self.ordinals.append(sample.ordinal)
+        self.add_all([sample])
+
+    def add_all(self, samples: list[EncodedSample]) -> None:
+        ids, spans = [], []
+        for sample in samples:
+            ids += sample.ids
+            spans += sample.spans
+            self.lengths.append(len(sample.ids))
+            self.span_counts.append(len(sample.spans))
+            self.ordinals.append(sample.ordinal)
+        self.tokens.append(np.fromiter(ids, dtype=np.int32, count=len(ids)))
+        self.spans.append(np.array(spans, dtype=np.int32).reshape(-1, 2))
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -66,9 +74,28 @@ class StoreBuilder:
             return np.concatenate([[0], np.cumsum(np.frombuffer(counts, dtype=np.int64))]).astype(np.int64)
 
         return DocumentStore(
-            tokens=np.frombuffer(self.tokens, dtype=np.int32).copy(),
+            tokens=np.concatenate(self.tokens) if self.tokens else np.zeros(0, dtype=np.int32),
             doc_offsets=offsets(self.lengths),
-            spans=np.frombuffer(self.spans, dtype=np.int32).reshape(-1, 2).copy(),
+            spans=np.concatenate(self.spans) if self.spans else np.zeros((0, 2), dtype=np.int32),
             span_offsets=offsets(self.span_counts),
             ordinals=np.frombuffer(self.ordinals, dtype=np.int64).copy(),
         )
+
+
+def concat_stores(stores: list[DocumentStore]) -> DocumentStore:
+    """The stores' documents one after another (ordinals stay each store's own record positions)."""
+    def offsets(name: str) -> np.ndarray:
+        arrays, base = [np.zeros(1, dtype=np.int64)], 0
+        for store in stores:
+            values = getattr(store, name)
+            arrays.append(values[1:] + base)
+            base += int(values[-1])
+        return np.concatenate(arrays).astype(np.int64)
+
+    return DocumentStore(
+        tokens=np.concatenate([s.tokens for s in stores]),
+        doc_offsets=offsets("doc_offsets"),
+        spans=np.concatenate([s.spans for s in stores]).reshape(-1, 2),
+        span_offsets=offsets("span_offsets"),
+        ordinals=np.concatenate([s.ordinals for s in stores]),
+    )

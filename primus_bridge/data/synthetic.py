@@ -1,11 +1,14 @@
-"""Generated alpaca records for throughput benchmarks and large-input tests.
+"""Generated records for throughput benchmarks and large-input tests.
 
-Records are shaped like Stanford Alpaca (an instruction of about a dozen words, an input on a third of them,
-a reply of two to four sentences) and drawn from the shipped sample data's domains (arithmetic, unit
+synthetic_alpaca: shaped like Stanford Alpaca (an instruction of about a dozen words, an input on a third of
+them, a reply of two to four sentences), about 140 tokens a sample. synthetic_chats: sharegpt conversations of
+real SFT length (one to four turns, a few hundred to a couple of thousand tokens, log-normally distributed like
+the sample lengths of public chat SFT sets). Both draw from the shipped sample data's domains (arithmetic, unit
 conversion, capitals, translation), so the project tokenizer sees text like the text it was trained on.
 """
 
 import json
+import math
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,6 +68,40 @@ def synthetic_alpaca(count: int, seed: int = 0) -> Iterator[dict]:
         record = rng.choice(MAKERS)(rng)
         record["output"] += " " + rng.choice(CLOSINGS)
         yield record
+
+
+CHARS_PER_TOKEN = 2.5
+"""About how many characters of this text make one token of the project tokenizer (measured, template text
+included); only used to aim the generated lengths."""
+SYSTEM_PROMPTS = ("You are a helpful assistant that answers briefly.",
+                  "You are a patient teacher. Explain every step of the calculation.")
+
+
+def _reply(rng: random.Random, chars: int) -> str:
+    """Paragraphs of worked answers and closing remarks, about `chars` characters long."""
+    sentences, size = [], 0
+    while size < chars:
+        sentence = rng.choice(MAKERS)(rng)["output"] if rng.random() < 0.75 else rng.choice(CLOSINGS)
+        sentences.append(sentence + ("\n\n" if rng.random() < 0.25 else " "))
+        size += len(sentences[-1])
+    return "".join(sentences).rstrip()
+
+
+def synthetic_chats(count: int, seed: int = 0, median_tokens: int = 700) -> Iterator[dict]:
+    """`count` sharegpt conversations, the same for the same seed: sample lengths log-normal around
+    median_tokens (sigma 0.6, clipped to 128..3072 tokens), 1-4 turns, a system prompt on a third of them."""
+    rng = random.Random(seed)
+    for _ in range(count):
+        tokens = min(max(rng.lognormvariate(math.log(median_tokens), 0.6), 128), 3072)
+        turns = rng.choice((1, 1, 2, 2, 3, 4))
+        reply_chars = int(tokens * CHARS_PER_TOKEN / turns)
+        messages = []
+        for _ in range(turns):
+            maker = rng.choice(MAKERS)(rng)
+            question = maker["instruction"] + (f" {maker['input']}" if maker["input"] else "")
+            messages += [{"from": "human", "value": question}, {"from": "gpt", "value": _reply(rng, reply_chars)}]
+        system = {"system": rng.choice(SYSTEM_PROMPTS)} if rng.random() < 1 / 3 else {}
+        yield system | {"conversations": messages}
 
 
 def write_jsonl(path: str | Path, records) -> Path:

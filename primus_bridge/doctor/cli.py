@@ -10,6 +10,8 @@ from pathlib import Path
 
 from ..config import PrimusConfig, add_config_arguments, load_config
 from ..cli.errors import run_verb, wants_debug
+from ..cli.parser import ArgumentParser
+from .adaptations import adaptation_checks
 from .environment import environment_checks
 from .gpus import gpu_checks
 from .inputs import data_path_check, hf_model_check, load_check
@@ -54,11 +56,12 @@ def all_checks(cfg: PrimusConfig, versions: Path) -> tuple[str, list[Check]]:
         image_check(platform),
         pins_check,
         *software_checks(pins, try_import=gpu_visible),  # GPU libraries load only where a driver is
+        *adaptation_checks(try_import=gpu_visible),
         *gpus,
         *environment_checks(os.environ),
         shm_check(),
         checkpoint_disk_check(cfg.checkpointing.save),
-        data_path_check(cfg.data.data_path),
+        *(data_path_check(source.path if cfg.data.data_path else None) for source in cfg.data.sources()),
         hf_model_check(cfg.hf_model_name_or_path),
         load_check(cfg.model.load),
     ]
@@ -66,7 +69,7 @@ def all_checks(cfg: PrimusConfig, versions: Path) -> tuple[str, list[Check]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="primus-bridge doctor", description=__doc__,
+    parser = ArgumentParser(prog="primus-bridge doctor", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--versions", metavar="FILE", type=Path, default=DEFAULT_VERSIONS_FILE,

@@ -3,10 +3,9 @@
 import os
 from collections import Counter
 
-from ..hardware import GPU_TYPES, gpu_type_from_name
+from ..hardware import GIB, GPU_TYPES, gpu_type_from_name
 from .report import Check, Status
 
-GIB = 1024**3
 DEVICE_FIX = {
     "rocm": "run on a GPU node; in a container pass --device=/dev/kfd --device=/dev/dri --group-add video "
             "(Kubernetes: request amd.com/gpu); check the host with amd-smi",

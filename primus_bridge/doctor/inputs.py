@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from ..checkpoint_info import latest_checkpoint
+from ..checkpoint import latest_checkpoint
 from .report import Check, Status
 
 DATA_SUFFIXES = (".json", ".jsonl", ".parquet")

@@ -5,7 +5,8 @@ import logging
 
 from ..config import PrimusConfig
 from ..hardware import visible_gpu_count
-from .base import Engine, TrainResult
+from ..run.result import TrainResult
+from .base import Engine
 
 log = logging.getLogger("primus_bridge")
 
@@ -15,7 +16,7 @@ ENGINE_MODULES = {"megatron": "primus_bridge.engine.megatron", "hf": "primus_bri
 def megatron_importable() -> tuple[bool, str]:
     """Whether Megatron-Bridge imports here (through the TE compatibility layer when TE is absent)."""
     try:
-        from .megatron.te_compat import import_megatron_bridge
+        from .megatron.compat import import_megatron_bridge
 
         import_megatron_bridge()
         return True, ""

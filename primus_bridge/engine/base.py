@@ -1,33 +1,10 @@
 """The engine interface: every training backend takes the same validated config."""
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from ..config import PrimusConfig
-
-
-@dataclass
-class TrainResult:
-    """What a finished (or preempted) run reports back to the CLI and the benchmark harness."""
-
-    engine: str
-    steps_done: int
-    losses: list[float] = field(default_factory=list)
-    tokens_per_second: float | None = None
-    checkpoint_dir: Path | None = None
-    export_dir: Path | None = None
-    preempted: bool = False
-    step_times: list[float] = field(default_factory=list)
-    """Wall-clock seconds of each optimizer step run in this process (warm-up included; the harness drops it)."""
-    tokens_per_step: int | None = None
-    """Token slots per optimizer step (global batch x seq_length)."""
-    trainable_params: int | None = None
-    total_params: int | None = None
-    peak_memory_allocated: int | None = None
-    """Bytes, from torch.cuda.max_memory_allocated on GPU (None on CPU)."""
-    peak_memory_reserved: int | None = None
-    extra: dict = field(default_factory=dict)
+from ..run.result import TrainResult
 
 
 class Engine(Protocol):
@@ -37,4 +14,10 @@ class Engine(Protocol):
         """Fine-tune as the config says; save checkpoints and, with convert_to_hf, export."""
 
     def export(self, cfg: PrimusConfig, checkpoint: Path, out: Path) -> Path:
-        """Write a HF model (and a PEFT adapter for LoRA) from a checkpoint of this engine."""
+        """Write a HF model (and a PEFT adapter for LoRA) from a checkpoint of this engine; its marker last."""
+
+    def import_hf(self, cfg: PrimusConfig, out: Path) -> Path:
+        """Write the HF model `cfg.hf_model_name_or_path` as a checkpoint this engine starts from, at `out`.
+
+        ConfigError for an engine that trains from HF models directly and has no checkpoint format to import to.
+        """

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..cli.errors import run_verb
+from ..cli.parser import ArgumentParser
 from ..hardware import visible_gpu_count
 from ..logs import setup_logging
 from .comm_env import VENDORS, comm_settings, gpu_vendor
@@ -23,7 +24,7 @@ SHM_MINIMUM = 1 << 30
 def build_parser() -> argparse.ArgumentParser:
     from . import comm_env
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="primus-bridge launch",
         description="Start torchrun (c10d rendezvous) on this node of a SLURM, Kubeflow or local job and run "
                     "the trainer under it. Example: srun --ntasks-per-node=1 primus-bridge launch -- train "

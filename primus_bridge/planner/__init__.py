@@ -5,7 +5,7 @@ is its command line and `train` runs it before starting (see `gate.py`).
 """
 
 from ..config import PrimusConfig
-from .gpus import GPU_SPECS, gpu_spec
+from ..hardware import gpu_type
 from .layout import Layout, layout_from_config
 from .plan import Plan, make_plan
 from .source import find_model_shape
@@ -24,7 +24,7 @@ def plan_config(cfg: PrimusConfig, world_size: int, gpus_per_node: int, gpu: str
         raise ShapeUnknown("the model's shape is unknown: give --recipe, or --hf_model_name_or_path pointing to a "
                            "local model folder (or a hub id in the local HF cache)")
     layout = layout_from_config(cfg, world_size, gpus_per_node)
-    return make_plan(source.shape, layout, gpu_spec(gpu), source.name, mfu)
+    return make_plan(source.shape, layout, gpu_type(gpu), source.name, mfu)
 
 
-__all__ = ["GPU_SPECS", "Layout", "Plan", "ShapeUnknown", "make_plan", "plan_config"]
+__all__ = ["Layout", "Plan", "ShapeUnknown", "make_plan", "plan_config"]

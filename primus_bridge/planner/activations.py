@@ -26,9 +26,8 @@ scores flash attention never stores, so it saves just the softmax statistics.
 
 import math
 
-from recipes._shape import ModelShape
-
 from ..config.head_loss import CHUNK_TOKENS
+from ..models.shape import ModelShape
 from .layout import Layout
 from .params import layers_per_stage
 

@@ -9,7 +9,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .layout import HF_TO_MEGATRON, LoraSpec, Layout
+from ..models.lora import PROJECTIONS, LoraSpec
+from .layout import Layout
 from .plan import Plan, make_plan
 
 MAX_CHANGES = 3
@@ -17,7 +18,7 @@ MAX_SUGGESTIONS = 4
 COMFORTABLE_HEADROOM = 0.10
 # What --use_lora is planned as: rank 16 on every projection (the recipes' choice, and the most memory;
 # the config's default of q/k/v/o only needs less).
-SUGGESTED_LORA = LoraSpec(rank=16, targets=frozenset(HF_TO_MEGATRON), dropout=0.05)
+SUGGESTED_LORA = LoraSpec(rank=16, targets=frozenset(PROJECTIONS), dropout=0.05)
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,13 @@ import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from recipes._shape import ModelShape
-
 from ..config.layers import Layer
 from ..config.resolve import resolve
+from ..hardware import GIB, gpu_type
+from ..models.lora import AdapterLayout
+from ..models.shape import ModelShape
 from ..utils.atomic import atomic_write_text
-from .gpus import GIB, gpu_spec
-from .layout import AdapterLayout, layout_from_config
+from .layout import layout_from_config
 from .plan import make_plan
 
 TOLERANCE = 0.15
@@ -95,7 +95,7 @@ def compare_one(gpu: str, m: Measurement, tolerance: float = TOLERANCE) -> Compa
     layout = layout_from_config(cfg, m.world_size, m.gpus_per_node)
     if layout.lora is not None:
         layout = replace(layout, lora=replace(layout.lora, layout=m.lora_adapters))
-    plan = make_plan(m.shape, layout, gpu_spec(gpu), m.case)
+    plan = make_plan(m.shape, layout, gpu_type(gpu), m.case)
     planned, measured = plan.memory.tensors, m.peak_memory_allocated
     error = planned / measured - 1
     return Comparison(

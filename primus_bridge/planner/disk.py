@@ -11,27 +11,23 @@ plus, for LoRA, the adapter in fp32. Tokenizer and small files are covered by a 
 import json
 from pathlib import Path
 
-from recipes._shape import ModelShape
-
 from ..config import PrimusConfig
-from .layout import HF_TO_MEGATRON, MEGATRON_MODULES
+from ..models.lora import LoraSpec
+from ..models.shape import ModelShape
 from .source import find_model_shape
 
 MARGIN = 1.05
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
-def lora_params(shape: ModelShape, rank: int, targets: list[str]) -> int:
-    """Adapter parameters: r x (in + out) per adapted projection per layer (HF or Megatron module names)."""
-    dims = shape.linear_dims()
-    hf_names = {name for target in targets for name in (MEGATRON_MODULES.get(target) or (target,))}
-    per_layer = sum(rank * (dims[name][0] + dims[name][1]) for name in hf_names if name in HF_TO_MEGATRON)
-    return shape.num_layers * per_layer
+def lora_params(shape: ModelShape, cfg: PrimusConfig) -> int:
+    """Adapter parameters of the run: r x (in + out) per adapted projection per layer."""
+    return LoraSpec(cfg.lora.lora_rank, frozenset(cfg.lora.lora_target_modules)).params(shape)
 
 
 def _saved_params(cfg: PrimusConfig, shape: ModelShape) -> int:
     if cfg.lora.use_lora:
-        return lora_params(shape, cfg.lora.lora_rank, list(cfg.lora.lora_target_modules))
+        return lora_params(shape, cfg)
     return shape.total_params()
 
 
@@ -57,8 +53,7 @@ def _published_bytes_per_param(cfg: PrimusConfig) -> int:
 def export_bytes(cfg: PrimusConfig, shape: ModelShape) -> int:
     """The HF export: merged model (+ the fp32 adapter for LoRA)."""
     merged = shape.total_params() * _published_bytes_per_param(cfg)
-    adapter = lora_params(shape, cfg.lora.lora_rank, list(cfg.lora.lora_target_modules)) * 4 \
-        if cfg.lora.use_lora else 0
+    adapter = lora_params(shape, cfg) * 4 if cfg.lora.use_lora else 0
     return int((merged + adapter) * MARGIN)
 
 

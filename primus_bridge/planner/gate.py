@@ -8,10 +8,9 @@ import logging
 import os
 
 from ..config import ConfigError, PrimusConfig
-from ..hardware import detect_gpu_type, visible_gpu_count
+from ..hardware import GIB, detect_gpu_type, visible_gpu_count
 from . import plan_config
 from .advice import suggest
-from .gpus import GIB
 from .plan import Plan
 from .report import plan_text
 from .source import find_model_shape

@@ -7,52 +7,11 @@ with `dataclasses.replace` and re-plan.
 from dataclasses import dataclass
 from typing import Literal
 
-from recipes._shape import ModelShape
-
 from ..config import PrimusConfig
 from ..config.head_loss import chunked_min_vocab, head_loss_mode
+from ..models.lora import LoraSpec
 
 Recompute = Literal["none", "full", "selective"]
-
-# The Megatron layer each HF projection lives in: q/k/v fused in linear_qkv, gate/up in linear_fc1.
-MEGATRON_MODULES = {
-    "linear_qkv": ("q_proj", "k_proj", "v_proj"), "linear_proj": ("o_proj",),
-    "linear_fc1": ("gate_proj", "up_proj"), "linear_fc2": ("down_proj",),
-}
-HF_TO_MEGATRON = {hf: megatron for megatron, names in MEGATRON_MODULES.items() for hf in names}
-
-
-AdapterLayout = Literal["per_projection", "fused"]
-
-
-@dataclass(frozen=True)
-class LoraSpec:
-    rank: int
-    targets: frozenset[str]
-    """HF projection names carrying an adapter (q_proj ... down_proj)."""
-    dropout: float
-    layout: AdapterLayout = "per_projection"
-    """per_projection: one adapter per projection, as PEFT (what the engine trains); fused: one adapter per
-    Megatron layer (linear_qkv, linear_fc1), as runs saved before per-projection adapters."""
-
-    @property
-    def modules(self) -> frozenset[str]:
-        """The Megatron modules those projections live in."""
-        return frozenset(HF_TO_MEGATRON[name] for name in self.targets)
-
-    def adapters_on(self, module: str) -> int:
-        """Adapters reading the input of Megatron module `module`."""
-        if self.layout == "fused":
-            return int(module in self.modules)
-        return sum(1 for name in MEGATRON_MODULES[module] if name in self.targets)
-
-    def adapter_dims(self, shape: ModelShape) -> list[tuple[int, int]]:
-        """(in, out) of each adapter of one layer (A is rank x in, B out x rank)."""
-        dims = shape.linear_dims()
-        if self.layout == "per_projection":
-            return [dims[name] for name in HF_TO_MEGATRON if name in self.targets]
-        return [(dims[names[0]][0], sum(dims[name][1] for name in names))
-                for module, names in MEGATRON_MODULES.items() if module in self.modules]
 
 
 @dataclass(frozen=True)
@@ -109,12 +68,9 @@ class Layout:
 
 
 def lora_spec(cfg: PrimusConfig) -> LoraSpec | None:
-    if not cfg.lora.use_lora:
-        return None
-    targets = set()
-    for name in cfg.lora.lora_target_modules:
-        targets.update(MEGATRON_MODULES.get(name, (name,) if name in HF_TO_MEGATRON else ()))
-    return LoraSpec(rank=cfg.lora.lora_rank, targets=frozenset(targets), dropout=cfg.lora.lora_dropout)
+    """The run's adapters (the config has checked lora.lora_target_modules); None without LoRA."""
+    lora = cfg.lora
+    return LoraSpec(lora.lora_rank, frozenset(lora.lora_target_modules), lora.lora_dropout) if lora.use_lora else None
 
 
 def layout_from_config(cfg: PrimusConfig, world_size: int, gpus_per_node: int) -> Layout:

@@ -23,10 +23,9 @@ allocator fragmentation (reserved minus allocated, typical of long runs with var
 
 from dataclasses import dataclass, fields
 
-from recipes._shape import ModelShape
-
+from ..hardware import GIB
+from ..models.shape import ModelShape
 from .activations import logits_bytes, stage_activation_bytes
-from .gpus import GIB
 from .layout import Layout
 from .params import base_params_on_gpu, layers_per_stage, lora_params_on_gpu
 

@@ -8,8 +8,7 @@ stage num_layers / PP layers; the first stage also holds the embedding and the l
 
 import math
 
-from recipes._shape import ModelShape
-
+from ..models.shape import ModelShape
 from .layout import Layout
 
 

@@ -3,9 +3,8 @@
 import math
 from dataclasses import dataclass, replace
 
-from recipes._shape import ModelShape
-
-from .gpus import GIB, GpuSpec
+from ..hardware import GIB, GpuType
+from ..models.shape import ModelShape
 from .layout import Layout
 from .memory import MemoryBreakdown, fullest_stage, load_peak_bytes, stage_memory
 from .speed import DEFAULT_MFU, SpeedEstimate, estimate_speed
@@ -16,7 +15,7 @@ class Plan:
     model: str
     shape: ModelShape
     layout: Layout
-    gpu: GpuSpec
+    gpu: GpuType
     stage: int
     """The pipeline stage the breakdown is for (the fullest one)."""
     memory: MemoryBreakdown
@@ -71,7 +70,7 @@ def layout_problems(shape: ModelShape, layout: Layout) -> list[str]:
     return problems
 
 
-def load_problems(shape: ModelShape, layout: Layout, gpu: GpuSpec) -> list[str]:
+def load_problems(shape: ModelShape, layout: Layout, gpu: GpuType) -> list[str]:
     """precision.fp8_frozen_base quantizes the base after it is loaded in bf16: the load must fit too."""
     if not layout.fp8_frozen_base:
         return []
@@ -83,7 +82,7 @@ def load_problems(shape: ModelShape, layout: Layout, gpu: GpuSpec) -> list[str]:
             "use more pipeline stages (parallelism.pipeline_model_parallel_size) or a GPU with more memory"]
 
 
-def make_plan(shape: ModelShape, layout: Layout, gpu: GpuSpec, model: str = "model",
+def make_plan(shape: ModelShape, layout: Layout, gpu: GpuType, model: str = "model",
               mfu: float = DEFAULT_MFU) -> Plan:
     stage, memory = fullest_stage(shape, layout)
     return Plan(model=model, shape=shape, layout=layout, gpu=gpu, stage=stage, memory=memory,

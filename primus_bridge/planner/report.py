@@ -2,8 +2,8 @@
 
 from dataclasses import fields
 
+from ..hardware import GIB
 from .advice import Suggestion
-from .gpus import GIB
 from .layout import Layout
 from .plan import Plan
 
@@ -95,7 +95,7 @@ def plan_dict(plan: Plan, suggestions: list[Suggestion]) -> dict:
     """The plan as one JSON-ready object."""
     speed = plan.speed
     return {
-        "model": plan.model, "mode": plan.layout.mode, "gpu": plan.gpu.name, "gpu_memory_gib": plan.gpu.memory_gib,
+        "model": plan.model, "mode": plan.layout.mode, "gpu": plan.gpu.key, "gpu_memory_gib": plan.gpu.memory_gib,
         "nodes": plan.layout.nodes, "gpus_per_node": plan.layout.gpus_per_node, "world_size": plan.layout.world_size,
         "params_billion": round(plan.shape.total_params() / 1e9, 3),
         "layout": layout_dict(plan.layout), "stage": stage_name(plan),
@@ -116,7 +116,7 @@ def _header(plan: Plan) -> list[str]:
     layout = plan.layout
     recompute = "no recompute" if layout.recompute == "none" else f"{layout.recompute} recompute"
     return [
-        f"plan: {plan.model} {layout.mode} on {layout.nodes:g} node(s) x {layout.gpus_per_node} {plan.gpu.name} "
+        f"plan: {plan.model} {layout.mode} on {layout.nodes:g} node(s) x {layout.gpus_per_node} {plan.gpu.key} "
         f"({plan.gpu.memory_gib} GiB each), {plan.shape.total_params() / 1e9:.2f} B params",
         f"layout: TP {layout.tp} x PP {layout.pp}{f' (VPP {layout.vpp})' if layout.vpp else ''} x CP {layout.cp} "
         f"x DP {layout.dp}, sequence parallel {'on' if layout.sequence_parallel else 'off'}; micro batch "

@@ -7,10 +7,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import recipes
-from recipes._shape import ModelShape
-
 from ..config import PrimusConfig
+from ..config.recipe import recipe
+from ..models.shape import ModelShape
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ def find_model_shape(cfg: PrimusConfig) -> ShapeSource | None:
     if local is not None and local.is_file():
         return ShapeSource(_from_config_json(local, hf), Path(hf).name, str(local))
     if cfg.recipe:
-        return ShapeSource(recipes.recipe(cfg.recipe).shape, cfg.recipe, f"recipe {cfg.recipe}")
+        return ShapeSource(recipe(cfg.recipe).shape, cfg.recipe, f"recipe {cfg.recipe}")
     cached = _cached_config_json(hf) if hf else None
     if cached is not None:
         return ShapeSource(_from_config_json(cached, hf), hf, f"HF cache {cached}")

@@ -1,6 +1,6 @@
 """Step time and tokens/s/GPU from FLOPs, at an assumed utilisation of the GPU's dense bf16 peak.
 
-Model FLOPs per token are the benchmarks' formula (`primus_bridge.bench.flops`: Megatron-Bridge's
+Model FLOPs per token are the benchmarks' formula (`primus_bridge.models.flops`: Megatron-Bridge's
 6 x weights + attention, with LoRA's 4 x frozen weights). The time estimate adds what the GPU runs
 on top: full recompute repeats the forward (2 of those 6), selective recompute the attention core
 forward (1/3 of its term). The assumed MFU applies to that total, and the 1F1B pipeline bubble adds
@@ -9,10 +9,9 @@ forward (1/3 of its term). The assumed MFU applies to that total, and the 1F1B p
 
 from dataclasses import dataclass
 
-from recipes._shape import ModelShape
-
-from ..bench import flops
-from .gpus import GpuSpec
+from ..hardware import GpuType
+from ..models import flops
+from ..models.shape import ModelShape
 from .layout import Layout
 
 DEFAULT_MFU = 0.40
@@ -30,8 +29,7 @@ class SpeedEstimate:
 
 
 def model_flops_per_token(shape: ModelShape, layout: Layout) -> float:
-    lora = flops.LoraSpec(layout.lora.rank, tuple(sorted(layout.lora.targets))) if layout.lora else None
-    return flops.flops_per_token(shape, layout.seq_length, lora)
+    return flops.flops_per_token(shape, layout.seq_length, layout.lora)
 
 
 def recompute_flops_per_token(shape: ModelShape, layout: Layout) -> float:
@@ -43,7 +41,7 @@ def recompute_flops_per_token(shape: ModelShape, layout: Layout) -> float:
     return attention / 3 if layout.recompute == "selective" else 0.0
 
 
-def estimate_speed(shape: ModelShape, layout: Layout, gpu: GpuSpec, mfu: float = DEFAULT_MFU) -> SpeedEstimate:
+def estimate_speed(shape: ModelShape, layout: Layout, gpu: GpuType, mfu: float = DEFAULT_MFU) -> SpeedEstimate:
     model = model_flops_per_token(shape, layout)
     executed = model + recompute_flops_per_token(shape, layout)
     tokens_per_step = layout.global_batch * layout.seq_length

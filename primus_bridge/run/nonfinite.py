@@ -8,7 +8,7 @@ consumed and the LR schedule moves on. The step after the budget is spent stops 
 
 import math
 
-from ..checkpoint_info import latest_iteration
+from ..checkpoint import latest_iteration
 from .exit_codes import NONFINITE_EXIT_CODE, PermanentFailure
 
 
@@ -69,3 +69,15 @@ class NonFiniteGuard:
         self.skipped.append(step)
         return (f"step {step}: {what}; update skipped ({len(self.skipped)} of {self.allowed} allowed by "
                 "training.skip_nonfinite_steps)")
+
+
+def first_nonfinite_parameter(model, only: str | None = None) -> str | None:
+    """Name of the first parameter (whose name contains `only`, when given) holding a NaN or Inf: what both engines
+    check a loaded model with before training."""
+    import torch
+
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if (only is None or only in name) and not bool(torch.isfinite(param).all()):
+                return name
+    return None

@@ -2,25 +2,21 @@
 
 A checkpoint folder that holds our own checkpoints is fine: the run resumes from it (or, with
 `resume: false`, refuses unless `overwrite: true`, which starts over and replaces them).
-An HF export folder holds `primus_bridge_export.json`, naming the checkpoint it was made from: an export
-of the same checkpoint is reused as it is, one of an older checkpoint of the same run is replaced, any
-other non-empty folder is left alone unless `overwrite: true`. Temporaries of an export that was killed
-half-way are removed before the next one.
+An HF export folder holds its marker `primus_bridge_export.json` (checkpoint/marker.py), naming the
+checkpoint it was made from: an export of the same checkpoint is reused as it is, one of an older
+checkpoint of the same run is replaced, any other non-empty folder is left alone unless `overwrite: true`.
+Temporaries of an export that was killed half-way are removed before the next one.
 """
 
-import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-from ..checkpoint_info import latest_iteration
+from ..checkpoint import latest_iteration, read_export_marker
+from ..checkpoint.store import STALE_TEMP
 from ..config import ConfigError
 from ..utils.paths import remove_all
-from .checkpoints import STALE_TEMP
 from .lock import LOCK_FILE
-
-EXPORT_MARKER = "primus_bridge_export.json"
 
 
 @dataclass(frozen=True)
@@ -55,31 +51,9 @@ def plan_checkpoint_dir(save: str | Path, resume: bool, overwrite: bool) -> Chec
     return CheckpointPlan(save)
 
 
-def export_record(out: str | Path) -> dict | None:
-    """What an export folder's marker says (checkpoint, step, save), or None when it has none that reads."""
-    try:
-        data = json.loads((Path(out) / EXPORT_MARKER).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and "checkpoint" in data else None
-
-
-def export_marker_text(checkpoint: Path, step: int | None) -> str:
-    """The marker an export writes last, naming the iteration folder it was made from."""
-    checkpoint = Path(checkpoint).resolve()
-    return json.dumps({"checkpoint": str(checkpoint), "save": str(checkpoint.parent), "step": step,
-                       "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}, indent=2) + "\n"
-
-
-def is_export_of(out: str | Path, checkpoint: str | Path) -> bool:
-    """Whether `out` is a complete export of exactly this iteration folder."""
-    record = export_record(out)
-    return record is not None and record["checkpoint"] == str(Path(checkpoint).resolve())
-
-
 def _same_run(out: Path, checkpoint: Path | None) -> bool:
-    record = export_record(out)
-    return record is not None and checkpoint is not None and record.get("save") == str(checkpoint.resolve().parent)
+    marker = read_export_marker(out)
+    return marker is not None and checkpoint is not None and marker.save == str(checkpoint.resolve().parent)
 
 
 def check_export_dir(out: str | Path, overwrite: bool, key: str = "hf_save_path",

@@ -17,17 +17,18 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..checkpoint_info import iteration_dir, latest_iteration
+from ..checkpoint import is_export_of, iteration_dir, latest_iteration
+from ..checkpoint.integrity import local_model_folder, weight_folder_problems
+from ..checkpoint.store import saved_steps
 from ..config import ConfigError, PrimusConfig
 from ..data.cache import DEFAULT_CACHE_DIR
 from ..planner.disk import output_sizes
 from ..utils.paths import filesystem_id, free_bytes, write_problem
-from .checkpoints import saved_steps
-from .integrity import local_model_folder, weight_folder_problems
 from .nonfinite import skip_setting_problem
-from .outputs import check_export_dir, is_export_of, plan_checkpoint_dir
+from .outputs import check_export_dir, plan_checkpoint_dir
 from .profiler import profile_dir
 from .resume_config import check_resume_config, checkpoint_config
+from .trackers import missing_package_problems, tracker_folders
 
 log = logging.getLogger("primus_bridge")
 
@@ -51,6 +52,7 @@ def output_folders(cfg: PrimusConfig) -> list[tuple[str, str]]:
     if cfg.convert_to_hf:
         folders.append(("hf_save_path", cfg.hf_save_path))
     folders.append(("training.tensorboard_dir", cfg.training.tensorboard_dir))
+    folders += tracker_folders(cfg)
     if cfg.profiling.enabled:
         folders.append(("profiling.dir", str(profile_dir(cfg.profiling, cfg.checkpointing.save))))
     return [(key, folder) for key, folder in folders if folder]
@@ -161,11 +163,12 @@ def resume_problems(cfg: PrimusConfig) -> list[str]:
 
 def input_problems(cfg: PrimusConfig) -> list[str]:
     """The training data exists; the starting HF model's safetensors files are whole (headers only)."""
-    problems, path = [], cfg.data.data_path
-    if not path:
+    problems = []
+    if not cfg.data.data_path:
         problems.append("data.data_path: not set; pass --data_path FILE_OR_FOLDER")
-    elif not Path(path).expanduser().exists():
-        problems.append(f"data.data_path: {path}: no such file or folder; check --data_path")
+    else:
+        problems += [f"{key}: {source.path}: no such file or folder; check --data_path"
+                     for key, source in cfg.data.keyed_sources() if not Path(source.path).expanduser().exists()]
     folder = local_model_folder(cfg.hf_model_name_or_path) if cfg.hf_model_name_or_path else None
     if folder is not None:
         problems += [f"hf_model_name_or_path: {problem}; re-download or re-save the model"
@@ -180,7 +183,7 @@ def preflight_problems(cfg: PrimusConfig, engine: str) -> list[str]:
     problems = [p for p in problems if p]
     unwritable = writable_problems(cfg)
     return [*problems, *input_problems(cfg), *unwritable.values(), *folder_state_problems(cfg, unwritable),
-            *space_problems(cfg, engine), *resume_problems(cfg)]
+            *space_problems(cfg, engine), *resume_problems(cfg), *missing_package_problems(cfg)]
 
 
 def finished_export(cfg: PrimusConfig) -> Path | None:

@@ -9,8 +9,8 @@ from io import BytesIO
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..engine.base import TrainResult
 from ..utils.atomic import atomic_write_bytes, atomic_write_text
+from .result import TrainResult
 from .secrets import redact
 
 RESULT_FILE = "train_result.json"

@@ -10,16 +10,15 @@ The checkpoint holds the resolved config of the run that produced it. On resume 
 So the config written with each checkpoint is always the one that produced it.
 """
 
-import json
 from pathlib import Path
 
 import yaml
 
-from ..checkpoint_info import MARKER_FILE
+from ..checkpoint import read_marker
 from ..config import ConfigError, PrimusConfig
 from ..config.layers import flatten
 from ..config.yaml_source import deep_merge
-from .secrets import redact
+from .secrets import redact_values
 
 HONOURED_KEYS = (
     "engine", "recipe", "gpu", "force", "convert_to_hf", "hf_save_path",
@@ -28,25 +27,24 @@ HONOURED_KEYS = (
     "data.cache_dir", "data.num_workers",
     "model.attn_implementation", "model.liger_kernel",
     "checkpointing.",
-    "parallelism.", "activation_checkpointing.", "profiling.",
+    "parallelism.", "activation_checkpointing.", "profiling.", "logging.",
 )
 """Keys (or section prefixes ending in '.') whose change a resumed run honours."""
-
-OUR_CONFIG_FILES = {"hf": "run_config.yaml", "megatron": "primus_run_config.yaml"}
-"""Where each engine keeps our resolved config in an iteration folder (Megatron-Bridge owns run_config.yaml there)."""
 
 
 def config_dump(cfg: PrimusConfig) -> str:
     """The resolved config as it is written beside a checkpoint (secrets redacted)."""
-    return redact(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
+    return yaml.safe_dump(redact_values(cfg.model_dump(mode="json")), sort_keys=False, allow_unicode=True)
 
 
 def checkpoint_config(iteration: Path) -> dict | None:
     """The resolved config stored in an iteration folder, or None when it holds none that reads."""
     try:
-        engine = json.loads((iteration / MARKER_FILE).read_text()).get("engine", "megatron")
-        data = yaml.safe_load((iteration / OUR_CONFIG_FILES.get(engine, "")).read_text())
-    except (OSError, ValueError, yaml.YAMLError, AttributeError):
+        marker = read_marker(iteration)
+        if marker is None or marker.config_file is None:
+            return None
+        data = yaml.safe_load((iteration / marker.config_file).read_text())
+    except (OSError, ConfigError, yaml.YAMLError):
         return None
     return data if isinstance(data, dict) else None
 

@@ -1,8 +1,8 @@
 """The Hugging Face token: read only from the environment or a secret file, and never shown or saved.
 
 `HF_TOKEN` wins; else `HF_TOKEN_FILE` names a file holding the token (a mounted Kubernetes / SLURM
-secret). `redact()` scrubs every known secret value from text before it is logged or written, and
-`install_log_redaction()` puts that scrub on the project's log handlers.
+secret). `redact()` scrubs every known secret value (the HF token, and the experiment trackers' keys) from
+text before it is logged or written, and `install_log_redaction()` puts that scrub on the project's log handlers.
 """
 
 import logging
@@ -13,6 +13,8 @@ from ..config import ConfigError
 
 TOKEN_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 TOKEN_FILE_ENV = "HF_TOKEN_FILE"
+TRACKER_SECRET_ENV = ("WANDB_API_KEY", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+"""The experiment trackers' credentials (logging: wandb / mlflow), read by the trackers themselves."""
 MASK = "***"
 
 
@@ -40,7 +42,7 @@ def token_from_file() -> str | None:
 
 def secret_values() -> list[str]:
     """Every secret this process knows (so each can be scrubbed), longest first."""
-    values = {os.environ.get(name, "").strip() for name in TOKEN_ENV}
+    values = {os.environ.get(name, "").strip() for name in (*TOKEN_ENV, *TRACKER_SECRET_ENV)}
     try:
         values.add(token_from_file() or "")
     except ConfigError:
@@ -52,6 +54,15 @@ def redact(text: str) -> str:
     for secret in secret_values():
         text = text.replace(secret, MASK)
     return text
+
+
+def redact_values(tree):
+    """`redact` on every string in a tree of dicts and lists (so a YAML or JSON dump of it stays well-formed)."""
+    if isinstance(tree, dict):
+        return {key: redact_values(value) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return [redact_values(value) for value in tree]
+    return redact(tree) if isinstance(tree, str) else tree
 
 
 class RedactSecrets(logging.Filter):

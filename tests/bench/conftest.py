@@ -3,12 +3,12 @@
 import pytest
 
 from primus_bridge.bench.environment import DeviceInfo, Environment
-from primus_bridge.bench.flops import FORMULA_TEXT
 from primus_bridge.bench.metrics import compute_metrics
 from primus_bridge.bench.peak import MatmulPeak
 from primus_bridge.bench.results import BenchResults, CaseInfo, SystemRun
 from primus_bridge.bench.suites import Target
 from primus_bridge.bench.targets import evaluate
+from primus_bridge.models.flops import FORMULA_TEXT
 
 GIB = 1024**3
 

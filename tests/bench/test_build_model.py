@@ -5,10 +5,10 @@ import dataclasses
 import pytest
 
 from primus_bridge.bench.build_model import build_key, build_random_llama, is_built
-from primus_bridge.bench.flops import flops_per_token
 from primus_bridge.bench.shapes import shape_from_hf_config
 from primus_bridge.bench.workspace import TOKENIZER_DIR
-from recipes._shape import ModelShape
+from primus_bridge.models.flops import flops_per_token
+from primus_bridge.models.shape import ModelShape
 
 MINI = ModelShape("llama", hidden_size=64, num_layers=2, num_attention_heads=4, num_query_groups=2,
                   ffn_hidden_size=160, vocab_size=8448, tied_embeddings=True, max_position_embeddings=512,

@@ -9,6 +9,8 @@ from primus_bridge.bench import cli
 from primus_bridge.bench.results import load_results
 from primus_bridge.cli.main import main as primus_bridge
 
+pytestmark = pytest.mark.slow
+
 REPORT_FILES = {"results.json", "results.csv", "report.md", "throughput.png", "memory.png", "loss.png"}
 
 

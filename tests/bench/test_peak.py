@@ -49,3 +49,12 @@ def test_datasheet_peak_only_for_known_gpus_in_bf16():
     assert datasheet_peak_tflops("mi300x", "bf16") == 1307.4
     assert datasheet_peak_tflops(None, "fp32") is None
     assert datasheet_peak_tflops("h200", "fp32") is None
+
+
+def test_a_peak_comes_back_from_its_json_record_unchanged():
+    import dataclasses
+    import json
+
+    peak = MatmulPeak("cuda", "bf16", 14336, 50, 701.8, 717.7, (8192, 4096, 14336),
+                      (((4096, 4096, 4096), 593.0), ((8192, 4096, 14336), 701.8)), 5.0)
+    assert MatmulPeak.from_record(json.loads(json.dumps(dataclasses.asdict(peak)))) == peak

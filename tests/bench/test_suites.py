@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from primus_bridge.bench.shapes import SHAPES
+from primus_bridge.bench.shapes import SHAPES, get_shape
 from primus_bridge.bench.suites import SUITES, SYSTEMS, get_suite
 from primus_bridge.bench.workspace import Workspace, build_config, case_values, rows_needed
 
@@ -124,3 +124,8 @@ def test_systems_flag_picks_systems_of_the_suite_and_names_the_known_ones():
     options = RunOptions(suite, Path("unused"), Workspace(Path("unused")), suite.cases, systems=("hf-liger", "hf-flex"))
     empty = BenchResults.model_construct(runs=[])
     assert pending_systems(empty, suite.cases[0], options) == ["hf-flex", "hf-liger"]  # in the suite's order
+
+
+def test_unknown_shape_names_the_known_ones():
+    with pytest.raises(KeyError, match="llama3-8b"):
+        get_shape("llama-9b")

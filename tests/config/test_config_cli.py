@@ -7,7 +7,9 @@ import sys
 import pytest
 import yaml
 
-from primus_bridge.config import ConfigError, add_config_arguments, load_config_with_origins
+from pydantic import ValidationError
+
+from primus_bridge.config import ConfigError, PrimusConfig, add_config_arguments, load_config_with_origins
 from primus_bridge.config.flags import CONTRACT_FLAGS
 from primus_bridge.cli.main import main as cli_main
 
@@ -135,11 +137,31 @@ def test_tp_checked_against_local_hf_config(tmp_path):
     model = tmp_path / "hf"
     model.mkdir()
     (model / "config.json").write_text('{"num_attention_heads": 6, "num_key_value_heads": 2, '
-                                       '"max_position_embeddings": 256}')
+                                       '"max_position_embeddings": 256, "vocab_size": 1001}')
     messages = errors_of(["--hf_model_name_or_path", str(model), "--set", "parallelism.tensor_model_parallel_size=4",
                           "--seq_length", "512"], world_size=4)
     assert any("6 attention heads" in m for m in messages)
+    assert any("1001 vocabulary entries" in m for m in messages)
     assert any("beyond the model's 256 positions" in m for m in messages)
+
+
+def test_sequence_parallel_stream_is_checked_at_load(tmp_path):
+    path = write(tmp_path, "parallelism: {tensor_model_parallel_size: 4, sequence_parallel: true}\n"
+                           "data: {seq_length: 510}\n")
+    (message,) = errors_of(["--config", path], world_size=4)
+    assert "510 = 510 tokens) over the 4 TP ranks" in message and message.startswith("data.seq_length")
+
+
+def test_lora_target_typo_is_refused_at_load_with_the_nearest_name(tmp_path):
+    path = write(tmp_path, "lora:\n  use_lora: true\n  lora_target_modules: [q_proj, v_porj]\n")
+    (message,) = errors_of(["--config", path])
+    assert message == (f"{path}:3: lora.lora_target_modules: unknown module name 'v_porj'; did you mean v_proj? "
+                       "valid names: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj")
+
+
+def test_lr_decay_style_is_one_of_three(tmp_path):
+    (message,) = errors_of(["--config", write(tmp_path, "training: {lr_decay_style: cosin}\n")])
+    assert "training.lr_decay_style: got 'cosin'" in message and "'cosine', 'linear' or 'constant'" in message
 
 
 def test_split_must_be_three_numbers_summing_to_100(tmp_path):
@@ -190,3 +212,11 @@ def test_config_error_exits_2_without_traceback(tmp_path, argv):
     assert out.returncode == 2
     assert "did you mean training.lr_warmup_iters?" in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) <= 2
+
+
+def test_an_unknown_gpu_type_is_refused_with_the_known_ones():
+    from primus_bridge.hardware import GPU_TYPES
+
+    with pytest.raises(ValidationError, match="'a100' is not a GPU type .* use one of mi300x"):
+        PrimusConfig.model_validate({"gpu": "a100"})
+    assert all(PrimusConfig.model_validate({"gpu": key}).gpu == key for key in GPU_TYPES)

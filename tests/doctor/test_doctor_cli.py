@@ -10,6 +10,8 @@ import torch
 from primus_bridge.doctor import main
 from primus_bridge.doctor.pins import DEFAULT_VERSIONS_FILE
 
+pytestmark = pytest.mark.slow
+
 needs_no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the report of a machine without a GPU")
 
 

@@ -19,6 +19,8 @@ from primus_bridge.launch.scheduler_codes import (
 )
 from primus_bridge.run.exit_codes import NONFINITE_EXIT_CODE, PREEMPTED_EXIT_CODE
 
+pytestmark = pytest.mark.slow
+
 # A trainer that exits 124 once it got SIGTERM, like primus_bridge.train after its checkpoint.
 WORKER = """
 import os, signal, sys, time
@@ -40,6 +42,7 @@ from primus_bridge.launch.platforms import read_topology
 from primus_bridge.launch.scheduler_codes import exit_code_style, reported_exit_code
 from primus_bridge.launch.supervise import Supervisor
 from primus_bridge.logs import setup_logging
+
 setup_logging()
 style = exit_code_style(os.environ)
 argv = torchrun_argv(read_topology("local", os.environ, 1, lambda: 0), "sigterm_worker", [], grace_seconds=30)

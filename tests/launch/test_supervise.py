@@ -13,6 +13,8 @@ import pytest
 from primus_bridge.launch.supervise import child_pids, exit_code
 from primus_bridge.run.exit_codes import NONFINITE_EXIT_CODE, PREEMPTED_EXIT_CODE
 
+pytestmark = pytest.mark.slow
+
 # A stand-in for the trainer's preemption contract: note each signal, "save" for a second, exit 124.
 WORKER = """
 import os, signal, sys, time

@@ -5,7 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from primus_bridge.checkpoint_info import latest_iteration
+import pytest
+
+from primus_bridge.checkpoint import latest_iteration
+
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 3

@@ -5,8 +5,9 @@ from dataclasses import replace
 
 import recipes
 from primus_bridge.config import PrimusConfig
-from primus_bridge.planner.gpus import GPU_SPECS, GIB
-from primus_bridge.planner.layout import Layout, LoraSpec, layout_from_config
+from primus_bridge.hardware import GIB, GPU_TYPES
+from primus_bridge.models.lora import LoraSpec
+from primus_bridge.planner.layout import Layout, layout_from_config
 from primus_bridge.planner.memory import stage_memory
 from primus_bridge.planner.plan import make_plan
 
@@ -38,8 +39,8 @@ def test_config_turns_it_on_for_lora_only():
 def test_the_bf16_load_must_fit_too():
     """70B at TP 1 would train in FP8 on one H200 but does not load there in bf16 first: the plan says so."""
     fp8 = replace(LORA, fp8_frozen_base=True)
-    plan = make_plan(LLAMA70B, fp8, GPU_SPECS["h200"])
+    plan = make_plan(LLAMA70B, fp8, GPU_TYPES["h200"])
     assert any(p.startswith("precision.fp8_frozen_base: the model loads in bf16") for p in plan.problems)
     assert not plan.fits
-    assert make_plan(LLAMA8B, fp8, GPU_SPECS["h100"]).problems == []
-    assert make_plan(LLAMA70B, LORA, GPU_SPECS["h200"]).problems == []
+    assert make_plan(LLAMA8B, fp8, GPU_TYPES["h100"]).problems == []
+    assert make_plan(LLAMA70B, LORA, GPU_TYPES["h200"]).problems == []

@@ -11,8 +11,9 @@ from primus_bridge.planner.activations import (
     logits_bytes,
     stage_activation_bytes,
 )
-from primus_bridge.planner.gpus import GPU_SPECS
-from primus_bridge.planner.layout import Layout, LoraSpec
+from primus_bridge.hardware import GPU_TYPES
+from primus_bridge.models.lora import LoraSpec
+from primus_bridge.planner.layout import Layout
 from primus_bridge.planner.memory import FRAGMENTATION, stage_memory
 from primus_bridge.planner.plan import make_plan
 from primus_bridge.planner.params import base_params_on_gpu
@@ -24,11 +25,8 @@ ONE_NODE = Layout(world_size=8, gpus_per_node=8, seq_length=4096, recompute_mlp_
 
 
 def test_every_gpu_type_has_memory_and_a_peak():
-    from primus_bridge.hardware import GPU_TYPES
-
-    assert set(GPU_SPECS) == set(GPU_TYPES)
-    for name, spec in GPU_SPECS.items():
-        assert 0.9 * GPU_TYPES[name][1] < spec.memory_gib <= GPU_TYPES[name][1] and spec.bf16_tflops > 900
+    for gpu in GPU_TYPES.values():
+        assert 0.9 * gpu.memory_gb < gpu.memory_gib <= gpu.memory_gb and gpu.bf16_tflops > 900
 
 
 def test_full_fine_tuning_bytes_per_parameter():
@@ -54,12 +52,12 @@ ALL_TARGETS = frozenset({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "u
 def test_lora_adapters_are_peft_s():
     """Llama-3-8B r16 on every projection: 41.9M adapter parameters, as PEFT and the FLOP count have (35.7M with
     the one-adapter-per-fused-layer layout of earlier runs); tensor parallelism splits both of their matrices."""
-    from primus_bridge.bench import flops
+    from primus_bridge.models import flops
     from primus_bridge.planner.params import lora_params_on_gpu
 
     lora = LoraSpec(rank=16, targets=ALL_TARGETS, dropout=0.0)
     assert lora_params_on_gpu(LLAMA8B, replace(ONE_NODE, lora=lora)) == 41_943_040
-    assert flops.lora_params(LLAMA8B, flops.LoraSpec(16, tuple(sorted(ALL_TARGETS)))) == 41_943_040
+    assert flops.lora_params(LLAMA8B, lora) == 41_943_040
     assert lora_params_on_gpu(LLAMA8B, replace(ONE_NODE, lora=replace(lora, layout="fused"))) == 35_651_584
     assert lora_params_on_gpu(LLAMA8B, replace(ONE_NODE, tp=2, lora=lora)) == 41_943_040 / 2
     subset = replace(lora, targets=frozenset({"q_proj", "v_proj"}))
@@ -160,19 +158,19 @@ def test_total_adds_overhead_and_fragmentation():
 
 def test_plan_flags_layouts_that_cannot_run():
     bad = replace(ONE_NODE, tp=3, pp=3, world_size=8, global_batch=100, micro_batch=3)
-    problems = " ".join(make_plan(LLAMA8B, bad, GPU_SPECS["h100"]).problems)
+    problems = " ".join(make_plan(LLAMA8B, bad, GPU_TYPES["h100"]).problems)
     assert "does not divide the 8 GPUs" in problems and "does not divide the 32 attention heads" in problems
     assert "does not divide the 32 layers" in problems
-    odd_batch = make_plan(LLAMA8B, replace(ONE_NODE, global_batch=100), GPU_SPECS["h200"])
+    odd_batch = make_plan(LLAMA8B, replace(ONE_NODE, global_batch=100), GPU_TYPES["h200"])
     assert not odd_batch.fits and "global_batch_size: 100" in odd_batch.problems[0]
 
 
 def test_speed_scales_with_gpus_and_recompute():
-    plan = make_plan(LLAMA8B, ONE_NODE, GPU_SPECS["h200"])
-    twice = make_plan(LLAMA8B, replace(ONE_NODE, world_size=16), GPU_SPECS["h200"])
+    plan = make_plan(LLAMA8B, ONE_NODE, GPU_TYPES["h200"])
+    twice = make_plan(LLAMA8B, replace(ONE_NODE, world_size=16), GPU_TYPES["h200"])
     assert twice.speed.step_time_s == pytest.approx(plan.speed.step_time_s / 2)
     assert twice.speed.tokens_per_s_per_gpu == pytest.approx(plan.speed.tokens_per_s_per_gpu)
-    slower = make_plan(LLAMA8B, replace(ONE_NODE, recompute="full"), GPU_SPECS["h200"])
+    slower = make_plan(LLAMA8B, replace(ONE_NODE, recompute="full"), GPU_TYPES["h200"])
     assert 1.25 < slower.speed.step_time_s / plan.speed.step_time_s < 1.4  # one extra forward of three passes
     tokens = 128 * 4096
     flops = plan.speed.model_flops_per_token * tokens / plan.speed.step_time_s / 8

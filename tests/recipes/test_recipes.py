@@ -9,7 +9,7 @@ import recipes
 from primus_bridge.config import ConfigError, add_config_arguments, load_config_with_origins
 from primus_bridge.hardware import GPU_TYPES
 from primus_bridge.planner import plan_config
-from recipes._shape import ModelShape
+from primus_bridge.models.shape import ModelShape
 
 REQUIRED = ["llama3_8b", "llama3_70b", "llama31_8b", "llama31_70b", "llama31_405b", "llama32_1b", "llama32_3b",
             "qwen25_7b", "qwen25_14b", "qwen25_32b", "qwen25_72b", "qwen3_8b", "qwen3_32b", "mistral_7b", "tiny"]

@@ -17,12 +17,13 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from primus_bridge.checkpoint_info import iteration_dir, latest_iteration
+from primus_bridge.checkpoint import EXPORT_MARKER, iteration_dir, latest_iteration
 from primus_bridge.logs import setup_logging
 from primus_bridge.run.exit_codes import NONFINITE_EXIT_CODE, PREEMPTED_EXIT_CODE
 from primus_bridge.run.lock import LOCK_FILE
-from primus_bridge.run.outputs import EXPORT_MARKER
 from primus_bridge.train import main as train_main
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(autouse=True)

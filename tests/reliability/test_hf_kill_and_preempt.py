@@ -8,8 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from primus_bridge.checkpoint_info import iteration_dir, latest_iteration
+from primus_bridge.checkpoint import iteration_dir, latest_iteration
 from primus_bridge.train import PREEMPTED_EXIT_CODE
+
+pytestmark = pytest.mark.slow
 
 FINAL_STEP = 16
 

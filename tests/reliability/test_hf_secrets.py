@@ -3,6 +3,10 @@
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 PLANTED_ENV = "hf_PlantedEnvToken0123456789"
 PLANTED_FILE = "hf_PlantedFileToken9876543210"
 

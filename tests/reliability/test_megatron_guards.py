@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from primus_bridge.checkpoint_info import iteration_dir, latest_iteration
+from primus_bridge.checkpoint import EXPORT_MARKER, iteration_dir, latest_iteration, read_marker
 from primus_bridge.run.exit_codes import NONFINITE_EXIT_CODE
-from primus_bridge.run.outputs import EXPORT_MARKER
+
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,6 +87,8 @@ def test_export_marker_modes_rerun_and_longer_schedule(tiny_llama, tmp_path):
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
     marker = json.loads((export / EXPORT_MARKER).read_text())
     assert marker["checkpoint"] == str(iteration_dir(tmp_path / "checkpoints", 3).resolve())
+    assert (marker["kind"], marker["engine"], marker["format_version"], marker["template"]) == \
+        ("export", "megatron", 2, "alpaca")
     weights = list(export.rglob("*.safetensors"))
     assert weights and all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in weights), \
         {str(p): oct(p.stat().st_mode) for p in weights}
@@ -101,6 +104,7 @@ def test_export_marker_modes_rerun_and_longer_schedule(tiny_llama, tmp_path):
     assert json.loads((export / EXPORT_MARKER).read_text())["step"] == 5
     final_marker = json.loads((iteration_dir(tmp_path / "checkpoints", 5) / "primus_bridge.json").read_text())
     assert final_marker["config_changes"] == [{"step": 3, "changes": {"training.train_iters": [3, 5]}}]
+    assert (final_marker["format_version"], final_marker["engine"], final_marker["step"]) == (2, "megatron", 5)
 
     refused = train(tmp_path, tiny_llama, "--train_iters", "5", "--lr", "1e-3")
     assert refused.returncode == 2 and "training.lr: 0.0001 -> 0.001" in refused.stderr, refused.stderr[-4000:]
@@ -111,6 +115,24 @@ def test_export_marker_modes_rerun_and_longer_schedule(tiny_llama, tmp_path):
         assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert "already holds the export of" in done.stdout
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in converted.rglob("*") if p.is_file())
+
+
+@pytest.mark.gpu
+def test_a_damaged_latest_checkpoint_resumes_from_the_one_before(tiny_llama, tmp_path):
+    save = tmp_path / "checkpoints"
+    keep_two = ("--lr", "1e-4", "--set", "checkpointing.save_interval=2", "--set", "checkpointing.keep_last=2")
+    first = train(tmp_path, tiny_llama, "--train_iters", "4", *keep_two)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    data = sorted(iteration_dir(save, 4).glob("*.distcp"))
+    os.truncate(data[0], data[0].stat().st_size // 2)
+
+    resumed = train(tmp_path, tiny_llama, "--train_iters", "6", *keep_two)
+    output = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, output[-8000:]
+    assert f"{data[0]}: truncated" in output and "falling back to step 2" in output
+    assert latest_iteration(save) == 6
+    marker = read_marker(iteration_dir(save, 6))
+    assert marker.config_changes == [{"step": 2, "changes": {"training.train_iters": [4, 6]}}]
 
 
 def convert(checkpoint: Path, out: Path) -> subprocess.CompletedProcess:

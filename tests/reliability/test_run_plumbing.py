@@ -11,14 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from primus_bridge.checkpoint_info import LATEST_FILE, latest_checkpoint, latest_iteration
+from primus_bridge.checkpoint import LATEST_FILE, latest_checkpoint, latest_iteration
+from primus_bridge.checkpoint.store import out_of_space, remove_stale_temporaries, saved_steps, write_checkpoint
 from primus_bridge.config import ConfigError
-from primus_bridge.run.checkpoints import out_of_space, remove_stale_temporaries, saved_steps, write_checkpoint
 from primus_bridge.run.outputs import check_export_dir, plan_checkpoint_dir
 from primus_bridge.run.rng import capture_rng, restore_rng, seed_everything
 from primus_bridge.run.rng import RngState
 from primus_bridge.run.secrets import RedactSecrets, hf_token, redact
 from primus_bridge.run.signals import PreemptionWatch
+
+pytestmark = pytest.mark.slow
 
 
 def fill_with(text):
@@ -151,7 +153,7 @@ def test_rng_state_round_trips_through_json():
 
 
 def test_run_report_writes_result_markdown_and_curve(tmp_path):
-    from primus_bridge.engine.base import TrainResult
+    from primus_bridge.run.result import TrainResult
     from primus_bridge.run.report import loss_drop, read_result, write_run_report
 
     result = TrainResult(engine="hf", steps_done=10, losses=[8.0 - 0.5 * i for i in range(10)],

@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from primus_bridge.engine.hf.nonfinite import FiniteUpdates, first_nonfinite_parameter
-from primus_bridge.run.checkpoints import write_checkpoint
+from primus_bridge.checkpoint.store import write_checkpoint
+from primus_bridge.engine.hf.nonfinite import FiniteUpdates
+from primus_bridge.run.nonfinite import first_nonfinite_parameter
 from primus_bridge.run.exit_codes import NONFINITE_EXIT_CODE, PREEMPTED_EXIT_CODE
 from primus_bridge.run.nonfinite import NonFiniteError, NonFiniteGuard, skip_setting_problem
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from primus_bridge.checkpoint_info import MARKER_FILE
+from primus_bridge.checkpoint import MARKER_FILE
 from primus_bridge.config import ConfigError, PrimusConfig
 from primus_bridge.run.resume_config import changes_record, check_resume_config, config_changes, config_dump
 

@@ -5,11 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from primus_bridge.checkpoint_info import iteration_dir
+from primus_bridge.checkpoint import export_marker, iteration_dir, write_marker
+from primus_bridge.checkpoint.store import write_checkpoint
 from primus_bridge.config import PrimusConfig
 from primus_bridge.planner.disk import checkpoint_bytes, export_bytes, lora_params
-from primus_bridge.run.checkpoints import write_checkpoint
-from primus_bridge.run.outputs import EXPORT_MARKER, export_marker_text
 from primus_bridge.run.preflight import cache_problem, finished_export, keep_nothing_problem, space_problems
 from primus_bridge.train import main as train_main
 
@@ -75,8 +74,8 @@ def test_size_estimates_follow_the_shape():
     assert checkpoint_bytes(full, shape, "megatron") > checkpoint_bytes(full, shape, "hf")
     assert export_bytes(full, shape) == int(shape.total_params() * 2 * 1.05)
     # q_proj 4096 -> 4096 and v_proj 4096 -> 1024 (GQA), rank 8, 32 layers
-    assert lora_params(shape, 8, ["q_proj", "v_proj"]) == 32 * 8 * (4096 + 4096 + 4096 + 1024)
-    assert lora_params(shape, 8, ["linear_qkv"]) == lora_params(shape, 8, ["q_proj", "k_proj", "v_proj"])
+    lora = cfg(lora={"use_lora": True, "lora_rank": 8, "lora_target_modules": ["q_proj", "v_proj"]})
+    assert lora_params(shape, lora) == 32 * 8 * (4096 + 4096 + 4096 + 1024)
 
 
 def test_the_data_cache_falls_back_when_the_working_folder_is_read_only(tmp_path, monkeypatch, caplog):
@@ -99,9 +98,19 @@ def test_a_finished_and_exported_run_is_recognised(tmp_path):
         write_checkpoint(save, step, lambda folder: (folder / "w").write_text("w"))
     assert finished_export(done) is None
     out.mkdir()
-    (out / EXPORT_MARKER).write_text(export_marker_text(iteration_dir(save, 2), 2))
+    write_marker(out, export_marker(iteration_dir(save, 2), 2, None, "hf"))
     assert finished_export(done) is None, "an export of an earlier step"
-    (out / EXPORT_MARKER).write_text(export_marker_text(iteration_dir(save, 4), 4))
+    write_marker(out, export_marker(iteration_dir(save, 4), 4, None, "hf"))
     assert finished_export(done) == out
     assert finished_export(done.model_copy(update={"training": done.training.model_copy(update={"train_iters": 8})})) \
         is None
+
+
+def test_each_missing_source_of_a_mixture_is_named_by_its_key(tmp_path):
+    from primus_bridge.run.preflight import input_problems
+
+    present = tmp_path / "a.jsonl"
+    present.write_text('{"instruction": "x", "output": "y"}\n')
+    cfg = PrimusConfig.model_validate({"data": {"data_path": f"{present}:0.7,{tmp_path / 'b.jsonl'}:0.3"}})
+    assert input_problems(cfg) == [f"data.data_path[1]: {tmp_path / 'b.jsonl'}: no such file or folder; "
+                                   "check --data_path"]

@@ -38,14 +38,24 @@ class Job:
         return f"job {self.job_id} state {self.state()}\n--- {self.output}:\n{slurm_log[-6000:]}"
 
     def wait_for(self, condition, what: str, seconds: float) -> None:
-        deadline = time.time() + seconds
+        """Poll until `condition()` holds. The budget counts only time without progress: each new line in the
+        training log (a step on a loaded machine may take ten times as long) starts it again, so a slow but
+        moving job is followed to its end and a stuck one fails after `seconds`."""
+        deadline, seen = time.time() + seconds, self.progress()
         while not condition():
             if self.state() in ("FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"):
                 raise AssertionError(f"waiting for {what}:\n{self.describe()}")
+            now_seen = self.progress()
+            if now_seen != seen:
+                deadline, seen = time.time() + seconds, now_seen
             if time.time() > deadline:
                 subprocess.run(["scancel", self.job_id], timeout=60)
-                raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}:\n{self.describe()}")
+                raise AssertionError(f"no progress for {seconds:.0f} s waiting for {what}:\n{self.describe()}")
             time.sleep(0.5)
+
+    def progress(self) -> tuple[int, int]:
+        """How far the job has come: the sizes of its training log and of SLURM's log."""
+        return tuple(path.stat().st_size if path.exists() else 0 for path in (self.run_dir / "train.log", self.output))
 
 
 def submit(script: str, out_dir: Path, **overrides: str) -> Job:

@@ -7,9 +7,9 @@ import time
 import pytest
 from slurm_jobs import REPO, submit
 
-from primus_bridge.checkpoint_info import latest_iteration
+from primus_bridge.checkpoint import latest_iteration
 
-pytestmark = pytest.mark.usefixtures("slurm_cluster")
+pytestmark = [pytest.mark.usefixtures("slurm_cluster"), pytest.mark.slow]
 
 DEMO = "examples/configs/demo_lora_cpu.yaml"
 DATA = str(REPO / "examples" / "data" / "alpaca_sample.jsonl")
@@ -44,7 +44,7 @@ def test_lora_job_completes_with_checkpoint_and_log(tmp_path, tiny_model):
 
 
 def test_usr1_checkpoints_requeues_and_resumes(tmp_path, tiny_model):
-    steps = 3000  # long enough (tens of seconds) that the signal lands mid-run
+    steps = 600  # long enough (several seconds on idle cores) that the signal lands mid-run
     job = submit("lora_llama8b.sbatch", tmp_path, CONFIG=DEMO, HF_MODEL=str(tiny_model), DATA_PATH=DATA,
                  TRAIN_ARGS=f"--train_iters {steps} {SMALL} --set checkpointing.save_interval=1000")
     job.wait_for(lambda: f"step 2/{steps}" in job.log(), "training to start", 240)

@@ -19,4 +19,4 @@ class RecomputeConfig(Section):
     recompute_mlp_activation: bool = True
     """Megatron engine: keep the SwiGLU input only and recompute its output in the backward (one
     element-wise kernel a layer; saves 2 bytes per token and FFN unit per layer, e.g. 3.5 GiB for
-    Llama-3-8B at 4,096 tokens; engine/megatron/swiglu_recompute.py)."""
+    Llama-3-8B at 4,096 tokens; engine/megatron/compat/swiglu_recompute.py)."""

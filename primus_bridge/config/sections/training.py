@@ -1,5 +1,7 @@
 """`training:` — schedule, batch sizes and optimizer."""
 
+from typing import Literal
+
 from pydantic import Field
 
 from .base import Section
@@ -18,7 +20,7 @@ class TrainingConfig(Section):
     """Learning rate at the end of the cosine decay."""
     lr_warmup_iters: int = Field(default=0, ge=0)
     """Linear warm-up steps before the cosine decay (flag --lr_warmup_iters)."""
-    lr_decay_style: str = "cosine"
+    lr_decay_style: Literal["cosine", "linear", "constant"] = "cosine"
     """Decay after warm-up: cosine, linear or constant."""
     weight_decay: float = Field(default=0.0, ge=0)
     """AdamW weight decay."""

@@ -7,7 +7,7 @@ iter_NNNNNNN/
   trainer_state.json     step, consumed samples, loss history
   tokenizer/             the run's tokenizer
   run_config.yaml        the resolved config (secrets redacted)
-  primus_bridge.json     {"engine": "hf", "step", "lora", "base_model", "eos_token_id", ...}
+  primus_bridge.json     the marker (checkpoint/marker.py), written last: engine "hf", step, lora, base_model, ...
 
 A LoRA checkpoint holds the adapter only: the frozen base weights never change, so they stay where
 `base_model` (the resolved hf_model_name_or_path) points, and export reads them from there.
@@ -19,13 +19,14 @@ from pathlib import Path
 
 import torch
 
-from ...checkpoint_info import MARKER_FILE
+from ...checkpoint import MARKER_FILE, Marker, write_marker
+from ...checkpoint.integrity import json_problem, torch_file_problem, weight_files, weight_folder_problems
+from ...checkpoint.marker import ENGINE_CONFIG_FILES, HF_TOKENIZER_DIR
 from ...config import PrimusConfig
-from ...run.integrity import json_problem, torch_file_problem, weight_files, weight_folder_problems
 from ...run.resume_config import config_dump
 from ...run.rng import RngState
 
-FORMAT_VERSION = 1
+CONFIG_FILE = ENGINE_CONFIG_FILES["hf"]
 
 
 @dataclass
@@ -41,22 +42,12 @@ class TrainerState:
     """Config changes accepted on resume: {"step": resumed at, "changes": {key: [old, new]}}."""
 
 
-@dataclass(frozen=True)
-class CheckpointMeta:
-    """The marker file: which engine wrote the checkpoint and what an export needs to know."""
-
-    step: int
-    lora: bool
-    base_model: str
-    eos_token_id: int | list[int] | None
-    template: str | None
-    engine: str = "hf"
-    format_version: int = FORMAT_VERSION
-
-    @classmethod
-    def read(cls, checkpoint: Path) -> "CheckpointMeta":
-        data = json.loads((checkpoint / MARKER_FILE).read_text())
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+def checkpoint_marker(cfg: PrimusConfig, base_model: str, eos_token_id: int | list[int] | None,
+                      template: str | None) -> Marker:
+    """The marker of this run's checkpoints (step and config changes are filled in at each save)."""
+    return Marker(engine="hf", lora=cfg.lora.use_lora, optimizer_state=True, base_model=base_model,
+                  tokenizer=HF_TOKENIZER_DIR, config_file=CONFIG_FILE, eos_token_id=eos_token_id, template=template,
+                  template_date=cfg.data.template_date)
 
 
 def config_yaml(cfg: PrimusConfig) -> str:
@@ -77,7 +68,7 @@ class TrainingObjects:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     tokenizer: object
     cfg: PrimusConfig
-    meta: CheckpointMeta
+    marker: Marker
 
 
 def fill_checkpoint(folder: Path, objects: TrainingObjects, state: TrainerState, rng_by_rank: list[RngState]) -> None:
@@ -87,9 +78,9 @@ def fill_checkpoint(folder: Path, objects: TrainingObjects, state: TrainerState,
     torch.save(objects.scheduler.state_dict(), folder / "scheduler.pt")
     (folder / "rng.json").write_text(json.dumps([r.to_json() for r in rng_by_rank]))
     (folder / "trainer_state.json").write_text(json.dumps(asdict(state), indent=1) + "\n")
-    objects.tokenizer.save_pretrained(folder / "tokenizer")
-    (folder / "run_config.yaml").write_text(config_yaml(objects.cfg))
-    (folder / MARKER_FILE).write_text(json.dumps(asdict(objects.meta), indent=2) + "\n")
+    objects.tokenizer.save_pretrained(folder / HF_TOKENIZER_DIR)
+    (folder / CONFIG_FILE).write_text(config_yaml(objects.cfg))
+    write_marker(folder, objects.marker.model_copy(update={"step": state.step, "config_changes": state.config_changes}))
 
 
 def checkpoint_problems(checkpoint: Path) -> list[str]:

@@ -3,8 +3,8 @@
 import logging
 from pathlib import Path
 
-from ...config import PrimusConfig
-from ...engine.base import TrainResult
+from ...config import ConfigError, PrimusConfig
+from ...run.result import TrainResult
 from ...run.secrets import install_log_redaction
 from .distributed import init_distributed, shutdown_distributed
 from .export import export_checkpoint
@@ -42,3 +42,8 @@ class HFEngine:
         install_log_redaction(log)
         quiet_library_progress()
         return export_checkpoint(checkpoint, out, cfg.checkpointing.overwrite)
+
+    def import_hf(self, cfg: PrimusConfig, out: Path) -> Path:
+        raise ConfigError("engine: the hf engine trains from the HF model itself (--hf_model_name_or_path) and has "
+                          "nothing to import; --convert_from_hf in convert writes a Megatron checkpoint: drop "
+                          "--engine hf, or train with the hf engine without converting")

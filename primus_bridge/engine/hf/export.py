@@ -13,18 +13,12 @@ from pathlib import Path
 import torch
 import yaml
 
-from ...checkpoint_info import MARKER_FILE, latest_checkpoint
+from ...checkpoint import MARKER_FILE, Marker, export_marker, is_export_of, latest_checkpoint, read_marker, write_marker
+from ...checkpoint.store import no_space_error, out_of_space
 from ...config import ConfigError, PrimusConfig
-from ...run.checkpoints import no_space_error, out_of_space
-from ...run.outputs import (
-    EXPORT_MARKER,
-    check_export_dir,
-    export_marker_text,
-    is_export_of,
-    remove_stale_export_temporaries,
-)
+from ...run.outputs import check_export_dir, remove_stale_export_temporaries
 from ...utils.atomic import atomic_dir
-from .checkpoint import CheckpointMeta
+from .checkpoint import CONFIG_FILE
 from .model import load_causal_lm
 
 log = logging.getLogger("primus_bridge")
@@ -32,17 +26,18 @@ log = logging.getLogger("primus_bridge")
 ADAPTER_DIR = "adapter"
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """An iteration folder: `path` itself, or the newest complete one below it."""
+def resolve_checkpoint(path: str | Path) -> tuple[Path, Marker]:
+    """An iteration folder (`path` itself, or the newest complete one below it) and its marker."""
     checkpoint = latest_checkpoint(path)
-    if checkpoint is None or not (checkpoint / MARKER_FILE).is_file():
+    marker = read_marker(checkpoint) if checkpoint is not None and (checkpoint / MARKER_FILE).is_file() else None
+    if marker is None:
         raise ConfigError(f"model.load: {path} holds no complete checkpoint (no {MARKER_FILE} / "
                           "latest_checkpointed_iteration.txt); pass a checkpoint folder written by a training run")
-    return checkpoint
+    return checkpoint, marker
 
 
-def run_config(checkpoint: Path) -> PrimusConfig:
-    return PrimusConfig.model_validate(yaml.safe_load((checkpoint / "run_config.yaml").read_text()))
+def run_config(checkpoint: Path, marker: Marker) -> PrimusConfig:
+    return PrimusConfig.model_validate(yaml.safe_load((checkpoint / (marker.config_file or CONFIG_FILE)).read_text()))
 
 
 def published_dtype(base_model: str) -> torch.dtype:
@@ -56,7 +51,7 @@ def published_dtype(base_model: str) -> torch.dtype:
     return dtype if isinstance(dtype, torch.dtype) else torch.float32
 
 
-def _trained_model(checkpoint: Path, meta: CheckpointMeta, cfg: PrimusConfig, out: Path):
+def _trained_model(checkpoint: Path, meta: Marker, cfg: PrimusConfig, out: Path):
     """The trained weights as a plain transformers model; for LoRA the adapter is also saved to out/adapter."""
     if not meta.lora:
         return load_causal_lm(str(checkpoint / "model"), cfg, "sdpa")
@@ -68,7 +63,15 @@ def _trained_model(checkpoint: Path, meta: CheckpointMeta, cfg: PrimusConfig, ou
     return peft_model.merge_and_unload()
 
 
-def _generation_config(model, tokenizer, meta: CheckpointMeta):
+def _with_template_date(meta: Marker, cfg: PrimusConfig) -> Marker:
+    """The checkpoint's marker with the run's data.template_date (what the template wrote into the prompts),
+    for markers that do not record it (written before it was recorded)."""
+    if meta.template_date is not None or cfg.data.template_date is None:
+        return meta
+    return meta.model_copy(update={"template_date": cfg.data.template_date})
+
+
+def _generation_config(model, tokenizer, meta: Marker):
     from transformers import GenerationConfig
 
     config = GenerationConfig.from_model_config(model.config)
@@ -85,14 +88,14 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, overwrite: bool =
     """
     from transformers import AutoTokenizer
 
-    checkpoint = resolve_checkpoint(checkpoint)
+    checkpoint, meta = resolve_checkpoint(checkpoint)
     remove_stale_export_temporaries(out)
     if is_export_of(out, checkpoint):
         log.info("export: %s already holds the export of %s; keeping it", out, checkpoint)
         return Path(out)
     out = check_export_dir(out, overwrite, checkpoint=checkpoint)
-    meta, cfg = CheckpointMeta.read(checkpoint), run_config(checkpoint)
-    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint / "tokenizer"), local_files_only=True)
+    cfg = run_config(checkpoint, meta)
+    tokenizer = AutoTokenizer.from_pretrained(meta.tokenizer_path(checkpoint), local_files_only=True)
     try:
         with atomic_dir(out, replace=True) as tmp:
             model = _trained_model(checkpoint, meta, cfg, tmp)
@@ -100,7 +103,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, overwrite: bool =
             model.generation_config = _generation_config(model, tokenizer, meta)
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-            (tmp / EXPORT_MARKER).write_text(export_marker_text(checkpoint, meta.step))
+            write_marker(tmp, export_marker(checkpoint, meta.step, _with_template_date(meta, cfg), "hf"))
     except Exception as err:
         if out_of_space(err):
             raise no_space_error("hf_save_path", f"the export of {checkpoint} to {out}", err) from err

@@ -27,12 +27,3 @@ class FiniteUpdates:
         self.skipped = bool(grads) and not bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
         if not self.skipped:
             self.optimizer.step()
-
-
-def first_nonfinite_parameter(model: torch.nn.Module, only: str | None = None) -> str | None:
-    """Name of the first parameter (whose name contains `only`, when given) holding a NaN or Inf."""
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if (only is None or only in name) and not bool(torch.isfinite(param).all()):
-                return name
-    return None

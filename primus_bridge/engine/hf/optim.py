@@ -8,8 +8,6 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from ...config import ConfigError, PrimusConfig
 
-DECAY_STYLES = ("cosine", "linear", "constant")
-
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
@@ -26,10 +24,8 @@ def build_optimizer(model: torch.nn.Module, cfg: PrimusConfig) -> torch.optim.Ad
 
 
 def check_schedule(cfg: PrimusConfig) -> str:
-    """The decay style, after checking the schedule keys."""
+    """The decay style (one of the config's), after checking the schedule keys."""
     t = cfg.training
-    if t.lr_decay_style not in DECAY_STYLES:
-        raise ConfigError(f"training.lr_decay_style: {t.lr_decay_style!r} is not one of {', '.join(DECAY_STYLES)}")
     if t.min_lr > t.lr:
         raise ConfigError(f"training.min_lr: {t.min_lr} is above training.lr {t.lr}; use a smaller min_lr")
     return t.lr_decay_style

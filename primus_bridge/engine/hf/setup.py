@@ -6,18 +6,18 @@ from pathlib import Path
 
 import torch
 
-from ...checkpoint_info import checkpoint_engine, iteration_dir
+from ...checkpoint import Marker, iteration_dir, read_marker
+from ...checkpoint.store import newest_loadable, remove_checkpoints, remove_stale_temporaries
 from ...config import ConfigError, PrimusConfig
 from ...data import PreparedData
-from ...run.checkpoints import remove_checkpoints, remove_stale_temporaries, saved_steps
 from ...run.outputs import CheckpointPlan, check_export_dir, plan_checkpoint_dir
 from ...run.resume_config import changes_record, check_resume_config, describe_honoured
 from ...run.rng import restore_rng, seed_everything
 from .batches import BatchPlan, StepSampler
 from .checkpoint import (
-    CheckpointMeta,
     TrainerState,
     TrainingObjects,
+    checkpoint_marker,
     checkpoint_problems,
     read_rng,
     read_trainer_state,
@@ -104,9 +104,8 @@ def _restore(resume: ResumePoint, objects: TrainingObjects, env: DistEnv) -> Tra
     return state
 
 
-def _meta(cfg: PrimusConfig, tokenizer, template: str) -> CheckpointMeta:
-    return CheckpointMeta(step=0, lora=cfg.lora.use_lora, base_model=model_source(cfg),
-                          eos_token_id=end_of_turn_token_id(template, tokenizer), template=template)
+def _marker(cfg: PrimusConfig, tokenizer, template: str) -> Marker:
+    return checkpoint_marker(cfg, model_source(cfg), end_of_turn_token_id(template, tokenizer), template)
 
 
 def _wrap_ddp(model: torch.nn.Module, env: DistEnv) -> torch.nn.Module:
@@ -119,32 +118,14 @@ def _wrap_ddp(model: torch.nn.Module, env: DistEnv) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
 
 
-def newest_loadable(save: Path, latest: int) -> tuple[int, Path]:
-    """The newest iteration folder (the pointer's, then older ones keep_last retained) whose files are whole."""
-    damaged = []
-    for step in sorted((s for s in saved_steps(save) if s <= latest), reverse=True):
-        folder = iteration_dir(save, step)
-        if checkpoint_engine(folder) != "hf":
-            return step, folder  # another engine's: refused by the caller with what it is
-        problems = checkpoint_problems(folder)
-        if not problems:
-            if damaged:
-                log.warning("resume: falling back to step %d, the newest checkpoint in %s whose files load "
-                            "(damaged: %s)", step, save, "; ".join(damaged))
-            return step, folder
-        log.warning("resume: checkpoint %s is damaged: %s", folder, "; ".join(problems))
-        damaged.append(folder.name)
-    raise ConfigError(f"checkpointing.save: no checkpoint in {save} loads (damaged: {', '.join(damaged)}); "
-                      "restore one from a copy, or pass --no_resume --overwrite to start over")
-
-
 def _resume_point(checkpoints: CheckpointPlan | None, cfg: PrimusConfig) -> ResumePoint | None:
     """The iteration folder to resume from (checked to be an hf-engine checkpoint of the same kind and config)."""
     if checkpoints is None or checkpoints.resume_step is None:
         return None
-    step, folder = newest_loadable(checkpoints.save, checkpoints.resume_step)
-    engine = checkpoint_engine(folder)
-    lora = engine == "hf" and CheckpointMeta.read(folder).lora
+    step, folder = newest_loadable(checkpoints.save, checkpoints.resume_step, "hf", checkpoint_problems)
+    marker = read_marker(folder)
+    engine = marker.engine if marker is not None else "unknown"
+    lora = engine == "hf" and marker.lora
     if engine != "hf" or lora != cfg.lora.use_lora:
         kind = f"{engine} engine" + (f", {'LoRA' if lora else 'full fine-tune'}" if engine == "hf" else "")
         raise ConfigError(f"checkpointing.save: {checkpoints.save} holds a checkpoint of another kind of run ({kind}) "
@@ -172,7 +153,7 @@ def build_run(cfg: PrimusConfig, env: DistEnv) -> Run:
     loaded = build_model(cfg, env, resume.folder / "model" if resume else None)
     optimizer = build_optimizer(loaded.model, cfg)
     objects = TrainingObjects(loaded.model, optimizer, build_scheduler(optimizer, cfg), tokenizer, cfg,
-                              _meta(cfg, tokenizer, data.report.template))
+                              _marker(cfg, tokenizer, data.report.template))
     state = _restore(resume, objects, env) if resume else TrainerState(world_size=env.world_size)
     return Run(cfg, env, precision, loaded, _wrap_ddp(loaded.model, env), objects, data,
                StepSampler(data.train, cfg.data.seed, state.consumed_samples), batch_plan(cfg, env), state,

@@ -70,17 +70,28 @@ def train_step(model, optimizer, scheduler, batches: list[Batch], env: DistEnv, 
     return StepStats(loss, global_tokens, float(grad_norm), lr)
 
 
+@dataclass
+class EvalLoss:
+    loss: float
+    """Mean token loss over every evaluated row."""
+    by_source: list[float | None]
+    """Mean token loss over each data source's rows (a mixture's sources); None where none was evaluated."""
+
+
 @torch.no_grad()
-def evaluate(model, batches: Iterable[Batch], env: DistEnv, precision: Precision, logits_to_keep: bool,
-             fused_loss: bool = False) -> float | None:
-    """Mean token loss over `batches` of every rank; None when there is nothing to evaluate."""
+def evaluate(model, batches: Iterable[tuple[int, Batch]], num_sources: int, env: DistEnv, precision: Precision,
+             logits_to_keep: bool, fused_loss: bool = False) -> EvalLoss | None:
+    """Mean token loss over the (source index, batch) pairs of every rank, in total and per source; None when
+    there is nothing to evaluate. Each batch holds rows of one source."""
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), device=env.device)
-    tokens = torch.zeros((), dtype=torch.long, device=env.device)
-    for batch in batches:
-        loss_sum += _forward_loss_sum(model, batch, precision, env.device, logits_to_keep, fused_loss)
-        tokens += batch.trained_tokens
+    loss_sums = torch.zeros(num_sources, device=env.device)
+    tokens = torch.zeros(num_sources, dtype=torch.long, device=env.device)
+    for source, batch in batches:
+        loss_sums[source] += _forward_loss_sum(model, batch, precision, env.device, logits_to_keep, fused_loss)
+        tokens[source] += batch.trained_tokens
     model.train(was_training)
-    total_tokens = int(all_reduce_sum(tokens, env).item())
-    return all_reduce_sum(loss_sum, env).item() / total_tokens if total_tokens else None
+    tokens, loss_sums = all_reduce_sum(tokens, env).tolist(), all_reduce_sum(loss_sums, env).tolist()
+    if not sum(tokens):
+        return None
+    return EvalLoss(sum(loss_sums) / sum(tokens), [s / n if n else None for s, n in zip(loss_sums, tokens)])

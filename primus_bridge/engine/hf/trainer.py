@@ -1,15 +1,14 @@
 """The hf engine's training loop: steps, validation, checkpoints, preemption, export, result."""
 
 import contextlib
-import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from ...engine.base import TrainResult
-from ...run.checkpoints import write_checkpoint
+from ...checkpoint.store import write_checkpoint
+from ...run.result import TrainResult
 from ...run.nonfinite import NonFiniteGuard
 from ...run.profiler import StepProfiler
 from ...run.rng import capture_rng
@@ -29,13 +28,19 @@ def mask_dtype(run: Run) -> torch.dtype:
     return run.precision.autocast_dtype or torch.float32
 
 
-def eval_batches(run: Run) -> Iterator[Batch]:
-    """This rank's share of the first eval_iters x micro-batch x processes rows of the valid split (built lazily)."""
+def eval_batches(run: Run) -> Iterator[tuple[int, Batch]]:
+    """This rank's share of the first eval_iters x micro-batch x processes rows of the valid split (built lazily),
+    as (source index, batch): a mixture's rows are batched per source, so each source's loss can be told apart."""
     valid, t, env = run.data.valid, run.cfg.training, run.env
     count = min(len(valid), t.eval_iters * t.micro_batch_size * env.world_size)
     mine = list(range(env.rank, count, env.world_size))
-    groups = [mine[i:i + t.micro_batch_size] for i in range(0, len(mine), t.micro_batch_size)]
-    return (make_batch(valid, g, env.device, run.loaded.attn_implementation, mask_dtype(run)) for g in groups)
+    sources = valid.row_sources(mine).tolist()
+    groups = []
+    for source in dict.fromkeys(sources):
+        rows = [row for row, of in zip(mine, sources) if of == source]
+        groups += [(source, rows[i:i + t.micro_batch_size]) for i in range(0, len(rows), t.micro_batch_size)]
+    return ((source, make_batch(valid, g, env.device, run.loaded.attn_implementation, mask_dtype(run)))
+            for source, g in groups)
 
 
 def save(run: Run) -> Path | None:
@@ -46,7 +51,6 @@ def save(run: Run) -> Path | None:
     rng = gather_objects(capture_rng(), run.env)
     folder = None
     if run.env.is_main:
-        run.objects.meta = dataclasses.replace(run.objects.meta, step=run.state.step)
         folder = write_checkpoint(run.checkpoints.save, run.state.step,
                                   lambda tmp: fill_checkpoint(tmp, run.objects, run.state, rng),
                                   run.cfg.checkpointing.keep_last)
@@ -68,12 +72,16 @@ def _maybe_evaluate(run: Run, progress: Progress, scalars: Scalars, last: bool) 
     if t.eval_iters == 0 or not len(run.data.valid) or not (step % t.eval_interval == 0 or last):
         return
     # The plain module, not the DDP wrapper: ranks may hold different numbers of validation batches.
-    loss = evaluate(run.loaded.model, eval_batches(run), run.env, run.precision, run.loaded.logits_to_keep,
-                    run.loaded.fused_loss)
-    if loss is not None:
-        run.state.eval_losses[str(step)] = loss
-        scalars.validation(step, loss)
-        progress.note("validation: step %d | loss %.4f", step, loss)
+    names = run.data.valid.source_names
+    result = evaluate(run.loaded.model, eval_batches(run), len(names), run.env, run.precision,
+                      run.loaded.logits_to_keep, run.loaded.fused_loss)
+    if result is not None:
+        run.state.eval_losses[str(step)] = result.loss
+        by_source = {name: loss for name, loss in zip(names, result.by_source) if loss is not None} \
+            if len(names) > 1 else {}
+        scalars.validation(step, result.loss, by_source)
+        progress.note("validation: step %d | loss %.4f" + " | %s %.4f" * len(by_source), step, result.loss,
+                      *(item for pair in by_source.items() for item in pair))
 
 
 def _step_optimizer(run: Run):
@@ -136,7 +144,7 @@ def _peak_memory(run: Run) -> tuple[int | None, int | None]:
 def run_training(run: Run) -> TrainResult:
     start_step, t = run.state.step, run.cfg.training
     progress = Progress(t.train_iters, start_step, t.log_interval, run.env.is_main)
-    scalars = Scalars(t.tensorboard_dir, run.env.is_main)
+    scalars = Scalars(run.cfg, run.env.is_main)
     try:
         preempted, times = train_loop(run, progress, scalars)
     finally:

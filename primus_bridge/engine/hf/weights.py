@@ -6,8 +6,8 @@ from pathlib import Path
 import torch
 
 from ...config import ConfigError
-from ...run.integrity import file_holding, local_model_folder, weight_folder_problems
-from .nonfinite import first_nonfinite_parameter
+from ...checkpoint.integrity import file_holding, local_model_folder, weight_folder_problems
+from ...run.nonfinite import first_nonfinite_parameter
 
 ADAPTER_FILE = "adapter_model.safetensors"
 

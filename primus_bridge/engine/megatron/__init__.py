@@ -1,13 +1,14 @@
 """The megatron engine: post-training through Megatron-Bridge's finetune() on Megatron-Core.
 
 Importing this package imports nothing of Megatron. Each call first runs `prepare_megatron()`
-(Megatron-Bridge imported through te_compat where TransformerEngine is absent), then the runner.
+(the compat registry's adaptations: Megatron-Bridge imported with TE placeholders where TransformerEngine is
+absent, then the library replacements), then the runner.
 """
 
 from pathlib import Path
 
 from ...config import PrimusConfig
-from ..base import TrainResult
+from ...run.result import TrainResult
 
 
 def _runner():
@@ -34,10 +35,4 @@ class MegatronEngine:
 
 ENGINE = MegatronEngine()
 
-
-def import_hf(cfg: PrimusConfig, out: Path) -> Path:
-    """`primus_bridge.convert --convert_from_hf`: write the HF model as a Megatron checkpoint at `out`."""
-    return ENGINE.import_hf(cfg, out)
-
-
-__all__ = ["ENGINE", "MegatronEngine", "import_hf"]
+__all__ = ["ENGINE", "MegatronEngine"]

@@ -2,12 +2,11 @@
 
 - StepRecorder: wall time, loss and peak memory of every optimizer step run in this process.
 - ProfileSteps: the `profiling:` window (run/profiler.py) around Megatron-Bridge's steps.
-- CheckpointMarkers: after each save, `primus_bridge.json` in the iteration folder and the
-  `latest_checkpointed_iteration.txt` pointer (Megatron-Bridge itself tracks `latest_train_state.pt`),
+- CheckpointMarkers: after each save, our marker `primus_bridge.json` (checkpoint/marker.py) in the iteration
+  folder and the `latest_checkpointed_iteration.txt` pointer (Megatron-Bridge itself tracks `latest_train_state.pt`),
   so every tool of the project finds and recognises the checkpoint.
 """
 
-import json
 import time
 from pathlib import Path
 
@@ -15,7 +14,9 @@ import torch
 import torch.distributed as dist
 from megatron.bridge.training.callbacks import Callback, CallbackContext
 
-from ...checkpoint_info import LATEST_FILE, MARKER_FILE, iteration_dir
+from ...checkpoint import LATEST_FILE, Marker, iteration_dir, write_marker
+from ...config import ConfigError
+from ...run.nonfinite import first_nonfinite_parameter
 from ...run.profiler import StepProfiler
 from ...utils.atomic import atomic_write_text
 
@@ -72,6 +73,22 @@ class StepRecorder(Callback):
             self.skipped_steps.append(self.last_step)
 
 
+class RefuseNonfiniteWeights(Callback):
+    """Before the first step, on every rank's share of the loaded model: a weight holding NaN or Inf stops the run
+    (it would train and export NaN), naming the tensor and where the weights came from."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def on_train_start(self, context: CallbackContext) -> None:
+        for chunk in context.model:
+            name = first_nonfinite_parameter(chunk)
+            if name is not None:
+                raise ConfigError(f"{self.source}: tensor {name} (Megatron's name) holds NaN or Inf values; these "
+                                  "weights would train and export NaN. Use an undamaged copy of the model "
+                                  "(re-download it, or re-export it from a good checkpoint)")
+
+
 class ProfileSteps(Callback):
     """Both hooks run before Megatron-Bridge advances train_state.step: the step in flight is step + 1."""
 
@@ -91,7 +108,7 @@ class ProfileSteps(Callback):
 class CheckpointMarkers(Callback):
     """Writes our marker and pointer after Megatron-Bridge has saved an iteration (rank 0)."""
 
-    def __init__(self, save: Path | None, marker: dict, run_config_yaml: str):
+    def __init__(self, save: Path | None, marker: Marker, run_config_yaml: str):
         self.save = save
         self.marker = marker
         self.run_config_yaml = run_config_yaml
@@ -103,6 +120,6 @@ class CheckpointMarkers(Callback):
         if self.save is None or not is_rank0():
             return
         folder = iteration_dir(self.save, step)
-        atomic_write_text(folder / "primus_run_config.yaml", self.run_config_yaml)
-        atomic_write_text(folder / MARKER_FILE, json.dumps({**self.marker, "step": step}, indent=2) + "\n")
+        atomic_write_text(folder / self.marker.config_file, self.run_config_yaml)
+        write_marker(folder, self.marker.model_copy(update={"step": step}))
         atomic_write_text(self.save / LATEST_FILE, f"{step}\n")

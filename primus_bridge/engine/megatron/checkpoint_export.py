@@ -5,15 +5,14 @@ checkpoint holds the adapters only (Megatron-Bridge saves PEFT runs that way) an
 checkpoint: the base weights are loaded first, the adapters are applied and then loaded on top. The adapters
 are re-created from the checkpoint's saved run config: one per projection, or, in a run saved before
 per-projection adapters, one per fused layer (both export exactly).
-A checkpoint of one of our runs says all this in its marker file; one imported from HF (no marker)
-names its HF model in Megatron-Bridge's saved run config.
+A checkpoint of one of our runs says all this in its marker; one imported from HF (no marker) names its
+HF model in Megatron-Bridge's saved run config, which `read_marker` reads for it.
 """
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...checkpoint_info import MARKER_FILE
+from ...checkpoint import MARKER_FILE, read_marker
 from ...config import ConfigError
 from .export import export_models
 from .layer_spec import resolve_transformer_impl, use_local_spec
@@ -35,18 +34,13 @@ class ExportPlan:
     base_checkpoint: str | None = None
 
 
-def export_plan(iteration: Path, mb_config: dict) -> ExportPlan:
-    marker_path = iteration / MARKER_FILE
-    if marker_path.is_file():
-        marker = json.loads(marker_path.read_text())
-        return ExportPlan(Path(marker["hf_source"]), marker["tokenizer"], marker.get("template"),
-                          marker.get("transformer_impl", "auto"), marker.get("lora", False),
-                          marker.get("base_checkpoint"))
-    hf_source = (mb_config.get("model") or {}).get("hf_model_id")
-    if not hf_source:
+def export_plan(iteration: Path) -> ExportPlan:
+    marker = read_marker(iteration)
+    if marker is None or not marker.base_model:
         raise ConfigError(f"--load {iteration}: the checkpoint names no HF model (no {MARKER_FILE}, no "
                           "model.hf_model_id in run_config.yaml); it cannot be exported to HF")
-    return ExportPlan(Path(hf_source), hf_source, None, "auto")
+    return ExportPlan(Path(marker.base_model), marker.tokenizer_path(iteration), marker.template,
+                      marker.transformer_impl or "auto", marker.lora, marker.base_checkpoint)
 
 
 def _single_rank_model(iteration: Path, transformer_impl: str) -> list:
@@ -108,7 +102,7 @@ def export_checkpoint(checkpoint: Path, out: Path) -> Path:
 
     iteration = megatron_iteration(checkpoint, key="--load")
     mb_config = read_run_config(str(iteration / "run_config.yaml"))
-    plan = export_plan(iteration, mb_config)
+    plan = export_plan(iteration)
     tokenizer = AutoTokenizer.from_pretrained(plan.tokenizer, local_files_only=True)
     with single_process_group():
         model = _single_rank_model(iteration, resolve_transformer_impl(plan.transformer_impl))

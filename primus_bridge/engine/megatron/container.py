@@ -34,12 +34,13 @@ from megatron.bridge.training.tokenizers.config import TokenizerConfig
 
 from ...config import ConfigError, PrimusConfig
 from ...config.head_loss import chunked_min_vocab, head_loss_mode
+from ...run.trackers import mlflow_tracking_uri, prepare_trackers, run_name, wandb_dir
 from .chunked_head_loss import use_chunked_head_loss
+from .compat.swiglu_recompute import use_swiglu_recompute
+from .compat.te_compat import transformer_engine_available
 from .dataset import PackedRowsProvider
 from .fp8_frozen_base import use_fp8_frozen_base
 from .lora import build_peft
-from .swiglu_recompute import use_swiglu_recompute
-from .te_compat import transformer_engine_available
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,6 @@ def optimizer_section(cfg: PrimusConfig) -> OptimizerConfig:
 def scheduler_section(cfg: PrimusConfig) -> SchedulerConfig:
     """Linear warm-up, then `lr_decay_style` (cosine by default) down to min_lr at train_iters."""
     t = cfg.training
-    styles = ("constant", "linear", "cosine")
-    if t.lr_decay_style not in styles:
-        raise ConfigError(f"training.lr_decay_style: {t.lr_decay_style!r} is not one of {', '.join(styles)}")
     # override: a resumed run with a new train_iters decays over the new length (run/resume_config.py refuses
     # changes to the other schedule keys, so they always equal the checkpoint's).
     return SchedulerConfig(lr_decay_style=t.lr_decay_style, lr_warmup_iters=t.lr_warmup_iters,
@@ -122,8 +120,32 @@ def checkpoint_section(cfg: PrimusConfig, start: StartingPoint) -> CheckpointCon
 
 
 def logger_section(cfg: PrimusConfig) -> LoggerConfig:
+    """TensorBoard, W&B and MLflow through Megatron-Bridge's own writers, which log the same scalars to each.
+
+    The library has no field for W&B's offline mode or MLflow's file-store opt-in: those are environment
+    variables (run/trackers.py), set here because the container is built in the training process.
+    """
+    prepare_trackers(cfg)
     return LoggerConfig(log_interval=cfg.training.log_interval, tensorboard_dir=cfg.training.tensorboard_dir,
-                        log_throughput=True, log_timers_to_tensorboard=cfg.training.tensorboard_dir is not None)
+                        log_throughput=True, log_timers_to_tensorboard=cfg.training.tensorboard_dir is not None,
+                        **wandb_settings(cfg), **mlflow_settings(cfg))
+
+
+def wandb_settings(cfg: PrimusConfig) -> dict:
+    w = cfg.logging.wandb
+    if not w.enabled:
+        return {}
+    return {"wandb_project": w.project, "wandb_exp_name": run_name(cfg, w), "wandb_entity": w.entity,
+            "wandb_save_dir": wandb_dir(w)}
+
+
+def mlflow_settings(cfg: PrimusConfig) -> dict:
+    """mlflow_log_artifacts off: the library would copy every checkpoint into the tracking store."""
+    m = cfg.logging.mlflow
+    if not m.enabled:
+        return {}
+    return {"mlflow_experiment": m.project, "mlflow_run_name": run_name(cfg, m),
+            "mlflow_tracking_uri": mlflow_tracking_uri(m), "mlflow_log_artifacts": False}
 
 
 def tokenizer_section(start: StartingPoint) -> TokenizerConfig:

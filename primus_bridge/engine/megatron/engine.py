@@ -7,24 +7,18 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...checkpoint_info import MARKER_FILE, iteration_dir, latest_checkpoint
+from ...checkpoint import Marker, export_marker, is_export_of, iteration_dir, read_marker, write_marker
+from ...checkpoint.integrity import json_problem, torch_dist_problems, zip_problem
+from ...checkpoint.marker import ENGINE_CONFIG_FILES
+from ...checkpoint.store import newest_loadable, remove_checkpoints
 from ...config import ConfigError, PrimusConfig
-from ...run.checkpoints import remove_checkpoints
 from ...run.nonfinite import NonFiniteError, skip_setting_problem
-from ...run.outputs import (
-    EXPORT_MARKER,
-    check_export_dir,
-    export_marker_text,
-    is_export_of,
-    plan_checkpoint_dir,
-    remove_stale_export_temporaries,
-)
+from ...run.outputs import check_export_dir, plan_checkpoint_dir, remove_stale_export_temporaries
 from ...run.profiler import StepProfiler
 from ...run.resume_config import changes_record, check_resume_config, config_dump, describe_honoured
 from ...run.signals import forwarded_to_sigterm
-from ...utils.atomic import atomic_write_text
-from ..base import TrainResult
-from .callbacks import CheckpointMarkers, ProfileSteps, StepRecorder
+from ...run.result import TrainResult
+from .callbacks import CheckpointMarkers, ProfileSteps, RefuseNonfiniteWeights, StepRecorder
 from .container import StartingPoint, build_config_container
 from .export import training_template
 from .fp8_frozen_base import check_fp8_frozen_base, restore_callback
@@ -32,12 +26,25 @@ from .layer_spec import resolve_transformer_impl
 from .model import ModelPlan, megatron_iteration, preflight_errors, provider_from_checkpoint, provider_from_hf
 from .runtime import ensure_rendezvous, sigusr1_as_sigterm
 from .sources import check_supported_architecture, ensure_imported, resolve_hf_model
+from .trackers import AttachRunConfig
 
 log = logging.getLogger("primus_bridge")
 
 MEGATRON_TRACKER = "latest_train_state.pt"
 NONFINITE_CHECK = re.compile(r"iteration (\d+): Unexpected result .*\(message='(found (?:NaN|Inf) in [^']*)'\)")
 """What Megatron-Core's rerun state machine raises (reruns disabled) when a loss or gradient norm is NaN / Inf."""
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a resumed run continues: the newest whole checkpoint (older than the pointer's when it is damaged)."""
+
+    step: int
+    folder: Path
+    marker: Marker | None
+    config_changes: list[dict]
+    """Every config change honoured so far (the checkpoint's record, plus this resume's)."""
+    fell_back: bool
 
 
 @dataclass
@@ -72,19 +79,13 @@ def _model_from_checkpoint(cfg: PrimusConfig, impl: str) -> tuple[ModelPlan, Pat
     return ModelPlan(provider, hf_path, _hf_config_limit(hf_path)), Path(cfg.model.load)
 
 
-def _resumed_base(cfg: PrimusConfig) -> Path | None:
-    """When the run resumes, the base checkpoint its latest save names (no second HF import)."""
-    if not (cfg.checkpointing.save and cfg.checkpointing.resume):
-        return None
-    latest = latest_checkpoint(cfg.checkpointing.save)
-    marker = latest / MARKER_FILE if latest is not None else None
-    if marker is None or not marker.is_file():
-        return None
-    base = json.loads(marker.read_text()).get("base_checkpoint")
+def _resumed_base(resume: Resume | None) -> Path | None:
+    """When the run resumes, the base checkpoint its checkpoint names (no second HF import)."""
+    base = resume.marker.base_checkpoint if resume is not None and resume.marker is not None else None
     return Path(base) if base and Path(base).exists() else None
 
 
-def plan_run(cfg: PrimusConfig) -> RunPlan:
+def plan_run(cfg: PrimusConfig, resume: Resume | None = None) -> RunPlan:
     """Everything checked and resolved before any GPU work; imports the HF model (once) when asked to."""
     from transformers import AutoTokenizer
 
@@ -101,32 +102,44 @@ def plan_run(cfg: PrimusConfig) -> RunPlan:
     if errors:
         raise ConfigError(errors)
     if base is None:
-        base = _resumed_base(cfg) or ensure_imported(cfg, resolve_hf_model(cfg.hf_model_name_or_path), impl)
+        base = _resumed_base(resume) or ensure_imported(cfg, resolve_hf_model(cfg.hf_model_name_or_path), impl)
     tokenizer_path = cfg.model.tokenizer or str(model.hf_source)
     save = Path(cfg.checkpointing.save) if cfg.checkpointing.save else None
     template = training_template(cfg, AutoTokenizer.from_pretrained(tokenizer_path, local_files_only=True))
     return RunPlan(model, StartingPoint(base, save, tokenizer_path), impl, template)
 
 
-def _prepare_save_dir(cfg: PrimusConfig) -> list[dict]:
-    """Resume or start over in checkpointing.save; the config changes a resume honours, as recorded."""
+def checkpoint_problems(folder: Path) -> list[str]:
+    """Every missing or damaged file of a megatron iteration folder (cheap: sizes, headers, zip directories).
+
+    Megatron-Core's torch_dist format: `metadata.json`, the `.metadata` index and the data files it lists;
+    checkpoints of earlier Megatron-Core versions also keep their common state in `common.pt`.
+    """
+    problems = [json_problem(folder / "metadata.json")]
+    if (folder / "common.pt").exists():
+        problems.append(zip_problem(folder / "common.pt"))
+    return [p for p in problems if p] + torch_dist_problems(folder)
+
+
+def _prepare_save_dir(cfg: PrimusConfig) -> Resume | None:
+    """Resume (from the newest whole checkpoint) or start over in checkpointing.save; None for a fresh start."""
     if not cfg.checkpointing.save:
-        return []
+        return None
     plan = plan_checkpoint_dir(cfg.checkpointing.save, cfg.checkpointing.resume, cfg.checkpointing.overwrite)
     if plan.clear_old:
         remove_checkpoints(plan.save)
         (plan.save / MEGATRON_TRACKER).unlink(missing_ok=True)
     if plan.resume_step is None:
-        return []
-    log.info("resuming from %s step %d", plan.save, plan.resume_step)
-    latest = iteration_dir(plan.save, plan.resume_step)
-    changes = check_resume_config(latest, cfg)
-    earlier = json.loads((latest / MARKER_FILE).read_text()).get("config_changes", []) \
-        if (latest / MARKER_FILE).is_file() else []
-    if not changes:
-        return earlier
-    log.info("resume: config changes honoured from step %d: %s", plan.resume_step, describe_honoured(changes))
-    return [*earlier, changes_record(plan.resume_step, changes)]
+        return None
+    step, folder = newest_loadable(plan.save, plan.resume_step, "megatron", checkpoint_problems)
+    log.info("resuming from %s step %d", plan.save, step)
+    changes = check_resume_config(folder, cfg)
+    marker = read_marker(folder)
+    earlier = marker.config_changes if marker is not None else []
+    if changes:
+        log.info("resume: config changes honoured from step %d: %s", step, describe_honoured(changes))
+        earlier = [*earlier, changes_record(step, changes)]
+    return Resume(step, folder, marker, earlier, fell_back=step != plan.resume_step)
 
 
 def _check_settings(cfg: PrimusConfig) -> None:
@@ -135,10 +148,22 @@ def _check_settings(cfg: PrimusConfig) -> None:
         raise ConfigError(problem)
 
 
-def _marker(cfg: PrimusConfig, plan: RunPlan, config_changes: list[dict]) -> dict:
-    return {"engine": "megatron", "hf_source": str(plan.model.hf_source), "lora": cfg.lora.use_lora,
-            "base_checkpoint": str(plan.start.base_checkpoint), "tokenizer": plan.start.tokenizer_path,
-            "transformer_impl": plan.transformer_impl, "template": plan.template, "config_changes": config_changes}
+def _marker(cfg: PrimusConfig, plan: RunPlan, config_changes: list[dict]) -> Marker:
+    """The marker of this run's checkpoints (the step is filled in at each save)."""
+    return Marker(engine="megatron", lora=cfg.lora.use_lora, optimizer_state=True,
+                  base_model=str(plan.model.hf_source), base_checkpoint=str(plan.start.base_checkpoint),
+                  tokenizer=plan.start.tokenizer_path, config_file=ENGINE_CONFIG_FILES["megatron"],
+                  transformer_impl=plan.transformer_impl, template=plan.template,
+                  template_date=cfg.data.template_date, config_changes=config_changes)
+
+
+def _weights_source(cfg: PrimusConfig, resume: "Resume | None") -> str:
+    """Where the weights the run starts from were loaded: its own checkpoint, model.load, or the HF model."""
+    if resume is not None:
+        return f"checkpointing.save: {resume.folder}"
+    if cfg.model.load:
+        return f"model.load: {cfg.model.load}"
+    return f"hf_model_name_or_path: {cfg.hf_model_name_or_path}"
 
 
 class MegatronBridgeRunner:
@@ -150,12 +175,15 @@ class MegatronBridgeRunner:
             final = iteration_dir(Path(cfg.checkpointing.save), cfg.training.train_iters) \
                 if cfg.checkpointing.save else None
             check_export_dir(cfg.hf_save_path, cfg.checkpointing.overwrite, checkpoint=final)
-        config_changes = _prepare_save_dir(cfg)
-        plan = plan_run(cfg)
+        resume = _prepare_save_dir(cfg)
+        plan = plan_run(cfg, resume)
         container = build_config_container(cfg, plan.model.provider, plan.start)
+        if resume is not None and resume.fell_back:
+            container.checkpoint.ckpt_step = resume.step  # Megatron-Bridge's tracker names the damaged one
         recorder = StepRecorder()
-        markers = CheckpointMarkers(plan.start.save, _marker(cfg, plan, config_changes), config_dump(cfg))
-        callbacks = [recorder, markers]
+        markers = CheckpointMarkers(plan.start.save, _marker(cfg, plan, resume.config_changes if resume else []),
+                                    config_dump(cfg))
+        callbacks = [recorder, markers, AttachRunConfig(cfg), RefuseNonfiniteWeights(_weights_source(cfg, resume))]
         if cfg.profiling.enabled:
             callbacks.append(ProfileSteps(StepProfiler.for_run(cfg)))
         if cfg.convert_to_hf and cfg.precision.fp8_frozen_base:
@@ -179,9 +207,8 @@ class MegatronBridgeRunner:
             return Path(out)
         check_export_dir(out, cfg.checkpointing.overwrite, checkpoint=iteration)
         exported = export_checkpoint(checkpoint, out)
-        step = json.loads((iteration / MARKER_FILE).read_text()).get("step") if (iteration / MARKER_FILE).is_file() \
-            else None
-        atomic_write_text(Path(exported) / EXPORT_MARKER, export_marker_text(iteration, step))
+        trained = read_marker(iteration)
+        write_marker(exported, export_marker(iteration, trained.step if trained else None, trained, "megatron"))
         return exported
 
     def import_hf(self, cfg: PrimusConfig, out: Path) -> Path:

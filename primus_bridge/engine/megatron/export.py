@@ -9,8 +9,9 @@ the projections (exact: each projection gets A and its rows of B).
 All ranks call `export_models` (the weight gathering is collective); rank 0 writes and publishes.
 
 The merged weights: Megatron-Bridge merges a fused layer's per-projection adapters only when every
-projection of the layer has one; `merge_listed_projections` merges those present into their projections'
-HF weights and leaves the others as they are (q_proj and v_proj listed, say).
+projection of the layer has one; the compat entry `listed_projection_merge` (compat/listed_projection_merge.py,
+applied by prepare_megatron) merges those present and leaves the others as they are (q_proj and v_proj
+listed, say).
 """
 
 import logging
@@ -22,7 +23,6 @@ import torch.distributed as dist
 from ...config import PrimusConfig
 from ...utils.atomic import fsync_tree
 from .callbacks import is_rank0
-from .library_patch import wrap_once
 
 log = logging.getLogger("primus_bridge")
 
@@ -84,50 +84,11 @@ def _publish(staging: Path, out: Path) -> None:
         staging.rename(out)
 
 
-def merge_listed_projections(bridge, converted: dict, adapter_weights: list) -> dict | None:
-    """HF weights of one Megatron layer with its per-projection adapters merged (each into the HF weight of
-    its projection); None when these are not per-projection adapters of a dense layer."""
-    from megatron.bridge.models.conversion.peft_bridge import ADAPTER_NAME_MAP
-    from megatron.bridge.peft.utils import is_expert_linear
-
-    by_key = {weight.adapter_key: weight for weight in adapter_weights}
-    if not converted or not by_key or not set(by_key) <= set(ADAPTER_NAME_MAP.values()) or any(
-            is_expert_linear(weight.global_base_prefix) for weight in adapter_weights):
-        return None
-    merged = dict(converted)
-    for hf_name, base in converted.items():
-        key = next((key for suffix, key in ADAPTER_NAME_MAP.items() if hf_name.endswith(suffix)), None)
-        if key in by_key:
-            weight = by_key[key]
-            merged[hf_name] = bridge._merge_single_adapter_weight(base, weight.alpha, weight.dim,
-                                                                  weight.linear_in_weight.weight,
-                                                                  weight.linear_out_weight.weight)
-    return merged
-
-
-def use_listed_projection_merge() -> None:
-    """Megatron-Bridge's LoRA merge, with `merge_listed_projections` first (idempotent)."""
-    from megatron.bridge.models.conversion.peft_bridge import MegatronPeftBridge
-
-    def make(library_merge):
-        def merge(self, megatron_model, converted_weights_dict, adapter_weights):
-            merged = merge_listed_projections(self, converted_weights_dict, adapter_weights)
-            if merged is None:
-                return library_merge(self, megatron_model, converted_weights_dict, adapter_weights)
-            return merged
-
-        merge.__doc__ = merge_listed_projections.__doc__
-        return merge
-
-    wrap_once(MegatronPeftBridge, "_merge_lora_adapter_weights", make)
-
-
 def export_models(models: list, hf_source: Path, out: Path, template_name: str | None, tokenizer,
                   peft=None) -> Path:
     """Collective: merged HF model (+ PEFT adapter when `peft`) to `out`, replaced atomically."""
     from megatron.bridge import AutoBridge
 
-    use_listed_projection_merge()
     out, staging = Path(out), _staging(Path(out))
     if is_rank0():
         shutil.rmtree(staging, ignore_errors=True)

@@ -28,7 +28,9 @@ How, for a base linear y = x W^T with W [out, in] (`FrozenFp8Linear`):
 Applied after the model is built, its base weights loaded, LoRA applied and the model wrapped (a post-wrap hook of
 the model provider, registered by container.py): Megatron-Core's linear layers do their matmul in one method,
 `_forward_impl` (for a frozen weight: `linear_with_frozen_weight`), which becomes `fp8_forward_impl` on each
-converted layer. Everything around it (bias, the LoRA wrappers and lora_fast_path.py) runs unchanged.
+converted layer. Everything around it (bias, the LoRA wrappers and compat/lora_fast_path.py) runs unchanged.
+It is the compat registry's entry `fp8_frozen_base` (model phase): the registry verifies Megatron-Core's
+`_forward_impl` of both linear layers and `linear_with_frozen_weight` when the process starts.
 
 The export at the end of training (`convert_to_hf`) needs the original bf16 base: the adapters are exported, as
 QLoRA's are, for the unquantized model. `restore_bf16_base` loads the converted weights back from the base
@@ -44,10 +46,13 @@ import torch
 from torch import nn
 
 from ...config import ConfigError, PrimusConfig
+from .compat.marker import mark
 
 log = logging.getLogger("primus_bridge")
 
 KEY = "precision.fp8_frozen_base"
+ENTRY = "fp8_frozen_base"
+"""Its compat registry entry (compat/entries.py)."""
 BASE_LINEARS = ("linear_qkv", "linear_proj", "linear_fc1", "linear_fc2")
 SCALE_BUFFER = "fp8_weight_scale"
 """Each converted layer's per-output-channel scales (float32 [out]; a non-persistent buffer)."""
@@ -135,17 +140,30 @@ def _scaled_rows(x: torch.Tensor, dtype: torch.dtype, largest: float, column_sca
     return (values / scale).clamp(-largest, largest).to(dtype), scale
 
 
+def _scaled_rows_by_column(x: torch.Tensor, dtype: torch.dtype, largest: float, column_scale: torch.Tensor):
+    return _scaled_rows(x, dtype, largest, column_scale)
+
+
+def _scaled_rows_plain(x: torch.Tensor, dtype: torch.dtype, largest: float):
+    return _scaled_rows(x, dtype, largest, None)
+
+
 @functools.cache
 def _fused_quantize_rows(column_scaled: bool):
-    """`quantize_rows` compiled into one kernel per shape (row amax, scale and cast), one for activations and one
-    for column-scaled gradients (a model has a handful of shapes: the recompile limit is not reached)."""
-    return torch.compile(_scaled_rows, dynamic=False, fullgraph=True)
+    """`quantize_rows` compiled into one kernel (row amax, scale and cast) for any [rows, cols]: one for
+    activations and one for column-scaled gradients. Each is its own function because Dynamo counts recompiles
+    per code object (limit 8); with dynamic shapes only the two FP8 formats make separate graphs, where static
+    shapes would recompile for every projection shape of the model and token count and hit the limit."""
+    return torch.compile(_scaled_rows_by_column if column_scaled else _scaled_rows_plain, dynamic=True,
+                         fullgraph=True)
 
 
 def quantize(x: torch.Tensor, dtype: torch.dtype, column_scale: torch.Tensor | None = None):
     """`quantize_rows`, fused on the GPU."""
     if x.device.type == "cuda":
-        return _fused_quantize_rows(column_scale is not None)(x, dtype, torch.finfo(dtype).max, column_scale)
+        fused = _fused_quantize_rows(column_scale is not None)
+        largest = torch.finfo(dtype).max
+        return fused(x, dtype, largest, column_scale) if column_scale is not None else fused(x, dtype, largest)
     return quantize_rows(x, dtype, column_scale)
 
 
@@ -251,7 +269,7 @@ def convert_layer(layer: nn.Module, formats: Fp8Formats) -> None:
     codes, scale = quantize_weight(layer.weight.detach(), formats.values)
     layer.weight = nn.Parameter(codes, requires_grad=False)
     layer.register_buffer(SCALE_BUFFER, scale.view(-1), persistent=False)
-    layer._forward_impl = functools.partial(fp8_forward_impl, layer, formats)
+    layer._forward_impl = mark(functools.partial(fp8_forward_impl, layer, formats), ENTRY, layer._forward_impl)
 
 
 def converted_layers(models: list) -> list[tuple[str, nn.Module]]:

@@ -14,7 +14,7 @@ from megatron.core.transformer.transformer_block import TransformerBlockSubmodul
 
 from ...config import ConfigError
 from .attention import SDPACoreAttention
-from .te_compat import transformer_engine_available
+from .compat.te_compat import transformer_engine_available
 
 TORCH_NORMS = {"LayerNorm": torch.nn.LayerNorm, "RMSNorm": torch.nn.RMSNorm}
 """`normalization` -> the torch module Megatron-Core's `WrappedTorchNorm` builds for it."""

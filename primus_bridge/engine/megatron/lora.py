@@ -1,4 +1,5 @@
-"""LoRA targets: the contract's HF module names -> Megatron-Bridge PEFT on Megatron-Core's layer names.
+"""LoRA on the megatron engine: the config's HF projection names -> Megatron-Bridge PEFT (the name map is
+`primus_bridge.models.lora`).
 
 Megatron fuses q/k/v into `linear_qkv` and gate/up into `linear_fc1`. Each listed projection gets its own
 rank-r adapter, as in PEFT (`ProjectionLoRA`, a Megatron-Bridge CanonicalLoRA: linear_q, linear_k, linear_v,
@@ -16,39 +17,26 @@ from pathlib import Path
 
 import yaml
 
-from ...checkpoint_info import latest_checkpoint
+from ...checkpoint import latest_checkpoint
 from ...config import ConfigError
 from ...config.sections.lora import LoraConfig
+from ...models.lora import ADAPTER_NAMES, FUSED_LAYERS, LAYER_PROJECTIONS, PROJECTIONS
 
 log = logging.getLogger("primus_bridge")
 
-HF_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-QKV = ("q_proj", "k_proj", "v_proj")
-GATE_UP = ("gate_proj", "up_proj")
+PEFT_A_INIT = "kaiming"
+"""Megatron-Bridge's name for PEFT's A initialisation (kaiming-uniform with a = sqrt(5): |A| <= 1/sqrt(in)); its
+default, xavier-normal, starts A about 2.4 times larger for a 4096-wide layer, so the first updates (and, under
+gradient clipping, the whole run) would differ from PEFT's. B starts at zero on both."""
 
-MEGATRON_NAMES = {"q_proj": "linear_q", "k_proj": "linear_k", "v_proj": "linear_v", "o_proj": "linear_proj",
-                  "gate_proj": "linear_fc1_gate", "up_proj": "linear_fc1_up", "down_proj": "linear_fc2"}
-"""CanonicalLoRA's name for each projection's adapter."""
-FUSED_NAMES = {"q_proj": "linear_qkv", "k_proj": "linear_qkv", "v_proj": "linear_qkv", "o_proj": "linear_proj",
-               "gate_proj": "linear_fc1", "up_proj": "linear_fc1", "down_proj": "linear_fc2"}
-"""The layout of earlier runs: one adapter per fused layer (Megatron-Bridge's LoRA)."""
-FUSED_LAYERS = frozenset({"linear_qkv", "linear_fc1"})
-
-
-def _checked(hf_names: list[str]) -> list[str]:
-    unknown = [name for name in hf_names if name not in HF_MODULES]
-    if unknown:
-        raise ConfigError(f"lora.lora_target_modules: unknown module name(s) {', '.join(map(repr, unknown))}; "
-                          f"valid names: {', '.join(HF_MODULES)}")
-    if not hf_names:
-        raise ConfigError(f"lora.lora_target_modules: empty; list some of {', '.join(HF_MODULES)}")
-    return hf_names
+SAVED_FUSED_LAYERS = frozenset(layer for layer, names in LAYER_PROJECTIONS.items() if len(names) > 1)
+"""The layers (linear_qkv, linear_fc1) an earlier run's checkpoint may adapt as a whole."""
 
 
 def map_targets(hf_names: list[str]) -> tuple[str, ...]:
-    """CanonicalLoRA's target names for `lora.lora_target_modules`, in layer order; unknown names raise."""
-    chosen = set(_checked(hf_names))
-    return tuple(MEGATRON_NAMES[name] for name in HF_MODULES if name in chosen)
+    """CanonicalLoRA's target names for `lora.lora_target_modules` (checked by the config), in layer order."""
+    chosen = set(hf_names)
+    return tuple(ADAPTER_NAMES[name] for name in PROJECTIONS if name in chosen)
 
 
 def build_peft(lora: LoraConfig, resume: str | Path | None = None):
@@ -60,7 +48,8 @@ def build_peft(lora: LoraConfig, resume: str | Path | None = None):
     from .projection_lora import ProjectionLoRA
 
     targets = map_targets(list(lora.lora_target_modules))
-    settings = {"dim": lora.lora_rank, "alpha": lora.lora_alpha, "dropout": lora.lora_dropout}
+    settings = {"dim": lora.lora_rank, "alpha": lora.lora_alpha, "dropout": lora.lora_dropout,
+                "lora_A_init_method": PEFT_A_INIT}
     fused = saved_fused_layers(resume) if resume is not None else None
     if fused:
         return _fused_peft(lora, resume, fused, settings)
@@ -76,20 +65,20 @@ def saved_fused_layers(save: str | Path) -> frozenset[str]:
     peft = (yaml.safe_load(run_config.read_text()) or {}).get("peft") or {}
     if not str(peft.get("_target_", "")).endswith(".lora.LoRA"):
         return frozenset()
-    return FUSED_LAYERS & set(peft.get("target_modules") or ())
+    return SAVED_FUSED_LAYERS & set(peft.get("target_modules") or ())
 
 
 def _fused_peft(lora: LoraConfig, resume, fused: frozenset[str], settings: dict):
     from megatron.bridge.peft.lora import LoRA
 
     chosen = set(lora.lora_target_modules)
-    partial = [", ".join(group) for group in (QKV, GATE_UP) if 0 < len(chosen & set(group)) < len(group)]
+    partial = [", ".join(names) for names in LAYER_PROJECTIONS.values() if 0 < len(chosen & set(names)) < len(names)]
     if partial:
         raise ConfigError(f"lora.lora_target_modules: lists part of {' and of '.join(partial)}, but the run resumed "
                           f"from {resume} has one adapter per fused layer ({', '.join(sorted(fused))}), which only "
                           "a whole group can resume; list the whole group, or start a new run in another "
                           "checkpointing.save folder")
-    targets = dict.fromkeys(FUSED_NAMES[name] for name in HF_MODULES if name in chosen)
+    targets = dict.fromkeys(FUSED_LAYERS[name] for name in PROJECTIONS if name in chosen)
     log.warning("resuming %s: its checkpoint has one adapter per fused layer (%s); this run keeps that layout "
                 "(new runs train one adapter per projection, as PEFT does)", resume, ", ".join(sorted(fused)))
     return LoRA(target_modules=list(targets), **settings)

@@ -9,8 +9,9 @@ model's, or a ConfigError (rope.py).
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...checkpoint_info import latest_checkpoint
+from ...checkpoint import latest_checkpoint
 from ...config import ConfigError, PrimusConfig
+from ...config.checks import KnownShape, structural_errors
 from .layer_spec import use_local_spec
 from .rope import checked_hf_rope, checkpoint_rope_errors, read_hf_rope, unsupported_rope, use_hf_rope
 from .sources import resolve_hf_model
@@ -73,36 +74,12 @@ def provider_from_checkpoint(iteration: Path, transformer_impl: str):
 
 
 def preflight_errors(cfg: PrimusConfig, provider, position_limit: int | None) -> list[str]:
-    """Problems the model's real shape reveals: TP vs heads, KV groups and vocabulary; sequence vs positions and
-    sequence parallel; a checkpoint's RoPE vs its HF model's.
-
-    The vocabulary matters because the embedding and output layer are split by rows across TP ranks and
-    the HF checkpoint's rows are kept as they are (no padding, so the export matches the original).
-    """
-    tp, errors = cfg.parallelism.tensor_model_parallel_size, []
-    heads, groups = provider.num_attention_heads, provider.num_query_groups or provider.num_attention_heads
-    for name, count in (("attention heads", heads), ("KV groups", groups)):
-        if count % tp:
-            errors.append(f"parallelism.tensor_model_parallel_size: {tp} does not divide the model's {count} "
-                          f"{name}; use a divisor of {count}")
-    if provider.vocab_size % tp:
-        errors.append(f"parallelism.tensor_model_parallel_size: {tp} does not divide the model's "
-                      f"{provider.vocab_size} vocabulary entries; use a TP size that does, or a checkpoint whose "
-                      "vocabulary is padded (e.g. to a multiple of 128)")
-    if position_limit and cfg.data.seq_length > position_limit:
-        errors.append(f"data.seq_length: {cfg.data.seq_length} is beyond the model's {position_limit} positions; "
-                      f"use at most {position_limit}")
-    return errors + _sequence_parallel_errors(cfg) + _checkpoint_rope_errors(cfg, provider)
-
-
-def _sequence_parallel_errors(cfg: PrimusConfig) -> list[str]:
-    """Sequence parallel splits each micro batch's packed stream (micro_batch_size rows of seq_length) over TP."""
-    tp, stream = cfg.parallelism.tensor_model_parallel_size, cfg.training.micro_batch_size * cfg.data.seq_length
-    if not cfg.parallelism.sequence_parallel or stream % tp == 0:
-        return []
-    return [f"data.seq_length: sequence parallel splits each packed stream (training.micro_batch_size "
-            f"{cfg.training.micro_batch_size} x seq_length {cfg.data.seq_length} = {stream} tokens) over the {tp} "
-            f"TP ranks; use a seq_length that makes it a multiple of {tp}"]
+    """The config's structural checks (config/checks.py) on the model's real shape, before any weights are
+    loaded; and a checkpoint's RoPE vs its HF model's."""
+    heads = provider.num_attention_heads
+    shape = KnownShape(heads=heads, kv_groups=provider.num_query_groups or heads, vocab_size=provider.vocab_size,
+                       max_positions=position_limit)
+    return structural_errors(cfg, shape) + _checkpoint_rope_errors(cfg, provider)
 
 
 def _checkpoint_rope_errors(cfg: PrimusConfig, provider) -> list[str]:

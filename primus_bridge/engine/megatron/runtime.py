@@ -1,27 +1,17 @@
-"""Process set-up before Megatron-Bridge runs: imports, our adaptations of it, the rendezvous."""
+"""Process set-up before Megatron-Bridge runs: imports, our adaptations of it (compat/), the rendezvous."""
 
 import contextlib
 import os
 import signal
 import socket
 
-from .foreach_kernels import use_foreach_kernels
-from .lora_fast_path import use_lora_fast_path
+from .compat import apply_adaptations
 from .model import allow_our_targets
-from .optimizer_resume import resume_before_first_step
-from .packed_rope import use_packed_rope
-from .prebuilt_helpers import use_prebuilt_dataset_helpers
-from .te_compat import import_megatron_bridge
 
 
 def prepare_megatron() -> None:
-    """Import Megatron-Bridge (TE placeholders where TE is absent) and apply our adaptations of it."""
-    import_megatron_bridge()
-    use_prebuilt_dataset_helpers()
-    use_packed_rope()
-    use_foreach_kernels()
-    use_lora_fast_path()
-    resume_before_first_step()
+    """Import Megatron-Bridge (TE placeholders where TE is absent) and apply the registry's adaptations of it."""
+    apply_adaptations()
     allow_our_targets()
 
 

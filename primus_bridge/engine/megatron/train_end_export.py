@@ -8,10 +8,9 @@ from pathlib import Path
 
 from megatron.bridge.training.callbacks import Callback, CallbackContext
 
-from ...checkpoint_info import iteration_dir
+from ...checkpoint import export_marker, iteration_dir, read_marker, write_marker
 from ...config import PrimusConfig
-from ...run.outputs import EXPORT_MARKER, export_marker_text
-from ...utils.atomic import apply_umask, atomic_write_text
+from ...utils.atomic import apply_umask
 from .callbacks import is_rank0
 from .export import export_models
 
@@ -35,4 +34,4 @@ class ExportAtTrainEnd(Callback):
             if self.cfg.checkpointing.save:
                 step = context.state.train_state.step
                 checkpoint = iteration_dir(Path(self.cfg.checkpointing.save), step)
-                atomic_write_text(out / EXPORT_MARKER, export_marker_text(checkpoint, step))
+                write_marker(out, export_marker(checkpoint, step, read_marker(checkpoint), "megatron"))

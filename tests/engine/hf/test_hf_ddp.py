@@ -10,6 +10,8 @@ import yaml
 
 from primus_bridge.engine import get_engine
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[3]
 
 

@@ -6,6 +6,8 @@ from tiny_lora_model import loss_and_grads, packed_stream, tiny_lora_model  # th
 
 from primus_bridge.engine.megatron.chunked_head_loss import FrozenHeadCrossEntropy
 
+pytestmark = pytest.mark.slow
+
 
 def _reference(hidden, weight, labels):
     """Megatron-Core's unfused path: logits [s, b, V], then its vocab-parallel cross-entropy (TP 1)."""

@@ -7,6 +7,8 @@ import torch
 from safetensors.torch import load_file
 from fp32_megatron_model import fp32_megatron_model, unwrap  # this folder is on sys.path
 
+pytestmark = pytest.mark.slow
+
 ARCHS = ("llama", "qwen2")
 
 

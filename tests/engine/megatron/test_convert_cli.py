@@ -3,10 +3,15 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from primus_bridge.checkpoint import read_export_marker
+
+pytestmark = pytest.mark.slow
 
 
 def _convert(*args: str, cwd) -> subprocess.CompletedProcess:
@@ -26,8 +31,7 @@ def test_import_then_export_round_trip(tmp_path, tokenizer_dir, repo):
     from primus_bridge.models.tiny import build_tiny_llama
 
     hf = build_tiny_llama(tokenizer_dir, tmp_path / "hf")
-    imported = _convert("--convert_from_hf", "--hf_model_name_or_path", str(hf), "--seq_length", "512",
-                        "--save", str(tmp_path / "mcore"),
+    imported = _convert("--convert_from_hf", "--hf_model_name_or_path", str(hf), "--save", str(tmp_path / "mcore"),
                         cwd=repo)
     assert imported.returncode == 0, imported.stderr[-3000:]
     assert list((tmp_path / "mcore").glob("iter_*/run_config.yaml"))
@@ -43,6 +47,9 @@ def test_import_then_export_round_trip(tmp_path, tokenizer_dir, repo):
     eos_id = json.loads((tmp_path / "out" / "config.json").read_text())["eos_token_id"]
     assert generation["eos_token_id"] == eos_id and tokenizer_config.get("eos_token")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no staging folders left behind"
+    marker = read_export_marker(tmp_path / "out")  # made from Megatron-Bridge's own checkpoint: no marker of ours
+    assert marker.engine == "megatron" and marker.template is None
+    assert Path(marker.base_model).resolve() == hf.resolve(), "named by Megatron-Bridge's run_config.yaml"
 
 
 def test_export_refuses_a_missing_checkpoint(tmp_path, repo):
@@ -57,7 +64,7 @@ def test_import_without_a_gpu_says_so(tmp_path, tokenizer_dir, repo):
     from primus_bridge.models.tiny import build_tiny_llama
 
     hf = build_tiny_llama(tokenizer_dir, tmp_path / "hf")
-    result = _convert("--convert_from_hf", "--hf_model_name_or_path", str(hf), "--seq_length", "512",
+    result = _convert("--convert_from_hf", "--hf_model_name_or_path", str(hf),
                       "--save", str(tmp_path / "mcore"), cwd=repo)
     assert result.returncode == 2 and "needs a GPU here" in result.stderr
     assert not (tmp_path / "mcore").exists()

@@ -17,6 +17,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+pytestmark = pytest.mark.slow
+
 WORKER = Path(__file__).with_name("parallel_convert_worker.py")
 WORLD_SIZE = 2
 WORKER_TIMEOUT_S = 300

@@ -8,6 +8,8 @@ import torch
 
 from primus_bridge.config import PrimusConfig
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def run_config(tmp_path_factory, tokenizer_dir) -> PrimusConfig:

@@ -11,6 +11,8 @@ from primus_bridge.engine.megatron.document_mask import (
     document_causal_block_mask,
 )
 
+pytestmark = pytest.mark.slow
+
 LAYERS, HEADS, DIM = 3, 4, 8
 
 

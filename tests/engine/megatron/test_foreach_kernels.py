@@ -17,7 +17,7 @@ def _no_host_reads(fn) -> None:
 
 
 def test_l2_norm_equals_megatrons_arithmetic():
-    from primus_bridge.engine.megatron.foreach_kernels import foreach_l2_norm
+    from primus_bridge.engine.megatron.compat.foreach_kernels import foreach_l2_norm
 
     grads = _grads()
     # Megatron-Core's local_multi_tensor_l2_norm: each tensor's norm as a float, then the norm of those.
@@ -31,7 +31,7 @@ def test_l2_norm_equals_megatrons_arithmetic():
 
 @pytest.mark.parametrize("in_place", [True, False])
 def test_scale_equals_megatrons_loop(in_place):
-    from primus_bridge.engine.megatron.foreach_kernels import foreach_scale
+    from primus_bridge.engine.megatron.compat.foreach_kernels import foreach_scale
 
     sources = _grads(torch.float32)
     targets = sources if in_place else [torch.empty_like(s, dtype=torch.bfloat16) for s in sources]
@@ -46,7 +46,7 @@ def test_prepare_megatron_binds_them_where_megatron_bound_its_fallbacks():
     from megatron.core import utils
     from megatron.core.optimizer import clip_grads, optimizer
 
-    from primus_bridge.engine.megatron import foreach_kernels
+    from primus_bridge.engine.megatron.compat import foreach_kernels
     from primus_bridge.engine.megatron.runtime import prepare_megatron
 
     prepare_megatron()

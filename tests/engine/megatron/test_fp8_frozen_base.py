@@ -18,6 +18,8 @@ from primus_bridge.engine.megatron.fp8_frozen_base import (
     transposed_operand,
 )
 
+pytestmark = pytest.mark.slow
+
 MANTISSA_BITS = {torch.float8_e4m3fn: 3, torch.float8_e5m2: 2, torch.float8_e4m3fnuz: 3, torch.float8_e5m2fnuz: 2}
 """(torch.finfo's eps is wrong for e5m2fnuz in the installed torch: 0.125 instead of 0.25.)"""
 FP8_DTYPES = list(MANTISSA_BITS)

@@ -90,21 +90,25 @@ def test_llama_shaped_model_on_the_gpu_loss_and_bytes(tokenizer_dir, tmp_path):
              "position_ids": torch.arange(1024, device="cuda").expand(2, -1)}
     results = {}
     with single_process_group():
-        model_parallel_cuda_manual_seed(0)
         for fp8 in (False, True):
+            model_parallel_cuda_manual_seed(0)  # both builds draw the same adapters: only the base differs
             model = _gpu_lora_model(hf, fp8)
             layers = base_linears(model[0])
+            adapters = {n: p.detach().clone() for n, p in model[0].named_parameters() if p.requires_grad}
             loss, grads = _loss_and_adapter_grads(model[0], batch)
-            results[fp8] = loss, grads, _bytes(layers), {layer.weight.dtype for _, layer in layers}
+            results[fp8] = loss, grads, _bytes(layers), {layer.weight.dtype for _, layer in layers}, adapters
             del model
-    (loss16, grads16, bytes16, dtypes16), (loss8, grads8, bytes8, dtypes8) = results[False], results[True]
+    (loss16, grads16, bytes16, dtypes16, weights16), (loss8, grads8, bytes8, dtypes8, weights8) = \
+        results[False], results[True]
     print(f"loss bf16 {loss16:.5f} fp8 {loss8:.5f}; base linear bytes bf16 {bytes16 / 2**20:.1f} MiB "
           f"fp8 {bytes8 / 2**20:.1f} MiB")
     assert dtypes16 == {torch.bfloat16} and len(dtypes8) == 1 and dtypes8 != dtypes16
     assert bytes8 * 2 == bytes16 and abs(loss8 - loss16) < 0.01 * loss16
-    for name, grad in grads8.items():
-        cosine = torch.nn.functional.cosine_similarity(grad.flatten(), grads16[name].flatten(), dim=0)
-        assert cosine > 0.95, (name, float(cosine))
+    assert all(torch.equal(weight, weights16[name]) for name, weight in weights8.items())
+    cosines = {name: float(torch.nn.functional.cosine_similarity(grad.flatten(), grads16[name].flatten(), dim=0))
+               for name, grad in grads8.items()}
+    print("adapter gradient cosines fp8 vs bf16:", {name: round(c, 4) for name, c in cosines.items()})
+    assert min(cosines.values()) > 0.95, min(cosines.items(), key=lambda item: item[1])
 
 
 LLAMA3_8B_LINEARS = {"linear_qkv": (4096, 6144), "linear_proj": (4096, 4096), "linear_fc1": (4096, 28672),

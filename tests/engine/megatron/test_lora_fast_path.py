@@ -4,6 +4,9 @@ import pytest
 import torch
 from tiny_lora_model import ALL_LINEAR, loss_and_grads, packed_stream, tiny_lora_model  # this folder is on sys.path
 
+from primus_bridge.engine.megatron.compat.lora_fast_path import ENTRY
+from primus_bridge.engine.megatron.compat.marker import installed_by, library_original
+
 
 @pytest.fixture(scope="module")
 def transformer_config(megatron_cpu):
@@ -38,11 +41,11 @@ def _run(adapter, forward, x):
 def test_fast_path_equals_megatron_bridge(transformer_config, dropout, position, input_is_parallel):
     from megatron.bridge.peft.utils import ParallelLinearAdapter
 
-    from primus_bridge.engine.megatron.lora_fast_path import adapter_forward, is_simple
+    from primus_bridge.engine.megatron.compat.lora_fast_path import adapter_forward, is_simple
 
     adapter = _adapter(transformer_config, dropout, position, input_is_parallel)
     assert is_simple(adapter)
-    library = ParallelLinearAdapter.forward.__wrapped__
+    library = library_original(ParallelLinearAdapter.forward)
     x = torch.randn(16, 2, 64)
     expected, expected_grads = _run(adapter, lambda a, t: library(a, t), x)
     got, got_grads = _run(adapter, adapter_forward, x)
@@ -54,7 +57,7 @@ def test_fast_path_equals_megatron_bridge(transformer_config, dropout, position,
 
 
 def test_other_configurations_keep_megatron_bridge_path(transformer_config):
-    from primus_bridge.engine.megatron.lora_fast_path import is_simple
+    from primus_bridge.engine.megatron.compat.lora_fast_path import is_simple
 
     adapter = _adapter(transformer_config, 0.0, "pre", False)
     adapter.use_a2a = True
@@ -72,20 +75,20 @@ def test_installed_once_and_used_by_a_lora_model(megatron_cpu, tokenizer_dir, tm
     from megatron.bridge.peft.canonical_lora import LoRALinearSplitFC1UpGate, LoRALinearSplitQKV
     from megatron.bridge.peft.utils import ParallelLinearAdapter
 
-    from primus_bridge.engine.megatron.lora_fast_path import use_lora_fast_path
+    from primus_bridge.engine.megatron.compat.lora_fast_path import use_lora_fast_path
 
     use_lora_fast_path()
     classes = (ParallelLinearAdapter, LoRALinearSplitQKV, LoRALinearSplitFC1UpGate)
     installed = [cls.forward for cls in classes]
     use_lora_fast_path()
-    assert [cls.forward for cls in classes] == installed and all(f.__wrapped__ is not None for f in installed)
+    assert [cls.forward for cls in classes] == installed and all(installed_by(f) == ENTRY for f in installed)
 
     # Dropout 0: the library's adapters draw their masks one by one, the grouped path all at once.
     model = tiny_lora_model(tokenizer_dir, tmp_path / "tiny", lora_dropout=0.0)[0]
     stream = packed_stream()
     fast_loss, fast_grads, _ = loss_and_grads(model, stream)
     for cls, forward in zip(classes, installed):
-        cls.forward = forward.__wrapped__
+        cls.forward = library_original(forward)
     try:
         library_loss, library_grads, _ = loss_and_grads(model, stream)
     finally:
@@ -134,7 +137,7 @@ def _separate_adapters(wrapper, x: torch.Tensor) -> torch.Tensor:
     own q/k/v interleave or gate/up concatenation; zeros for projections without an adapter."""
     from megatron.bridge.peft.utils import ParallelLinearAdapter
 
-    library = ParallelLinearAdapter.forward.__wrapped__
+    library = library_original(ParallelLinearAdapter.forward)
     base = wrapper.to_wrap(x)[0]
     sizes = {"adapter_q": HEADS * HEAD_DIM, "adapter_k": GROUPS * HEAD_DIM, "adapter_v": GROUPS * HEAD_DIM,
              "adapter_gate": FFN, "adapter_up": FFN}
@@ -164,7 +167,7 @@ def _output_and_grads(wrapper, forward, x: torch.Tensor):
 def test_grouped_adapters_equal_separate_adapters(gqa_config, targets):
     """One matmul pair per fused layer gives every projection's adapter output and gradients, also for part
     of a group (grouped GQA layout: 2 query heads per KV group)."""
-    from primus_bridge.engine.megatron.lora_fast_path import group_forward, groupable, present_adapters
+    from primus_bridge.engine.megatron.compat.lora_fast_path import group_forward, groupable, present_adapters
 
     layers = _fused_layers(gqa_config, targets, dropout=0.0)
     x = torch.randn(16, 2, HIDDEN)
@@ -172,7 +175,7 @@ def test_grouped_adapters_equal_separate_adapters(gqa_config, targets):
         assert groupable([adapter for _, adapter in present_adapters(wrapper)])
         got, got_grads = _output_and_grads(wrapper, lambda w, t: w(t)[0], x)
         expected, expected_grads = _output_and_grads(wrapper, _separate_adapters, x)
-        assert type(wrapper).forward.__wrapped__ is not None and type(wrapper).forward.__doc__ == group_forward.__doc__
+        assert installed_by(type(wrapper).forward) == ENTRY and type(wrapper).forward.__doc__ == group_forward.__doc__
         assert (expected - wrapper.to_wrap(x)[0]).abs().max() > 0.1  # the adapters change the output
         _assert_fp32_close(got, expected)
         assert got_grads.keys() == expected_grads.keys() and len(got_grads) > 2
@@ -183,7 +186,7 @@ def test_grouped_adapters_equal_separate_adapters(gqa_config, targets):
 
 def test_placed_path_equals_grouped_path(gqa_config):
     """The path for tensor parallelism and the like (each adapter's own forward, placed) agrees on one rank."""
-    from primus_bridge.engine.megatron.lora_fast_path import placed_forward, placement, present_adapters
+    from primus_bridge.engine.megatron.compat.lora_fast_path import placed_forward, placement, present_adapters
 
     layers = _fused_layers(gqa_config, ["linear_q", "linear_v", "linear_fc1_gate", "linear_fc1_up"], dropout=0.0)
     x = torch.randn(16, 2, HIDDEN)
@@ -197,7 +200,7 @@ def test_placed_path_equals_grouped_path(gqa_config):
 
 def test_each_adapter_gets_its_own_dropout_mask():
     """DroppedLowRank on x = 1 with A = I shows the masks: independent per adapter, rate p, kept values 1/(1-p)."""
-    from primus_bridge.engine.megatron.lora_fast_path import DroppedLowRank
+    from primus_bridge.engine.megatron.compat.lora_fast_path import DroppedLowRank
 
     p, n, width = 0.25, 3, 64
     torch.manual_seed(0)
@@ -211,7 +214,7 @@ def test_each_adapter_gets_its_own_dropout_mask():
 
 
 def test_dropped_low_rank_gradients():
-    from primus_bridge.engine.megatron.lora_fast_path import DroppedLowRank
+    from primus_bridge.engine.megatron.compat.lora_fast_path import DroppedLowRank
 
     def seeded(x, a):
         torch.manual_seed(7)  # the same masks on every call

@@ -5,9 +5,12 @@ The worker (lora_tp_worker.py) runs under torchrun like test_convert_parallel_cp
 logits with PEFT's model loaded from the adapter it exported, and with the merged HF model it exported.
 """
 
+import pytest
 import torch
 from test_convert_parallel_cpu import hf_llama, tokens  # noqa: F401  (fixtures; this folder is on sys.path)
 from test_convert_parallel_cpu import _run_worker  # noqa: F401
+
+pytestmark = pytest.mark.slow
 
 WORKER_TARGETS = "q_proj,k_proj,v_proj,up_proj,down_proj"
 """A whole q/k/v group and half of gate/up."""

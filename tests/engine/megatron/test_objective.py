@@ -23,6 +23,8 @@ from torch.overrides import TorchFunctionMode
 from primus_bridge.config import PrimusConfig
 from primus_bridge.data.packed import IGNORE_INDEX, PackedRow
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[3]
 SEQ_LENGTH = 160
 MICRO_BATCHES = (  # (document lengths, trained tokens per document); each row is padded to SEQ_LENGTH

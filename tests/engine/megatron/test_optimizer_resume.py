@@ -7,8 +7,9 @@ from primus_bridge.engine.megatron.runtime import prepare_megatron
 prepare_megatron()
 from megatron.core.optimizer import distrib_optimizer  # noqa: E402
 
-from primus_bridge.engine.megatron.optimizer_resume import (  # noqa: E402
-    resume_before_first_step, unstepped_state_dict,
+from primus_bridge.engine.megatron.compat.marker import installed_by, library_original  # noqa: E402
+from primus_bridge.engine.megatron.compat.optimizer_resume import (  # noqa: E402
+    ENTRY, resume_before_first_step, unstepped_state_dict,
 )
 
 
@@ -40,7 +41,8 @@ def test_step_zero_is_what_torch_adam_counts_from():
 
 def test_only_the_torch_adam_path_is_wrapped_and_only_once():
     wrapped = distrib_optimizer.DistributedOptimizer.state_dict
-    assert getattr(wrapped, "__wrapped__", None) is not None, "no Apex/TE here: the torch-Adam path needs it"
+    assert installed_by(wrapped) == ENTRY, "no Apex/TE here: the torch-Adam path needs it"
     resume_before_first_step()
     assert distrib_optimizer.DistributedOptimizer.state_dict is wrapped
+    assert installed_by(library_original(wrapped)) is None
     assert not distrib_optimizer.HAVE_APEX_OR_TE

@@ -32,7 +32,7 @@ def _forward_backward(fn, t, *args, **kwargs):
 
 
 def _megatron():
-    from primus_bridge.engine.megatron.packed_rope import _megatron_thd
+    from primus_bridge.engine.megatron.compat.packed_rope import _megatron_thd
 
     return _megatron_thd()
 
@@ -40,7 +40,7 @@ def _megatron():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("interleaved,mscale", [(False, 1.0), (True, 1.0), (False, 0.7)])
 def test_equals_megatron_bit_for_bit(cp_group, dtype, interleaved, mscale):
-    from primus_bridge.engine.megatron.packed_rope import packed_rope_thd
+    from primus_bridge.engine.megatron.compat.packed_rope import packed_rope_thd
 
     lengths = [5, 17, 0, 1, 30, 11]  # an empty document and a trailing padding segment
     if interleaved:
@@ -56,7 +56,7 @@ def test_equals_megatron_bit_for_bit(cp_group, dtype, interleaved, mscale):
 
 def test_whole_stream_frequencies_keep_megatrons_offsets(cp_group):
     """freqs covering the whole stream: Megatron-Core offsets each document by its start, and so do we."""
-    from primus_bridge.engine.megatron.packed_rope import packed_rope_thd
+    from primus_bridge.engine.megatron.compat.packed_rope import packed_rope_thd
 
     lengths = [9, 4, 19]
     t = torch.randn(sum(lengths), 2, DIM, generator=torch.Generator().manual_seed(1))
@@ -65,7 +65,7 @@ def test_whole_stream_frequencies_keep_megatrons_offsets(cp_group):
 
 
 def test_positions_restart_in_every_document():
-    from primus_bridge.engine.megatron.packed_rope import positions_in_documents
+    from primus_bridge.engine.megatron.compat.packed_rope import positions_in_documents
 
     got = positions_in_documents(_cu([3, 0, 2, 4]), 9)
     assert got.tolist() == [0, 1, 2, 0, 1, 0, 1, 2, 3]
@@ -81,7 +81,7 @@ def _op_counts(fn, lengths, cp_group) -> dict[str, int]:
 
 def test_work_does_not_grow_with_the_number_of_documents(cp_group):
     """The same operations for 4 documents as for 64, and no host read of cu_seqlens (a GPU sync)."""
-    from primus_bridge.engine.megatron.packed_rope import packed_rope_thd
+    from primus_bridge.engine.megatron.compat.packed_rope import packed_rope_thd
 
     few, many = [64] * 4, [4] * 64
     ours_few, ours_many = _op_counts(packed_rope_thd, few, cp_group), _op_counts(packed_rope_thd, many, cp_group)
@@ -96,11 +96,13 @@ def test_prepare_megatron_routes_megatrons_rope_through_it(cp_group):
     from megatron.core.models.common.embeddings import rope_utils
     from megatron.core.transformer.transformer_config import TransformerConfig
 
-    from primus_bridge.engine.megatron.packed_rope import use_packed_rope
+    from primus_bridge.engine.megatron.compat.marker import installed_by, library_original
+    from primus_bridge.engine.megatron.compat.packed_rope import ENTRY, use_packed_rope
 
     use_packed_rope()  # a second call changes nothing
-    assert rope_utils._apply_rotary_pos_emb_thd.__wrapped__ is _megatron()
-    assert not hasattr(_megatron(), "__wrapped__")
+    assert installed_by(rope_utils._apply_rotary_pos_emb_thd) == ENTRY
+    assert library_original(rope_utils._apply_rotary_pos_emb_thd) is _megatron()
+    assert installed_by(_megatron()) is None
     config = TransformerConfig(num_layers=1, hidden_size=DIM * 2, num_attention_heads=2, use_cpu_initialization=True)
     lengths = [4] * 16
     t = torch.randn(sum(lengths), 2, DIM, requires_grad=True)
@@ -113,19 +115,20 @@ def test_prepare_megatron_routes_megatrons_rope_through_it(cp_group):
 def test_an_unexpected_megatron_core_is_named(megatron_cpu, monkeypatch):
     from megatron.core.models.common.embeddings import rope_utils
 
-    from primus_bridge.engine.megatron.packed_rope import use_packed_rope
+    from primus_bridge.engine.megatron.compat import CompatError, apply_adaptations
 
     def different(t, cu_seqlens, freqs, cp_group=None):
         return t
 
     monkeypatch.setattr(rope_utils, "_apply_rotary_pos_emb_thd", different)
-    with pytest.raises(RuntimeError, match="constraints.txt"):
-        use_packed_rope()
+    with pytest.raises(CompatError, match=r"'packed_rope'.*_apply_rotary_pos_emb_thd changed.*written for 0\.19\.2"):
+        apply_adaptations()
+    assert rope_utils._apply_rotary_pos_emb_thd is different  # nothing replaced
 
 
 def test_token_frequencies_are_computed_once_per_micro_batch(cp_group):
     """The layers' queries and keys share the micro batch's cu_seqlens and freqs: one lookup, reused."""
-    from primus_bridge.engine.megatron import packed_rope
+    from primus_bridge.engine.megatron.compat import packed_rope
 
     lengths, calls = [5, 9, 2], []
     cu, freqs = _cu(lengths), _freqs(max(lengths))

@@ -6,6 +6,8 @@ import pytest
 
 from primus_bridge.config import ConfigError, PrimusConfig
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def tiny_hf(tmp_path_factory, tokenizer_dir):
@@ -66,7 +68,7 @@ def test_tp_and_sequence_length_against_the_real_model(megatron_cpu, tiny_hf):
 
 
 def test_transformer_engine_asked_for_but_absent(megatron_cpu, tiny_hf):
-    from primus_bridge.engine.megatron.te_compat import transformer_engine_available
+    from primus_bridge.engine.megatron.compat.te_compat import transformer_engine_available
 
     if transformer_engine_available():
         pytest.skip("TransformerEngine is installed here")
@@ -176,12 +178,3 @@ def test_checkpoint_whose_config_differs_from_its_hf_model(megatron_cpu, tiny_hf
     assert message.startswith(f"model.load: the checkpoint's model config does not build the RoPE of {hf_folder}: "
                               "rotary_base=10000.0 (the HF config needs 500000.0), position_embedding_type='rope' "
                               "(the HF config needs 'yarn'), yarn_rotary_scaling_factor=None (the HF config needs 4.0)")
-
-
-def test_sequence_parallel_needs_streams_divisible_by_tp(megatron_cpu, tiny_hf):
-    with pytest.raises(ConfigError) as err:
-        _plan({"convert_from_hf": True, "hf_model_name_or_path": str(tiny_hf), "data": {"seq_length": 255},
-               "parallelism": {"tensor_model_parallel_size": 2, "sequence_parallel": True},
-               "training": {"micro_batch_size": 1, "global_batch_size": 8}})
-    assert "data.seq_length: sequence parallel splits each packed stream (training.micro_batch_size 1 x seq_length " \
-           "255 = 255 tokens) over the 2 TP ranks; use a seq_length that makes it a multiple of 2" in err.value.messages

@@ -15,6 +15,8 @@ import torch
 
 from primus_bridge.config import ConfigError
 
+pytestmark = pytest.mark.slow
+
 TINY = dict(vocab_size=96, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, tie_word_embeddings=False)
 ROWS, SEQ = 2, 160

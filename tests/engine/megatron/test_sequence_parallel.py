@@ -16,6 +16,8 @@ import torch
 
 from sequence_parallel_worker import NORM_WEIGHTS  # this folder is on sys.path
 
+pytestmark = pytest.mark.slow
+
 WORKER = Path(__file__).with_name("sequence_parallel_worker.py")
 TP = 2
 WORKER_TIMEOUT_S = 300

@@ -6,6 +6,8 @@ import pytest
 import torch
 from tiny_lora_model import loss_and_grads, packed_stream, tiny_lora_model  # this folder is on sys.path
 
+pytestmark = pytest.mark.slow
+
 
 def _fc2_inputs_alive_after_forward(gpt, stream) -> list[bool]:
     """After the forward (before the backward): is each layer's FC2 input (the SwiGLU output) still alive?"""
@@ -30,7 +32,7 @@ def _fc2_inputs_alive_after_forward(gpt, stream) -> list[bool]:
 
 @pytest.mark.parametrize("lora_dropout", [None, 0.0, 0.1], ids=["full-sft", "lora", "lora-dropout"])
 def test_same_loss_and_gradients_and_the_output_is_freed(megatron_cpu, tokenizer_dir, tmp_path, lora_dropout):
-    from primus_bridge.engine.megatron.swiglu_recompute import use_swiglu_recompute
+    from primus_bridge.engine.megatron.compat.swiglu_recompute import use_swiglu_recompute
 
     model = tiny_lora_model(tokenizer_dir, tmp_path / "tiny", lora_dropout=lora_dropout)
     gpt, stream = model[0], packed_stream()
@@ -51,7 +53,7 @@ def test_same_loss_and_gradients_and_the_output_is_freed(megatron_cpu, tokenizer
 
 
 def test_other_saved_tensors_are_kept_as_they_are():
-    from primus_bridge.engine.megatron.swiglu_recompute import SwiGLURecipe, pack, unpack
+    from primus_bridge.engine.megatron.compat.swiglu_recompute import SwiGLURecipe, pack, unpack
 
     x = torch.randn(4, 6, requires_grad=True)
     y = x * 2

@@ -5,7 +5,9 @@ import sys
 
 import pytest
 
-from primus_bridge.engine.megatron import te_compat
+from primus_bridge.engine.megatron.compat import te_compat
+
+pytestmark = pytest.mark.slow
 
 
 def _run(code: str) -> str:
@@ -20,7 +22,7 @@ def test_bridge_imports_and_te_stays_absent():
         "import sys, importlib\n"
         "import primus_bridge.engine.megatron\n"
         "print('bridge_before', 'megatron.bridge' in sys.modules)\n"
-        "from primus_bridge.engine.megatron.te_compat import import_megatron_bridge, TE_FLAG_MODULES\n"
+        "from primus_bridge.engine.megatron.compat.te_compat import import_megatron_bridge, TE_FLAG_MODULES\n"
         "import_megatron_bridge()\n"
         "print('te_modules', [m for m in sys.modules if m.startswith('transformer_engine')])\n"
         "import megatron.core.extensions.transformer_engine as mcore_te\n"
@@ -57,12 +59,16 @@ def test_lora_matches_megatron_linear_layers_without_te(megatron_cpu):
 def test_prebuilt_dataset_helpers_skip_compilation(megatron_cpu):
     import megatron.bridge.training.initialize as initialize
 
-    from primus_bridge.engine.megatron.prebuilt_helpers import helpers_prebuilt, use_prebuilt_dataset_helpers
+    from primus_bridge.engine.megatron.compat.marker import installed_by, library_original
+    from primus_bridge.engine.megatron.compat.prebuilt_helpers import (
+        ENTRY, helpers_prebuilt, use_prebuilt_dataset_helpers,
+    )
 
     use_prebuilt_dataset_helpers()
     use_prebuilt_dataset_helpers()  # idempotent: wraps the original once
     assert helpers_prebuilt()
-    assert initialize.compile_helpers.__wrapped__.__module__ == "megatron.core.datasets.utils"
+    assert installed_by(initialize.compile_helpers) == ENTRY
+    assert library_original(initialize.compile_helpers).__module__ == "megatron.core.datasets.utils"
     initialize.compile_helpers()  # returns without running make (the wheel has no Makefile)
 
 
