@@ -4,6 +4,9 @@ An entry whose targets match the fingerprints it was written with passes; one th
 apex installed, Megatron absent) is skipped; one whose target changed fails: training would refuse to start.
 """
 
+import contextlib
+import sys
+
 from .report import Check, Status
 
 CHANGED_FIX = ("install the Megatron-Core / Megatron-Bridge versions pinned in constraints.txt, or re-verify the "
@@ -31,4 +34,6 @@ def adaptation_checks(try_import: bool) -> list[Check]:
     if not try_import and transformer_engine_available():
         return [Check("compat", Status.SKIP, "Megatron adaptations not checked: importing Megatron-Bridge with "
                                              "TransformerEngine needs the GPU driver; run doctor on a GPU node")]
-    return [entry_check(state) for state in entry_states()]
+    with contextlib.redirect_stdout(sys.stderr):  # the libraries log at import; stdout is the report (--json)
+        states = entry_states()
+    return [entry_check(state) for state in states]

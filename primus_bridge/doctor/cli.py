@@ -61,7 +61,8 @@ def all_checks(cfg: PrimusConfig, versions: Path) -> tuple[str, list[Check]]:
         *environment_checks(os.environ),
         shm_check(),
         checkpoint_disk_check(cfg.checkpointing.save),
-        *(data_path_check(source.path if cfg.data.data_path else None) for source in cfg.data.sources()),
+        *([data_path_check(source.path) for source in cfg.data.sources()] if cfg.data.data_path
+          else [data_path_check(None)]),
         hf_model_check(cfg.hf_model_name_or_path),
         load_check(cfg.model.load),
     ]

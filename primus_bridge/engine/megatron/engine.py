@@ -10,7 +10,7 @@ from pathlib import Path
 from ...checkpoint import Marker, export_marker, is_export_of, iteration_dir, read_marker, write_marker
 from ...checkpoint.integrity import json_problem, torch_dist_problems, zip_problem
 from ...checkpoint.marker import ENGINE_CONFIG_FILES
-from ...checkpoint.store import newest_loadable, remove_checkpoints
+from ...checkpoint.store import newest_loadable, no_space_error, out_of_space, remove_checkpoints
 from ...config import ConfigError, PrimusConfig
 from ...run.nonfinite import NonFiniteError, skip_setting_problem
 from ...run.outputs import check_export_dir, plan_checkpoint_dir, remove_stale_export_temporaries
@@ -248,13 +248,29 @@ def _run_finetune(container, callbacks, save: str | None = None) -> bool:
             if stop.code not in (0, None):
                 raise
             return True
+        except ConfigError:
+            raise
         except RuntimeError as err:
             recorder = next((c for c in callbacks if isinstance(c, StepRecorder)), None)
-            stopped = nonfinite_error(err, save, recorder.step_in_flight if recorder else None)
+            stopped = nonfinite_error(err, save, recorder.step_in_flight if recorder else None) \
+                or disk_full_error(err, save)
+            if stopped is None:
+                raise
+            raise stopped from err
+        except OSError as err:
+            stopped = disk_full_error(err, save)
             if stopped is None:
                 raise
             raise stopped from err
     return False
+
+
+def disk_full_error(err: BaseException, save: str | None) -> ConfigError | None:
+    """A checkpoint write that failed on a full filesystem (Megatron-Core's writers report it as OSError or as a
+    RuntimeError carrying its text), as the clear error the hf engine gives; None for anything else."""
+    if save is None or not out_of_space(err):
+        return None
+    return no_space_error("checkpointing.save", f"a checkpoint to {save}", err)
 
 
 def _result(cfg: PrimusConfig, recorder: StepRecorder, plan: RunPlan, preempted: bool) -> TrainResult:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
+from ...checkpoint.store import no_space_error, out_of_space
 from ...config import PrimusConfig
 from ...utils.atomic import fsync_tree
 from .callbacks import is_rank0
@@ -86,13 +87,27 @@ def _publish(staging: Path, out: Path) -> None:
 
 def export_models(models: list, hf_source: Path, out: Path, template_name: str | None, tokenizer,
                   peft=None) -> Path:
-    """Collective: merged HF model (+ PEFT adapter when `peft`) to `out`, replaced atomically."""
-    from megatron.bridge import AutoBridge
-
+    """Collective: merged HF model (+ PEFT adapter when `peft`) to `out`, replaced atomically; a full filesystem
+    is reported as such, with the staging folder removed and `out` as it was."""
     out, staging = Path(out), _staging(Path(out))
     if is_rank0():
         shutil.rmtree(staging, ignore_errors=True)
     _barrier()
+    try:
+        _write_export(models, hf_source, staging, out, template_name, tokenizer, peft)
+    except (OSError, RuntimeError) as err:
+        if not out_of_space(err):
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
+        raise no_space_error("hf_save_path", f"the export to {out}", err) from err
+    _barrier()
+    return out
+
+
+def _write_export(models: list, hf_source: Path, staging: Path, out: Path, template_name: str | None, tokenizer,
+                  peft) -> None:
+    from megatron.bridge import AutoBridge
+
     bridge = AutoBridge.from_hf_pretrained(str(hf_source))
     bridge.save_hf_pretrained(models, staging, show_progress=False, source_path=str(hf_source))
     if peft is not None:
@@ -103,5 +118,3 @@ def export_models(models: list, hf_source: Path, out: Path, template_name: str |
         write_generation_config(staging, template_name, tokenizer)
         _publish(staging, out)
         log.info("exported the HF model%s to %s", " and its PEFT adapter" if peft else "", out)
-    _barrier()
-    return out

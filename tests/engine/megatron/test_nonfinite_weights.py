@@ -1,4 +1,5 @@
-"""The megatron engine refuses loaded weights holding NaN or Inf before its first step (the hf engine does at load)."""
+"""The megatron engine refuses loaded weights holding NaN or Inf before its first step (the hf engine does at load)
+and names a full filesystem during a save as such."""
 
 import pytest
 import torch
@@ -33,3 +34,17 @@ def test_the_source_named_is_where_the_weights_came_from(megatron_cpu, tmp_path)
                            None) == "model.load: /ckpt"
     resume = Resume(10, tmp_path / "iter_0000010", None, [], fell_back=False)
     assert _weights_source(cfg, resume) == f"checkpointing.save: {tmp_path / 'iter_0000010'}"
+
+
+def test_a_full_filesystem_during_a_save_is_named_as_such(megatron_cpu):
+    import errno
+
+    from primus_bridge.engine.megatron.engine import disk_full_error
+
+    full = disk_full_error(OSError(errno.ENOSPC, "No space left on device"), "/ckpt")
+    assert isinstance(full, ConfigError)
+    assert str(full).startswith("checkpointing.save: the filesystem is full: writing a checkpoint to /ckpt failed")
+    torch_writer = RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 5312 vs 5204")
+    assert disk_full_error(torch_writer, "/ckpt") is not None
+    assert disk_full_error(RuntimeError("CUDA out of memory"), "/ckpt") is None
+    assert disk_full_error(OSError(errno.ENOSPC, "No space left on device"), None) is None
