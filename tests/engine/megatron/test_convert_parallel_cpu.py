@@ -65,16 +65,21 @@ def tokens(hf_llama, tmp_path_factory) -> Path:
     return path
 
 
-def _run_worker(hf: Path, tokens: Path, out: Path, tp: int, pp: int) -> None:
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={WORLD_SIZE}", "--nnodes=1",
-               "--rdzv-backend=c10d", "--rdzv-endpoint=127.0.0.1:0", str(WORKER), "--hf", str(hf),
-               "--tokens", str(tokens), "--out", str(out), "--tp", str(tp), "--pp", str(pp)]
+def torchrun_worker(worker: Path, nproc: int, args: list[str], what: str) -> None:
+    """`worker` under torchrun with `nproc` CPU processes (gloo), outside any launcher environment this pytest
+    process may carry; the test fails with the worker's output when it does."""
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--nnodes=1",
+               "--rdzv-backend=c10d", "--rdzv-endpoint=127.0.0.1:0", str(worker), *args]
     env = {key: value for key, value in os.environ.items() if key not in LAUNCHER_VARIABLES}
     env["OMP_NUM_THREADS"] = "1"
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
     if done.returncode != 0:
-        pytest.fail(f"TP={tp} PP={pp} conversion failed (exit {done.returncode}):\n{done.stdout[-4000:]}"
-                    f"\n{done.stderr[-8000:]}")
+        pytest.fail(f"{what} failed (exit {done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-8000:]}")
+
+
+def _run_worker(hf: Path, tokens: Path, out: Path, tp: int, pp: int) -> None:
+    torchrun_worker(WORKER, WORLD_SIZE, ["--hf", str(hf), "--tokens", str(tokens), "--out", str(out), "--tp", str(tp),
+                                         "--pp", str(pp)], f"TP={tp} PP={pp} conversion")
 
 
 @pytest.fixture(scope="module", params=sorted(SPLITS))

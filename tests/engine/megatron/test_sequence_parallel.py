@@ -6,24 +6,18 @@ gloo in the pinned torch has the collectives sequence parallel uses (`all_gather
 layers' gathers and reduce-scatters, the norms on sequence shards and the TP sum of their gradients.
 """
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from sequence_parallel_worker import NORM_WEIGHTS  # this folder is on sys.path
+from test_convert_parallel_cpu import torchrun_worker
 
 pytestmark = pytest.mark.slow
 
 WORKER = Path(__file__).with_name("sequence_parallel_worker.py")
 TP = 2
-WORKER_TIMEOUT_S = 300
-LAUNCHER_VARIABLES = frozenset({"RANK", "LOCAL_RANK", "GROUP_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE",
-                                "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID"})
-"""Left out of the launcher's environment: an earlier one-process run in this pytest process may have set them."""
 ROWS, SEQ, VOCAB = 2, 40, 96
 
 
@@ -112,15 +106,8 @@ def tokens(tmp_path_factory) -> Path:
 def tp2_ranks(hf_qwen3, tokens, tmp_path_factory) -> list[dict]:
     """What each rank of the TP=2 sequence-parallel run reports (sequence_parallel_worker.py)."""
     out = tmp_path_factory.mktemp("tp2")
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={TP}", "--nnodes=1",
-               "--rdzv-backend=c10d", "--rdzv-endpoint=127.0.0.1:0", str(WORKER), "--hf", str(hf_qwen3),
-               "--tokens", str(tokens), "--out", str(out), "--tp", str(TP)]
-    env = {key: value for key, value in os.environ.items() if key not in LAUNCHER_VARIABLES}
-    env["OMP_NUM_THREADS"] = "1"
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
-    if done.returncode != 0:
-        pytest.fail(f"TP={TP} sequence-parallel run failed (exit {done.returncode}):\n{done.stdout[-4000:]}"
-                    f"\n{done.stderr[-8000:]}")
+    torchrun_worker(WORKER, TP, ["--hf", str(hf_qwen3), "--tokens", str(tokens), "--out", str(out), "--tp", str(TP)],
+                    f"TP={TP} sequence-parallel run")
     return [torch.load(out / f"rank{rank}.pt") for rank in range(TP)]
 
 
