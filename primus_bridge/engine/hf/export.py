@@ -63,14 +63,6 @@ def _trained_model(checkpoint: Path, meta: Marker, cfg: PrimusConfig, out: Path)
     return peft_model.merge_and_unload()
 
 
-def _with_template_date(meta: Marker, cfg: PrimusConfig) -> Marker:
-    """The checkpoint's marker with the run's data.template_date (what the template wrote into the prompts),
-    for markers that do not record it (written before it was recorded)."""
-    if meta.template_date is not None or cfg.data.template_date is None:
-        return meta
-    return meta.model_copy(update={"template_date": cfg.data.template_date})
-
-
 def _generation_config(model, tokenizer, meta: Marker):
     from transformers import GenerationConfig
 
@@ -103,7 +95,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, overwrite: bool =
             model.generation_config = _generation_config(model, tokenizer, meta)
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-            write_marker(tmp, export_marker(checkpoint, meta.step, _with_template_date(meta, cfg), "hf"))
+            write_marker(tmp, export_marker(checkpoint, meta.step, meta, "hf"))
     except Exception as err:
         if out_of_space(err):
             raise no_space_error("hf_save_path", f"the export of {checkpoint} to {out}", err) from err
