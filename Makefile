@@ -11,11 +11,15 @@ PYTHON312   ?= $(if $(wildcard $(PYENV_PY)),$(PYENV_PY),python3.12)
 STAMP       := $(VENV)/.setup-done
 ENGINE      ?= hf
 PYTEST_ARGS ?=
+# make test / test-fast: two pytest-xdist workers; each module runs whole on one worker (its module fixtures are
+# built once), the long ones first (tests/conftest.py orders them). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+XDIST_ARGS  := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 .PHONY: help setup demo test test-fast test-gpu lint clean
 help:
 	@echo "make demo   - fine-tune the tiny model on the shipped data (CPU), export, generate, report"
-	@echo "make test   - run the test suite (GPU tests are skipped without a GPU)"
+	@echo "make test   - run the test suite on $(TEST_WORKERS) workers (GPU tests are skipped without a GPU)"
 	@echo "make test-fast - the unit tests only: no SLURM, no training runs, no multi-process workers (~1 min)"
 	@echo "make setup  - create $(VENV) with Python 3.12 and the pinned dependencies (done by demo/test)"
 	@echo "make lint   - ruff over the code and tests (the rules in pyproject.toml)"
@@ -36,10 +40,10 @@ $(STAMP): pyproject.toml constraints.txt
 	@echo "== setup: done ($(VENV))"
 
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST_ARGS) $(PYTEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not gpu" $(XDIST_ARGS) $(PYTEST_ARGS)
 
 test-gpu: setup
 	$(PY) -m pytest -m gpu $(PYTEST_ARGS)

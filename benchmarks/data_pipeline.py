@@ -10,7 +10,8 @@ template), where tokens/s is the number that carries over to real data.
 Uses the project tokenizer (examples/tokenizer) and a fresh cache folder, so nothing is served from cache.
 Prints samples/s and tokens/s of prepare_data (record generation is not timed), and the CPU seconds it used
 with the rates per CPU second: on a shared machine the load average says how much of the cores the run
-actually had, and the per-CPU-second rates times the idle cores bound what they give.
+actually had (the one-minute average before the run is the other work's; the one after includes this run), and
+the per-CPU-second rates times the idle cores bound what they give.
 """
 
 import argparse
@@ -47,6 +48,7 @@ def run(records: int, seq_length: int, template: str | None = None, real_length:
                      "chat_format": template, "seq_length": seq_length, "cache_dir": str(Path(tmp) / "cache")},
         })
         tokenizer = load_tokenizer(cfg)
+        load_before = os.getloadavg()[0]
         start, cpu_start = time.perf_counter(), time.process_time()
         report = prepare_data(cfg, tokenizer).report
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
@@ -59,7 +61,7 @@ def run(records: int, seq_length: int, template: str | None = None, real_length:
         "cpu_seconds": round(cpu_seconds, 3), "cores_used": round(cpu_seconds / seconds, 2),
         "samples_per_cpu_s": round(report.samples_kept / cpu_seconds),
         "tokens_per_cpu_s": round(report.tokens / cpu_seconds),
-        "cpu_count": os.cpu_count(), "load_average_1m": os.getloadavg()[0],
+        "cpu_count": os.cpu_count(), "load_average_1m_before": load_before, "load_average_1m": os.getloadavg()[0],
         "tokenizers_parallelism": os.environ.get("TOKENIZERS_PARALLELISM", "unset (on)"),
     }
 
@@ -82,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
               f"samples/s, {result['tokens_per_s']} tokens/s (packing efficiency {result['packing_efficiency']:.1%}); "
               f"{result['cpu_seconds']} CPU s ({result['cores_used']} cores busy) = {result['samples_per_cpu_s']} "
               f"samples and {result['tokens_per_cpu_s']} tokens per CPU second on {result['cpu_count']} cores, "
-              f"load average {result['load_average_1m']:.1f}")
+              f"load average {result['load_average_1m_before']:.1f} before the run, "
+              f"{result['load_average_1m']:.1f} after")
     return 0
 
 

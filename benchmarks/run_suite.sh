@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A one-GPU benchmark suite (h100 or h200) on a GPU machine, sized to one device call (each command there
+# A one-GPU benchmark suite (h100, h200 or fp8-loss) on a GPU machine, sized to one device call (each command there
 # may run at most 10 minutes). Run it from the repository root there, with .whl/ holding the wheels of
 # Megatron-Bridge, Megatron-Core, liger-kernel and the packages they import (for a plain PyTorch image
 # without them):
@@ -10,6 +10,10 @@
 # (default 430) are spent, and leaves in $OUT: bench.log (the harness's own log) and bench.tgz
 # (REPORT_DIR plus every process's log). Call it again with the returned REPORT_DIR in place to
 # continue; `primus-bridge bench --suite SUITE --out REPORT_DIR --render` rewrites the report anywhere.
+# Examples:
+#   bash benchmarks/run_suite.sh h100 benchmarks/reports/DATE-h100-suite 470 --cases llama3-8b-lora-s4096 \
+#       --systems hf-liger,megatron-fp8
+#   bash benchmarks/run_suite.sh fp8-loss benchmarks/reports/DATE-h100-fp8-loss 480   # ~7.5 min, one call
 set -uo pipefail
 suite=${1:?usage: bash benchmarks/run_suite.sh SUITE REPORT_DIR [BUDGET_SECONDS] [flags]}
 report=${2:?usage: bash benchmarks/run_suite.sh SUITE REPORT_DIR [BUDGET_SECONDS] [flags]}

@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cases", help="comma-separated case names to run (default: all of the suite)")
     parser.add_argument("--systems", help="comma-separated systems to run (default: all of the suite's)")
     parser.add_argument("--resume", action="store_true",
-                        help="keep the runs already in --out that finished (ok or skipped); run the rest")
+                        help="keep the runs already in --out that finished (ok, skipped or not applicable); "
+                             "run the rest")
     parser.add_argument("--time-budget", type=float, metavar="SECONDS",
                         help="start no run that could end later than this many seconds from now")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
@@ -69,7 +70,7 @@ def summary(results) -> str:
         m = run.metrics
         numbers = f"{m.tokens_per_s_per_gpu:,.0f} tokens/s/GPU, MFU {m.mfu_measured or 0:.1%} (measured peak)" \
             if m else (run.reason or "").splitlines()[0] if run.reason else ""
-        lines.append(f"  {run.case:<28} {run.system:<9} {run.status:<8} {numbers}")
+        lines.append(f"  {run.case:<28} {run.system:<12} {run.status:<14} {numbers}")
     return "\n".join(lines)
 
 

@@ -35,6 +35,8 @@ class DeviceInfo:
     gpu_type: str | None = None
     memory_bytes: int | None = None
     capability: str | None = None
+    fp8_matmul_problem: str | None = None
+    """Why this device cannot run the FP8 matmuls of precision.fp8_frozen_base (None: it can, or not probed)."""
 
 
 @dataclass
@@ -131,11 +133,13 @@ def current_device_info() -> DeviceInfo:
     """The device this process trains on (initialises CUDA when a GPU is visible)."""
     import torch
 
+    from ..engine.megatron.fp8_frozen_base import fp8_matmul_problem
     from ..hardware import gpu_type_from_name, visible_gpu_count
 
     count = visible_gpu_count()
     if not count:
-        return DeviceInfo(kind="cpu", name=cpu_name(), count=0)
+        return DeviceInfo(kind="cpu", name=cpu_name(), count=0, fp8_matmul_problem=fp8_matmul_problem())
     props = torch.cuda.get_device_properties(0)
     return DeviceInfo(kind="cuda", name=props.name, count=count, gpu_type=gpu_type_from_name(props.name),
-                      memory_bytes=props.total_memory, capability=f"{props.major}.{props.minor}")
+                      memory_bytes=props.total_memory, capability=f"{props.major}.{props.minor}",
+                      fp8_matmul_problem=fp8_matmul_problem(torch.device("cuda", 0)))

@@ -4,6 +4,7 @@ Output goes to a file, not a pipe: a grandchild that outlives its parent would h
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -63,7 +64,15 @@ def run_logged(command: list[str], log: Path, timeout_s: float, cwd: Path, env: 
 
 
 def log_tail(log: Path, lines: int = 25) -> str:
+    """The log's last lines, after the worker's own exception when the log has one: under torchrun the tail is
+    the launcher's ChildFailedError report, which names no cause."""
     try:
-        return "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+        text = log.read_text(encoding="utf-8", errors="replace").splitlines()
     except FileNotFoundError:
         return ""
+    causes = [line for line in text if _EXCEPTION_LINE.match(line) and "ChildFailedError" not in line]
+    return "\n".join(([f"cause: {causes[-1]}"] if causes else []) + text[-lines:])
+
+
+_EXCEPTION_LINE = re.compile(r"^(\[rank\d+\]: )?([A-Za-z_][\w.]*)?(Error|Exception|Interrupt)\b(: |$)")
+"""`NotImplementedError: ...`, `[rank0]: torch.OutOfMemoryError: ...`: a traceback's last line."""

@@ -58,7 +58,9 @@ class SystemRun(Record):
 
     case: str
     system: str
-    status: Literal["ok", "failed", "timeout", "skipped"]
+    status: Literal["ok", "failed", "timeout", "skipped", "not_applicable"]
+    """skipped: the machine lacks what the system needs (a GPU, FP8 matmuls); not_applicable: the system does not
+    apply to the case (e.g. an FP8 frozen base on a full-SFT case). Neither trains nor counts as a failure."""
     reason: str | None = None
     wall_s: float | None = None
     gpus: int = 1
@@ -82,6 +84,8 @@ class TargetResult(Record):
     value: float | None
     met: bool | None
     """None when a run it needs is missing or failed."""
+    detail: str | None = None
+    """What else the check found (a loss-curve target: its largest per-step gap, or why it could not compare)."""
 
 
 class BenchResults(Record):

@@ -30,7 +30,7 @@ from .workspace import REPO, Workspace, case_values, ensure_model, prepare_case_
 
 log = logging.getLogger("primus_bridge")
 PROBE_TIMEOUT_S = 300
-DONE = ("ok", "skipped")
+DONE = ("ok", "skipped", "not_applicable")
 
 
 @dataclass(frozen=True)
@@ -111,8 +111,6 @@ def run_system(case: BenchCase, system: str, options: RunOptions, model_dir: Pat
                timeout_s: float) -> SystemRun:
     """Train one system on one case in its own process and read back what it measured."""
     suite, workspace = options.suite, options.workspace
-    if SYSTEMS[system].needs_gpu and suite.gpus == 0:
-        return SystemRun(case=case.name, system=system, status="skipped", reason="needs a GPU; this suite runs on CPU")
     run_dir, log_file = workspace.run_dir(case, system), workspace.log_file(case, system)
     values = case_values(case, suite, system, model_dir, data_file, workspace)
     if options.profile:
@@ -131,6 +129,21 @@ def run_system(case: BenchCase, system: str, options: RunOptions, model_dir: Pat
     if options.profile:
         keep_profile_tables(run_dir, options.out_dir, f"{case.name}-{system}")
     return run_from_record(case, system, suite, json.loads(out.read_text()), finished.wall_s)
+
+
+def unrunnable(case: BenchCase, system: str, suite: Suite, device: DeviceInfo) -> SystemRun | None:
+    """The run as recorded without training where the system cannot run the case here (None: it can): not
+    applicable to the case's mode, or skipped where the machine lacks what it needs (a GPU, FP8 matmuls)."""
+    spec = SYSTEMS[system]
+    if case.mode not in spec.applies_to:
+        return SystemRun(case=case.name, system=system, status="not_applicable",
+                         reason=f"{system} applies to {' and '.join(spec.applies_to)} cases only, not {case.mode}")
+    if spec.needs_gpu and suite.gpus == 0:
+        return SystemRun(case=case.name, system=system, status="skipped", reason="needs a GPU; this suite runs on CPU")
+    if spec.needs_fp8 and device.fp8_matmul_problem:
+        return SystemRun(case=case.name, system=system, status="skipped",
+                         reason=f"needs FP8 matmuls: {device.fp8_matmul_problem}")
+    return None
 
 
 def profile_values(suite: Suite, run_dir: Path) -> dict:
@@ -221,20 +234,38 @@ def prepare_case(case: BenchCase, results: BenchResults, options: RunOptions) ->
     return model_dir, data_file, info
 
 
+def record_unrunnable(case: BenchCase, systems: list[str], results: BenchResults, options: RunOptions) -> list[str]:
+    """Record the systems that cannot run the case here (see unrunnable); returns the others."""
+    runnable = []
+    for system in systems:
+        recorded = unrunnable(case, system, options.suite, results.environment.device)
+        if recorded is None:
+            runnable.append(system)
+        else:
+            log.info("%s / %s: %s (%s)", case.name, system, recorded.status.replace("_", " "), recorded.reason)
+            results.put_run(recorded)
+    if len(runnable) < len(systems):
+        publish(results, options)
+    return runnable
+
+
 def run_case(case: BenchCase, systems: list[str], results: BenchResults, options: RunOptions,
              time_left: Callable[[], float]) -> bool:
     """Run the case's pending systems; False when the time budget stopped it before the end."""
     if time_left() < case.expected_for(systems[0]):
         log.info("%s: not started, the time budget is nearly spent (resume to continue)", case.name)
         return False
+    runnable = record_unrunnable(case, systems, results, options)
+    if not runnable:
+        return True
     try:
         model_dir, data_file, info = prepare_case(case, results, options)
     except (ConfigError, RuntimeError, OSError, ValueError) as err:
-        for system in systems:
+        for system in runnable:
             results.put_run(SystemRun(case=case.name, system=system, status="failed", reason=f"preparing: {err}"))
         publish(results, options)
         return True
-    for system in systems:
+    for system in runnable:
         if time_left() < case.expected_for(system):
             log.info("%s / %s: not started, the time budget is nearly spent", case.name, system)
             return False

@@ -14,28 +14,45 @@ from .results import CaseShape
 from .shapes import get_shape
 
 
+Mode = Literal["sft", "lora"]
+
+
 @dataclass(frozen=True)
 class System:
     engine: str
     needs_gpu: bool
     description: str
-    model_settings: tuple[tuple[str, str | bool], ...] = ()
-    """`model.*` keys this system sets on every case (on top of the case's config)."""
+    settings: tuple[tuple[str, object], ...] = ()
+    """Config keys ("section.key", value) this system sets on every case, over the case's own config."""
+    baseline: bool = False
+    """An HF + PEFT baseline: the report compares the megatron engine against it."""
+    variant_of: str | None = None
+    """The system this one is an option of (same engine): the report compares the two."""
+    applies_to: tuple[Mode, ...] = ("sft", "lora")
+    """Case modes it runs; on the others its runs are recorded as not applicable."""
+    needs_fp8: bool = False
+    """Needs FP8 matmuls (NVIDIA compute capability 8.9+, AMD MI300/MI350): skipped on other devices."""
 
 
 SYSTEMS = {
     "megatron": System("megatron", True, "primus-bridge megatron engine (Megatron-Bridge finetune(); TE when present, "
                                          "else the local spec: FlexAttention with a document mask on packed rows; "
                                          "LoRA at TP 1: the chunked frozen-head loss)"),
+    "megatron-fp8": System("megatron", True, "the megatron engine with precision.fp8_frozen_base: LoRA's frozen base "
+                                             "linears stored in FP8 (e4m3, per-channel scales) and multiplied on the "
+                                             "FP8 tensor cores; adapters, norms, attention and head in bf16",
+                           (("precision.fp8_frozen_base", True),), variant_of="megatron", applies_to=("lora",),
+                           needs_fp8=True),
     "hf": System("hf", False, "HF Transformers + PEFT baseline (attention: flash-attention 2 when installed, else "
-                              "SDPA with a block-diagonal mask over the packed documents)"),
+                              "SDPA with a block-diagonal mask over the packed documents)", baseline=True),
     "hf-flex": System("hf", False, "HF Transformers + PEFT baseline with transformers' flex_attention (a block mask "
                                    "built from the packed rows' position_ids: only blocks inside documents computed)",
-                      (("attn_implementation", "flex_attention"),)),
+                      (("model.attn_implementation", "flex_attention"),), baseline=True),
     "hf-liger": System("hf", True, "HF Transformers + PEFT with liger-kernel (Triton RMSNorm, SwiGLU, RoPE and the "
                                    "fused linear cross-entropy: no vocabulary-wide logits) and transformers' "
                                    "flex_attention on the packed rows: what speed-minded HF users run",
-                       (("attn_implementation", "flex_attention"), ("liger_kernel", True))),
+                       (("model.attn_implementation", "flex_attention"), ("model.liger_kernel", True)),
+                       baseline=True),
 }
 
 
@@ -67,18 +84,34 @@ class BenchCase(CaseShape):
         return LoraSpec(self.lora_rank, frozenset(self.lora_targets)) if self.mode == "lora" else None
 
 
+LOSS_CURVE_METRICS = ("loss_window_gap",)
+"""Metrics of two runs' loss curves, step by step (bench/metrics.py: loss_curve_gap), not of one run."""
+
+
 @dataclass(frozen=True)
 class Target:
     """A benchmark target: metric of (case, system), optionally divided by the same metric of a reference:
     (case, system, ...); with several systems, the strongest baseline on this metric, i.e. the one whose
-    ratio is hardest to meet among those that ran."""
+    ratio is hardest to meet among those that ran.
+
+    A loss-curve metric (LOSS_CURVE_METRICS) compares the subject's per-step losses with those of one reference
+    system instead: "loss_window_gap" is the largest relative gap between the two runs' mean losses over
+    consecutive windows of `window_steps` timed steps."""
 
     title: str
-    metric: Literal["tokens_per_s_per_gpu", "peak_memory_allocated", "mfu_measured", "step_time_mean_s"]
+    metric: Literal["tokens_per_s_per_gpu", "peak_memory_allocated", "mfu_measured", "step_time_mean_s",
+                    "loss_window_gap"]
     subject: tuple[str, str]
     op: Literal[">=", "<="]
     threshold: float
     reference: tuple[str, ...] | None = None
+    window_steps: int = 10
+    """Steps per window of a loss-curve metric."""
+
+    def __post_init__(self):
+        if self.metric in LOSS_CURVE_METRICS and (self.reference is None or len(self.reference) != 2):
+            raise ValueError(f"target {self.title!r}: {self.metric} compares with exactly one reference run "
+                             "(reference=(case, system))")
 
 
 @dataclass(frozen=True)
@@ -125,12 +158,22 @@ def model_linear_shapes(case: BenchCase) -> list[tuple[int, int, int]]:
             (tokens, h, f)]
 
 
-def _cases(rows: list[tuple]) -> tuple[BenchCase, ...]:
-    """Rows of (name, shape, mode, seq_length, micro_batch, global_batch, (megatron s, hf s, hf-flex s, hf-liger s),
-    timeout_s)."""
-    fields = ("name", "shape", "mode", "seq_length", "micro_batch_size", "global_batch_size", "expected_s",
-              "timeout_s")
-    return tuple(BenchCase(**dict(zip(fields, row[:6] + (tuple(zip(SYSTEMS, row[6])), row[7])))) for row in rows)
+def _cases(systems: tuple[str, ...], rows: list[tuple]) -> tuple[BenchCase, ...]:
+    """Rows of (name, shape, mode, seq_length, micro_batch, global_batch, expected seconds, timeout_s); the expected
+    seconds are one per system of `systems`, in that order, None where the system does not apply to the mode."""
+    fields = ("name", "shape", "mode", "seq_length", "micro_batch_size", "global_batch_size")
+    cases = []
+    for row in rows:
+        name, mode, expected, timeout_s = row[0], row[2], row[6], row[7]
+        if len(expected) != len(systems):
+            raise ValueError(f"case {name}: {len(expected)} expected times for the {len(systems)} systems {systems}")
+        for system, seconds in zip(systems, expected):
+            if (seconds is None) == (mode in SYSTEMS[system].applies_to):
+                raise ValueError(f"case {name}: {system} on a {mode} case needs "
+                                 f"{'an expected time' if seconds is None else 'None (it does not apply)'}")
+        keyed = tuple((system, seconds) for system, seconds in zip(systems, expected) if seconds is not None)
+        cases.append(BenchCase(**dict(zip(fields, row[:6])), expected_s=keyed, timeout_s=timeout_s))
+    return tuple(cases)
 
 
 # Smallest shapes first (an early, cheap check that both systems run), the targets' cases before the
@@ -141,17 +184,19 @@ def _cases(rows: list[tuple]) -> tuple[BenchCase, ...]:
 # 13 steps, from the H200 runs' wall times: 1B SFT 153 / 48 s, 3B SFT 120 / 54 s, the first 8B case
 # 223 / 144 s (profiled, about 40 / 60 s of it), later 8B cases 91-120 / 69-107 s, 1B LoRA 103 / 40 s;
 # hf-flex: the hf times plus the compilation of the flex kernels; hf-liger: hf-flex's plus the Triton kernels'.
-ONE_GPU_CASES = _cases([
-    # name                     shape          mode    seq  micro global (megatron, hf, hf-flex, hf-liger) timeout
-    ("llama3.2-1b-sft-s4096",  "llama3.2-1b", "sft",  4096, 2, 16, (160, 60, 90, 100), 300),
-    ("llama3.2-3b-sft-s4096",  "llama3.2-3b", "sft",  4096, 1, 8, (160, 70, 100, 110), 360),
-    ("llama3-8b-lora-s4096",   "llama3-8b",   "lora", 4096, 1, 8, (240, 110, 140, 150), 480),
-    ("llama3-8b-lora-s8192",   "llama3-8b",   "lora", 8192, 1, 4, (160, 120, 150, 160), 420),
-    ("llama3-8b-lora-s2048",   "llama3-8b",   "lora", 2048, 2, 16, (160, 100, 130, 140), 420),
-    ("llama3.2-1b-lora-s4096", "llama3.2-1b", "lora", 4096, 2, 16, (130, 60, 90, 100), 300),
+# megatron-fp8: megatron's (it may be the first megatron run of a shape, paying the import); LoRA cases only.
+ONE_GPU_SYSTEMS = ("megatron", "megatron-fp8", "hf", "hf-flex", "hf-liger")
+ONE_GPU_CASES = _cases(ONE_GPU_SYSTEMS, [
+    # name                     shape          mode    seq  micro global (seconds per ONE_GPU_SYSTEMS)  timeout
+    ("llama3.2-1b-sft-s4096",  "llama3.2-1b", "sft",  4096, 2, 16, (160, None, 60, 90, 100), 300),
+    ("llama3.2-3b-sft-s4096",  "llama3.2-3b", "sft",  4096, 1, 8, (160, None, 70, 100, 110), 360),
+    ("llama3-8b-lora-s4096",   "llama3-8b",   "lora", 4096, 1, 8, (240, 240, 110, 140, 150), 480),
+    ("llama3-8b-lora-s8192",   "llama3-8b",   "lora", 8192, 1, 4, (160, 160, 120, 150, 160), 420),
+    ("llama3-8b-lora-s2048",   "llama3-8b",   "lora", 2048, 2, 16, (160, 160, 100, 130, 140), 420),
+    ("llama3.2-1b-lora-s4096", "llama3.2-1b", "lora", 4096, 2, 16, (130, 130, 60, 90, 100), 300),
 ])
 
-HF_BASELINES = ("hf", "hf-flex", "hf-liger")
+HF_BASELINES = tuple(name for name, system in SYSTEMS.items() if system.baseline)
 
 GPU_TARGETS = (
     Target("8B LoRA tokens/s vs the strongest HF + PEFT", "tokens_per_s_per_gpu", ("llama3-8b-lora-s4096", "megatron"),
@@ -163,6 +208,8 @@ GPU_TARGETS = (
     Target("3B full SFT MFU (measured peak)", "mfu_measured", ("llama3.2-3b-sft-s4096", "megatron"), ">=", 0.60),
     Target("1B LoRA step time vs full SFT (same batch)", "step_time_mean_s", ("llama3.2-1b-lora-s4096", "megatron"),
            "<=", 0.85, reference=("llama3.2-1b-sft-s4096", "megatron")),
+    Target("8B LoRA FP8 base tokens/s vs bf16", "tokens_per_s_per_gpu", ("llama3-8b-lora-s4096", "megatron-fp8"),
+           ">=", 1.35, reference=("llama3-8b-lora-s4096", "megatron")),
 )
 """Targets of the one-GPU suites; a ratio against several baselines is checked against the strongest."""
 
@@ -171,23 +218,46 @@ def _one_gpu_suite(card: str) -> "Suite":
     return Suite(
         name=card,
         description=f"Llama-3 shapes on one {card.upper()}: 8B LoRA r16 (all linear layers) at seq 2k/4k/8k, "
-                    "1B and 3B full SFT at seq 4k, 1B LoRA for the LoRA-vs-SFT check; bf16, packed rows",
-        device="gpu", systems=("megatron", *HF_BASELINES), warmup_steps=3, timed_steps=10,
+                    "1B and 3B full SFT at seq 4k, 1B LoRA for the LoRA-vs-SFT check; bf16, packed rows; "
+                    "megatron-fp8 (FP8 frozen base) on the LoRA cases",
+        device="gpu", systems=ONE_GPU_SYSTEMS, warmup_steps=3, timed_steps=10,
         cases=ONE_GPU_CASES, peak_squares=(4096, 8192, 16384), peak_model_linears=True, targets=GPU_TARGETS,
         gpus=1,
+    )
+
+
+FP8_LOSS_CASE = "llama3-8b-lora-s4096-gb1"
+
+
+def _fp8_loss_suite() -> "Suite":
+    """megatron-fp8 against megatron over 200 steps of the same 8B LoRA run (one GPU, about 7 minutes): one
+    sequence per step keeps the steps short. Expected times from the H100: the first megatron run of the shape
+    imports the HF weights (about 110 s of start-up), the second about 70 s; steps of about 0.4 s."""
+    case = _cases(("megatron", "megatron-fp8"), [
+        (FP8_LOSS_CASE, "llama3-8b", "lora", 4096, 1, 1, (210, 160), 300),
+    ])
+    loss = Target("8B LoRA FP8 base loss curve vs bf16", "loss_window_gap", (FP8_LOSS_CASE, "megatron-fp8"), "<=",
+                  0.01, reference=(FP8_LOSS_CASE, "megatron"), window_steps=10)
+    return Suite(
+        name="fp8-loss",
+        description="The 8B LoRA r16 case (seq 4096) at one sequence per step, 200 timed steps: the loss curve of "
+                    "precision.fp8_frozen_base against bf16's on the same weights and batches",
+        device="gpu", systems=("megatron", "megatron-fp8"), warmup_steps=2, timed_steps=200, cases=case,
+        peak_squares=(4096,), targets=(loss,), gpus=1,
     )
 
 
 SUITES = {
     "h200": _one_gpu_suite("h200"),
     "h100": _one_gpu_suite("h100"),
+    "fp8-loss": _fp8_loss_suite(),
     "cpu-smoke": Suite(
         name="cpu-smoke",
         description="The tiny model on CPU, 5 steps: tests the harness and the report code",
         device="cpu", systems=("megatron", "hf"), warmup_steps=2, timed_steps=3,
-        cases=_cases([
-            ("tiny-sft-s256", "tiny", "sft", 256, 2, 4, (30, 30, 30), 240),
-            ("tiny-lora-s256", "tiny", "lora", 256, 2, 4, (30, 30, 30), 240),
+        cases=_cases(("megatron", "hf"), [
+            ("tiny-sft-s256", "tiny", "sft", 256, 2, 4, (30, 30), 240),
+            ("tiny-lora-s256", "tiny", "lora", 256, 2, 4, (30, 30), 240),
         ]),
         peak_squares=(1024,),
     ),

@@ -1,7 +1,8 @@
 """Check a suite's targets against its runs: met, not met, or not measured (a run missing or failed)."""
 
-from .results import BenchResults, TargetResult
-from .suites import Target
+from .metrics import loss_curve_gap
+from .results import BenchResults, SystemRun, TargetResult
+from .suites import LOSS_CURVE_METRICS, Target
 
 
 def _metric(results: BenchResults, case: str, system: str, metric: str) -> float | None:
@@ -15,6 +16,8 @@ def _metric(results: BenchResults, case: str, system: str, metric: str) -> float
 
 
 def describe(target: Target, baseline: str | None = None) -> str:
+    if target.metric in LOSS_CURVE_METRICS:
+        return describe_loss_curve(target)
     subject = f"{target.metric} of {target.subject[1]} on {target.subject[0]}"
     if target.reference is None:
         return f"{subject} {target.op} {target.threshold:g}"
@@ -39,10 +42,45 @@ def strongest_baseline(target: Target, results: BenchResults, value: float | Non
     return pick(ratios, key=lambda item: item[1])
 
 
+def describe_loss_curve(target: Target) -> str:
+    (case, system), (reference_case, reference) = target.subject, target.reference
+    where = case if case == reference_case else f"{case} and {reference_case}"
+    return (f"losses of {system} and {reference} on {where} (same weights, same batches), timed steps (after the "
+            f"warm-up) in consecutive windows of {target.window_steps}: max over windows of |mean loss of {system} "
+            f"- mean loss of {reference}| / mean loss of {reference} {target.op} {target.threshold:g}")
+
+
+def _ok_run(results: BenchResults, case: str, system: str) -> SystemRun | None:
+    run = results.run(case, system)
+    return run if run is not None and run.status == "ok" and run.losses else None
+
+
+def evaluate_loss_curve(target: Target, results: BenchResults) -> TargetResult:
+    """The largest window gap between the subject's loss curve and the reference's; not measured where either run
+    is missing, failed or recorded other steps."""
+    subject, reference = _ok_run(results, *target.subject), _ok_run(results, *target.reference)
+    value = detail = None
+    if subject is not None and reference is not None:
+        try:
+            gap = loss_curve_gap(subject.losses, reference.losses, results.warmup_steps + 1, target.window_steps)
+            value, detail = gap.max_window_gap, gap.describe()
+        except ValueError as err:
+            detail = f"not comparable: {err}"
+    return TargetResult(title=target.title, description=describe_loss_curve(target), threshold=target.threshold,
+                        op=target.op, value=value, met=_met(target, value), detail=detail)
+
+
+def _met(target: Target, value: float | None) -> bool | None:
+    if value is None:
+        return None
+    return value >= target.threshold if target.op == ">=" else value <= target.threshold
+
+
 def evaluate(target: Target, results: BenchResults) -> TargetResult:
+    if target.metric in LOSS_CURVE_METRICS:
+        return evaluate_loss_curve(target, results)
     value, baseline = _metric(results, *target.subject, target.metric), None
     if target.reference is not None:
         baseline, value = strongest_baseline(target, results, value)
-    met = None if value is None else (value >= target.threshold if target.op == ">=" else value <= target.threshold)
     return TargetResult(title=target.title, description=describe(target, baseline), threshold=target.threshold,
-                        op=target.op, value=value, met=met)
+                        op=target.op, value=value, met=_met(target, value))

@@ -86,13 +86,13 @@ def write_repeated_data(copies: int, out: Path) -> Path:
 
 def case_values(case: BenchCase, suite: Suite, system: str, model_dir: Path, data_file: Path,
                 workspace: Workspace) -> dict:
-    """The config of one system on one case, in the YAML layout."""
+    """The config of one system on one case, in the YAML layout: the case's, then the system's settings over it."""
     on_gpu = suite.device == "gpu"
-    return {
+    values = {
         "engine": SYSTEMS[system].engine,
         "hf_model_name_or_path": str(model_dir),
         "convert_from_hf": True,
-        "model": {"tokenizer": str(TOKENIZER_DIR), **dict(SYSTEMS[system].model_settings)},
+        "model": {"tokenizer": str(TOKENIZER_DIR)},
         "training": {
             "micro_batch_size": case.micro_batch_size, "global_batch_size": case.global_batch_size,
             "train_iters": suite.warmup_steps + suite.timed_steps, "lr": LEARNING_RATES[case.mode],
@@ -107,6 +107,20 @@ def case_values(case: BenchCase, suite: Suite, system: str, model_dir: Path, dat
         "lora": lora_values(case),
         "checkpointing": {"save": None},
     }
+    return with_settings(values, SYSTEMS[system].settings)
+
+
+def with_settings(values: dict, settings: tuple[tuple[str, object], ...]) -> dict:
+    """`values` with each ("section.key", value) set in it (sections created where missing)."""
+    for dotted, value in settings:
+        *sections, key = dotted.split(".")
+        node = values
+        for section in sections:
+            node = node.setdefault(section, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"system setting {dotted!r}: {section!r} holds a value, not a section")
+        node[key] = value
+    return values
 
 
 def lora_values(case: BenchCase) -> dict:
@@ -149,10 +163,10 @@ def prepare_case_data(case: BenchCase, suite: Suite, model_dir: Path, workspace:
     from ..data.tokenizer import load_tokenizer
 
     copies, needed = 1, rows_needed(case, suite)
+    system = [name for name in suite.systems if case.mode in SYSTEMS[name].applies_to][-1]
     for _ in range(MAX_DATA_ATTEMPTS):
         data_file = write_repeated_data(copies, workspace.data_file(copies))
-        cfg = build_config(case_values(case, suite, suite.systems[-1], model_dir, data_file, workspace),
-                           case, suite.gpus)
+        cfg = build_config(case_values(case, suite, system, model_dir, data_file, workspace), case, suite.gpus)
         prepared = prepare_data(cfg, load_tokenizer(cfg))
         rows = len(prepared.train)
         if rows >= needed:

@@ -13,6 +13,7 @@ exported to HF in a temporary folder (removed afterwards).
 """
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterable
@@ -175,8 +176,18 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--output {args.output}: its folder does not exist; create it or choose another path")
     require_backend(args.backend)
     requests = collect_requests(args) if batch else []
+    answers = sys.stdout
+    # Only answers go to stdout (JSON Lines in batch mode): what the libraries print or log there while the
+    # model loads (Megatron-Bridge's export, datasets' import notices) goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        return answer(args, sampling, requests, answers)
+
+
+def answer(args: argparse.Namespace, sampling: Sampling, requests: list[ChatRequest], answers) -> int:
+    """Load the model once, then answer the batch `requests` (or the terminal when there are none)."""
     from transformers import AutoTokenizer
 
+    batch = bool(args.prompt or args.input)
     with open_model(args.model, args.base_model) as source:
         tokenizer = AutoTokenizer.from_pretrained(source.tokenizer, local_files_only=True)
         name, date = choose_template(source, args.template, tokenizer, args.model, args.template_date)
@@ -184,9 +195,9 @@ def run(args: argparse.Namespace) -> int:
         backend = load_backend(args.backend, source, tokenizer, args.device, args.dtype, args.seed)
         session = ChatSession(chat_format, backend, sampling)
         if not batch:
-            return chat_loop(session, args.system, terminal_lines(), print)
+            return chat_loop(session, args.system, terminal_lines(), lambda text: print(text, file=answers))
         if not args.output:
-            run_batch(session, requests, sys.stdout.write)
+            run_batch(session, requests, answers.write)
             return 0
         with open(args.output, "w", encoding="utf-8") as out:
             run_batch(session, requests, out.write)

@@ -1,6 +1,7 @@
 """From reply character spans to trained label positions.
 
-The rendered text is tokenized once, as a whole, so the ids equal `tokenizer(text, add_special_tokens=False)`
+The rendered text is tokenized once, as a whole (or as its cached template opening plus the rest where that gives
+the same ids and offsets: encode.py, OpeningCache), so the ids equal `tokenizer(text, add_special_tokens=False)`
 exactly; each span's first and last character are then mapped to tokens with `Encoding.char_to_token`. A
 token that straddles a span edge counts as trained, so no character of a reply goes untrained.
 

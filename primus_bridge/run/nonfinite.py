@@ -78,6 +78,17 @@ def first_nonfinite_parameter(model, only: str | None = None) -> str | None:
 
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if (only is None or only in name) and not bool(torch.isfinite(param).all()):
+            if (only is None or only in name) and not all_finite(param):
                 return name
     return None
+
+
+def all_finite(tensor, rows_per_chunk: int = 4096) -> bool:
+    """Whether `tensor` holds no NaN or Inf. One-byte floats (the FP8 frozen base's e4m3 weights) have no isfinite
+    kernel: they are widened to float32 a block of rows at a time, so the check needs little extra memory."""
+    import torch
+
+    if not (tensor.is_floating_point() and tensor.element_size() == 1):
+        return bool(torch.isfinite(tensor).all())
+    rows = tensor.reshape(tensor.shape[0], -1) if tensor.dim() > 1 else tensor.reshape(-1, 1)
+    return all(bool(torch.isfinite(block.float()).all()) for block in rows.split(rows_per_chunk))

@@ -2,6 +2,7 @@ import pytest
 
 from primus_bridge.bench.metrics import compute_metrics
 from primus_bridge.bench.results import SystemRun
+from primus_bridge.bench.targets import evaluate
 
 
 def test_metrics_from_known_step_times(sample_results):
@@ -89,3 +90,149 @@ def test_several_baselines_compare_against_the_strongest(sample_results):
     assert evaluate(eight_k, sample_results).met is None  # hf failed, hf-flex never ran
     assert [(c.case, c.baseline) for c in comparisons(sample_results)] == [  # hf-flex never ran on lora-8k
         ("lora-4k", "hf"), ("lora-4k", "hf-flex"), ("lora-8k", "hf")]
+
+
+def _with_fp8_runs(results, fp8_step_s: float):
+    """megatron and megatron-fp8 on the h100 suite's 8B LoRA case, megatron at 2.0 s a step."""
+    from primus_bridge.bench.suites import SYSTEMS, get_suite
+    from tests.bench.conftest import make_case, make_run
+
+    results.systems = {name: SYSTEMS[name].description for name in get_suite("h100").systems}
+    case = make_case("llama3-8b-lora-s4096")
+    results.cases.append(case)
+    results.put_run(make_run(case, "megatron", 2.0, 40.0, results))
+    results.put_run(make_run(case, "megatron-fp8", fp8_step_s, 30.0, results))
+    results.put_run(make_run(case, "hf-liger", 2.5, 45.0, results))
+    return results
+
+
+def _gpu_target(title: str):
+    from primus_bridge.bench.suites import GPU_TARGETS
+
+    return {t.title: t for t in GPU_TARGETS}[title]
+
+
+@pytest.mark.parametrize("fp8_step_s,ratio,met", [(1.4, 2.0 / 1.4, True), (1.6, 2.0 / 1.6, False)])
+def test_fp8_target_divides_fp8_tokens_per_s_by_bf16s(sample_results, fp8_step_s, ratio, met):
+    results = _with_fp8_runs(sample_results, fp8_step_s)
+    result = evaluate(_gpu_target("8B LoRA FP8 base tokens/s vs bf16"), results)
+    assert result.value == pytest.approx(ratio) and result.met is met
+    assert result.description == ("tokens_per_s_per_gpu of megatron-fp8 on llama3-8b-lora-s4096 / same of megatron on "
+                                  "llama3-8b-lora-s4096 >= 1.35")
+
+
+def test_fp8_is_neither_a_baseline_nor_the_subject_of_the_hf_comparison(sample_results):
+    """The HF target and the report's baseline table keep megatron against the HF systems; megatron-fp8 is
+    compared with megatron on its own."""
+    from primus_bridge.bench.report.rows import comparisons, variant_comparisons
+
+    results = _with_fp8_runs(sample_results, 1.0)  # faster than every other system: must not become a baseline
+    hf = evaluate(_gpu_target("8B LoRA tokens/s vs the strongest HF + PEFT"), results)
+    assert hf.value == pytest.approx(2.5 / 2.0) and "same of hf-liger" in hf.description
+    pairs = {(c.case, c.subject, c.baseline) for c in comparisons(results)}
+    assert ("llama3-8b-lora-s4096", "megatron", "hf-liger") in pairs
+    assert not {p for p in pairs if "megatron-fp8" in p}
+    (variant,) = variant_comparisons(results)
+    assert (variant.case, variant.subject, variant.baseline) == ("llama3-8b-lora-s4096", "megatron-fp8", "megatron")
+    assert variant.speed_ratio == pytest.approx(2.0) and variant.memory_ratio == pytest.approx(30 / 40)
+
+
+def test_fp8_target_is_not_measured_when_the_fp8_run_was_skipped(sample_results):
+    results = _with_fp8_runs(sample_results, 1.4)
+    results.put_run(SystemRun(case="llama3-8b-lora-s4096", system="megatron-fp8", status="skipped",
+                              reason="needs FP8 matmuls: no FP8 tensor cores"))
+    result = evaluate(_gpu_target("8B LoRA FP8 base tokens/s vs bf16"), results)
+    assert result.value is None and result.met is None
+
+
+# -- loss curves --------------------------------------------------------------------------------------------------
+
+
+def test_loss_curve_gap_of_identical_and_offset_curves():
+    from primus_bridge.bench.metrics import loss_curve_gap
+
+    base = [12.0 - 0.01 * step for step in range(22)]
+    same = loss_curve_gap(base, base, 3, 10)
+    assert (same.max_window_gap, same.max_step_gap, same.steps, same.window_steps) == (0.0, 0.0, 20, 10)
+    higher = loss_curve_gap([loss * 1.02 for loss in base], base, 3, 10)
+    assert higher.max_window_gap == pytest.approx(0.02) and higher.max_step_gap == pytest.approx(0.02)
+
+
+def test_loss_curve_gap_averages_a_noisy_step_within_its_window_and_reports_it():
+    """One step 5% off moves its window's mean by 0.5%: the window check passes, the per-step maximum names it."""
+    from primus_bridge.bench.metrics import loss_curve_gap
+
+    base = [10.0] * 20
+    noisy = list(base)
+    noisy[13] = 10.5  # step 14
+    gap = loss_curve_gap(noisy, base, 1, 10)
+    assert gap.max_window_gap == pytest.approx(0.005) and gap.worst_window_first_step == 11
+    assert gap.max_step_gap == pytest.approx(0.05) and gap.worst_step == 14
+    assert gap.describe() == ("20 steps, 2 windows; largest window gap 0.500% (the window from step 11); largest "
+                              "per-step gap 5.000% (step 14)")
+
+
+def test_loss_curve_gap_refuses_other_steps_and_makes_non_finite_losses_infinite():
+    import math
+
+    from primus_bridge.bench.metrics import loss_curve_gap
+
+    with pytest.raises(ValueError, match="recorded 20 and 19 losses"):
+        loss_curve_gap([1.0] * 20, [1.0] * 19, 1, 10)
+    with pytest.raises(ValueError, match="no losses from step 21"):
+        loss_curve_gap([1.0] * 20, [1.0] * 20, 21, 10)
+    gap = loss_curve_gap([1.0] * 5 + [math.nan] + [1.0] * 4, [1.0] * 10, 1, 10)
+    assert gap.max_window_gap == math.inf and gap.worst_step == 6
+
+
+def _loss_results(sample_results, fp8_losses: list[float], bf16_losses: list[float]):
+    from primus_bridge.bench.suites import FP8_LOSS_CASE, SYSTEMS, get_suite
+    from tests.bench.conftest import make_case
+
+    suite = get_suite("fp8-loss")
+    results = sample_results.model_copy(update={
+        "suite": suite.name, "warmup_steps": suite.warmup_steps, "timed_steps": suite.timed_steps,
+        "systems": {name: SYSTEMS[name].description for name in suite.systems}, "runs": [], "targets": []})
+    results.cases = [make_case(FP8_LOSS_CASE, tokens_per_step=4096)]
+    for system, losses in (("megatron", bf16_losses), ("megatron-fp8", fp8_losses)):
+        results.put_run(SystemRun(case=FP8_LOSS_CASE, system=system, status="ok", step_times=[0.4] * len(losses),
+                                  losses=losses, tokens_per_step=4096))
+    return results, suite.targets[0]
+
+
+def _curve(steps: int = 202) -> list[float]:
+    """A falling loss with step-to-step noise (the batches differ from step to step)."""
+    return [12.5 - 3.0 * step / steps + 0.3 * ((step * 7919) % 13 - 6) / 6 for step in range(steps)]
+
+
+def test_loss_curve_target_met_when_every_window_mean_is_within_1_percent(sample_results):
+    bf16 = _curve()
+    fp8 = [loss * (1.004 if step % 2 else 0.997) + (0.5 if step == 100 else 0.0) for step, loss in enumerate(bf16)]
+    results, target = _loss_results(sample_results, fp8, bf16)
+    result = evaluate(target, results)
+    assert result.met is True and 0.004 < result.value < 0.01
+    assert "largest per-step gap" in result.detail and "(step 101)" in result.detail  # the spike: > 4% alone
+    assert result.description == (
+        "losses of megatron-fp8 and megatron on llama3-8b-lora-s4096-gb1 (same weights, same batches), timed steps "
+        "(after the warm-up) in consecutive windows of 10: max over windows of |mean loss of megatron-fp8 - mean loss "
+        "of megatron| / mean loss of megatron <= 0.01")
+    assert "200 steps, 20 windows" in result.detail
+
+
+def test_loss_curve_target_not_met_when_one_window_drifts(sample_results):
+    bf16 = _curve()
+    fp8 = [loss * (1.02 if 153 <= step + 1 <= 162 else 1.0) for step, loss in enumerate(bf16)]  # steps 153-162
+    results, target = _loss_results(sample_results, fp8, bf16)
+    result = evaluate(target, results)
+    assert result.met is False and result.value == pytest.approx(0.02)
+    assert "(the window from step 153)" in result.detail  # windows start after the 2 warm-up steps: 3, 13, ...
+
+
+def test_loss_curve_target_not_measured_without_both_curves(sample_results):
+    results, target = _loss_results(sample_results, _curve(150), _curve())
+    result = evaluate(target, results)
+    assert result.met is None and result.value is None
+    assert result.detail == "not comparable: the runs recorded 150 and 202 losses: not the same steps"
+    results.put_run(SystemRun(case=target.subject[0], system="megatron-fp8", status="timeout", reason="stopped"))
+    result = evaluate(target, results)
+    assert result.met is None and result.detail is None

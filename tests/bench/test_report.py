@@ -68,3 +68,32 @@ def test_index_lists_each_run_with_headline_numbers(sample_results, tmp_path):
 
 def test_empty_index(tmp_path):
     assert "No runs yet." in write_index(tmp_path).read_text()
+
+
+def test_markdown_shows_the_fp8_variant_apart_from_the_baselines_and_not_applicable_runs(sample_results):
+    from primus_bridge.bench.results import SystemRun
+    from primus_bridge.bench.suites import SYSTEMS
+    from tests.bench.conftest import make_run
+
+    sample_results.systems = {name: SYSTEMS[name].description for name in ("megatron", "megatron-fp8", "hf")}
+    four_k = sample_results.case_info("lora-4k")
+    sample_results.put_run(make_run(four_k, "megatron-fp8", 1.25, 30.0, sample_results))
+    sample_results.put_run(SystemRun(case="lora-8k", system="megatron-fp8", status="not_applicable",
+                                     reason="megatron-fp8 applies to lora cases only, not sft"))
+    text = markdown_text(sample_results)
+    baselines = text[text.index("## megatron vs each baseline"):text.index("## megatron-fp8 vs megatron")]
+    assert "| lora-4k | hf | 1.50x | 0.67x |" in baselines and "megatron-fp8 |" not in baselines
+    assert "## megatron-fp8 vs megatron (same batches)" in text
+    assert "| lora-4k | megatron | 1.60x | 0.75x |" in text
+    assert "| lora-8k | megatron-fp8 | – | – | – | – | – | – | – | – | not applicable |" in text
+    assert "- lora-8k / megatron-fp8: not applicable (megatron-fp8 applies to lora cases only, not sft)" in text
+    assert "### lora-8k / megatron-fp8" not in text  # not a failure
+
+
+def test_a_loss_curve_target_is_stated_with_its_per_step_gap(sample_results):
+    from primus_bridge.bench.results import TargetResult
+
+    sample_results.targets = [TargetResult(title="curve", description="max over windows ... <= 0.01", threshold=0.01,
+                                           op="<=", value=0.004, met=True, detail="largest per-step gap 2.100%")]
+    text = markdown_text(sample_results)
+    assert "| curve | 0.004 | <= 0.01 | **met** | max over windows ... <= 0.01 (largest per-step gap 2.100%) |" in text

@@ -55,6 +55,16 @@ def test_first_nonfinite_parameter_names_it():
     assert first_nonfinite_parameter(layer) == "bias"
 
 
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
+def test_fp8_weights_are_checked_widened(dtype):
+    """The FP8 frozen base's e4m3 weights have no isfinite kernel; they are widened a block of rows at a time."""
+    model = torch.nn.Linear(16, 10_000, bias=False)
+    model.weight.data = torch.randn(10_000, 16).to(dtype)
+    assert first_nonfinite_parameter(model) is None
+    model.weight.data[9_000, 3] = float("nan")  # in the third block of 4096 rows
+    assert first_nonfinite_parameter(model) == "weight"
+
+
 def test_only_the_hf_engine_has_a_skip_budget():
     assert "the megatron engine stops at the first NaN / Inf" in skip_setting_problem(2, "megatron")
     assert skip_setting_problem(0, "megatron") is None and skip_setting_problem(2, "hf") is None

@@ -12,8 +12,9 @@ INTRO = """# Benchmark reports
 
 One folder per run, `<date>-<device>-<suite>/`, written by `primus-bridge bench --suite NAME`: `results.json`
 (every number), `results.csv`, `report.md` (tables, comparison, targets) and PNG plots. This index is
-rebuilt from the folders' `results.json` after every run. Ratios are the first system of the suite over
-each other one (primus-bridge's megatron engine over each HF Transformers + PEFT baseline) on identical batches.
+rebuilt from the folders' `results.json` after every run. Ratios are primus-bridge's megatron engine over
+each HF Transformers + PEFT baseline on identical batches; options of the engine (megatron-fp8) are compared
+with it in each report.
 """
 
 

@@ -6,7 +6,7 @@ from ...utils.atomic import atomic_write_text
 from ..anchors import ANCHORS
 from ..results import BenchResults, SystemRun
 from .plots import LOSS_PNG, MEMORY_PNG, THROUGHPUT_PNG
-from .rows import comparisons, gib, memory_bytes
+from .rows import Comparison, comparisons, gib, memory_bytes, variant_comparisons
 
 NOTES_FILE = "notes.md"
 """Hand-written findings kept beside a run's report (what was changed, what it gained); included verbatim."""
@@ -76,7 +76,7 @@ def systems_section(results: BenchResults) -> list[str]:
 def _result_row(run: SystemRun) -> list[str]:
     m = run.metrics
     if run.status != "ok" or m is None:
-        return [run.case, run.system] + ["–"] * 8 + [run.status]
+        return [run.case, run.system] + ["–"] * 8 + [run.status.replace("_", " ")]
     loss = f"{fmt(m.loss_first, '.3f')} → {fmt(m.loss_last, '.3f')}"
     return [run.case, run.system, fmt(m.tokens_per_s_per_gpu), fmt(m.model_tflops_per_gpu, ".4g"),
             pct(m.mfu_measured), pct(m.mfu_datasheet), fmt(m.step_time_p50_s, ".3f"), fmt(m.step_time_p90_s, ".3f"),
@@ -97,27 +97,42 @@ def results_section(results: BenchResults) -> list[str]:
             + ["", "## Results", ""] + table(header, [_result_row(r) for r in runs]))
 
 
+def _comparison_table(found: list[Comparison]) -> list[str]:
+    rows = [[c.case, c.baseline, fmt(c.speed_ratio, ".2f", "x"), fmt(c.memory_ratio, ".2f", "x"),
+             f"{fmt(c.loss_first[0], '.4f')} / {fmt(c.loss_first[1], '.4f')}"] for c in found]
+    return table(["case", "vs", "speed ratio", "memory ratio", "first-step loss (this / other)"], rows)
+
+
 def comparison_section(results: BenchResults) -> list[str]:
     found = comparisons(results)
     if not found:
         return []
     ours = found[0].subject
-    rows = [[c.case, c.baseline, fmt(c.speed_ratio, ".2f", "x"), fmt(c.memory_ratio, ".2f", "x"),
-             f"{fmt(c.loss_first[0], '.4f')} / {fmt(c.loss_first[1], '.4f')}"] for c in found]
     return (["", f"## {ours} vs each baseline (same batches)", "",
              f"Speed ratio: {ours} tokens/s over the baseline's; memory ratio: peak memory over the baseline's. "
              "Both start from the same weights on the same first batch, so their first-step losses should agree.",
              ""]
-            + table(["case", "baseline", "speed ratio", "memory ratio", f"first-step loss ({ours} / baseline)"],
-                    rows))
+            + _comparison_table(found))
+
+
+def variant_section(results: BenchResults) -> list[str]:
+    """Each option of the engine (e.g. megatron-fp8) against the engine without it."""
+    lines, every = [], variant_comparisons(results)
+    for subject in dict.fromkeys(c.subject for c in every):
+        found = [c for c in every if c.subject == subject]
+        lines += ["", f"## {subject} vs {found[0].baseline} (same batches)", "",
+                  f"Speed ratio: {subject} tokens/s over {found[0].baseline}'s; memory ratio: peak memory over "
+                  f"{found[0].baseline}'s; first-step losses on the same weights and batch.", ""]
+        lines += _comparison_table(found)
+    return lines
 
 
 def targets_section(results: BenchResults) -> list[str]:
     if not results.targets:
         return []
     verdict = {True: "**met**", False: "**not met**", None: "not measured"}
-    rows = [[t.title, fmt(t.value, ".3f"), f"{t.op} {t.threshold:g}", verdict[t.met], t.description]
-            for t in results.targets]
+    rows = [[t.title, fmt(t.value, ".3f"), f"{t.op} {t.threshold:g}", verdict[t.met],
+             t.description + (f" ({t.detail})" if t.detail else "")] for t in results.targets]
     met = sum(t.met is True for t in results.targets)
     missed = [t.title for t in results.targets if t.met is False]
     unmeasured = [t.title for t in results.targets if t.met is None]
@@ -132,9 +147,9 @@ def problems_section(results: BenchResults) -> list[str]:
     for run in results.runs:
         if run.status in ("failed", "timeout"):
             lines += ["", f"### {run.case} / {run.system}: {run.status}", "", "```", (run.reason or "").strip(), "```"]
-        elif run.status == "skipped":
-            lines += ["", f"- {run.case} / {run.system}: skipped ({run.reason})"]
-    return ["", "## Skipped and failed runs"] + lines if lines else []
+        elif run.status in ("skipped", "not_applicable"):
+            lines += ["", f"- {run.case} / {run.system}: {run.status.replace('_', ' ')} ({run.reason})"]
+    return ["", "## Skipped, not applicable and failed runs"] + lines if lines else []
 
 
 def anchors_section() -> list[str]:
@@ -149,7 +164,7 @@ def markdown_text(results: BenchResults, notes: str | None = None) -> str:
     lines = [title, "", results.description + ".", "", f"Updated {results.updated}.", ""]
     lines += environment_section(results) + [""] + systems_section(results) + [""] + method_section(results)
     lines += [""] + results_section(results)
-    lines += comparison_section(results) + targets_section(results)
+    lines += comparison_section(results) + variant_section(results) + targets_section(results)
     lines += ["", "## Plots", "", f"![throughput]({THROUGHPUT_PNG})", "", f"![memory]({MEMORY_PNG})", "",
               f"![loss]({LOSS_PNG})"]
     lines += problems_section(results) + anchors_section()

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from ..results import BenchResults, CaseInfo, SystemRun
+from ..suites import SYSTEMS
 
 GIB = 1024**3
 
@@ -60,9 +61,33 @@ def compare(results: BenchResults, case: str, subject: str, baseline: str) -> Co
     return Comparison(case, subject, baseline, speed, memory, losses)
 
 
+def _role(system: str) -> str:
+    spec = SYSTEMS.get(system)
+    return "baseline" if spec is not None and spec.baseline else ("variant" if spec and spec.variant_of else "ours")
+
+
+def _attempted(results: BenchResults, case: str, system: str) -> bool:
+    """Ran on the case, or failed or was skipped trying; not where it never ran or does not apply."""
+    run = results.run(case, system)
+    return run is not None and run.status != "not_applicable"
+
+
+def _pairs(results: BenchResults, pairs: list[tuple[str, str]]) -> list[Comparison]:
+    """Each (subject, baseline) pair on each case where both were attempted."""
+    return [compare(results, case.name, subject, baseline) for case in results.cases for subject, baseline in pairs
+            if _attempted(results, case.name, subject) and _attempted(results, case.name, baseline)]
+
+
 def comparisons(results: BenchResults) -> list[Comparison]:
-    """The first system of the suite (ours) against each of the others (the baselines), case by case; a
-    baseline that never ran on a case (not even a failed attempt) has no row there."""
-    ours, *baselines = results.systems
-    return [compare(results, case.name, ours, baseline) for case in results.cases for baseline in baselines
-            if results.run(case.name, baseline) is not None]
+    """The suite's own engine (its first system that is neither an HF baseline nor a variant of another system)
+    against each HF + PEFT baseline, case by case; a baseline that never ran on a case (not even a failed attempt)
+    has no row there."""
+    ours = [system for system in results.systems if _role(system) == "ours"]
+    baselines = [system for system in results.systems if _role(system) == "baseline"]
+    return _pairs(results, [(ours[0], baseline) for baseline in baselines]) if ours else []
+
+
+def variant_comparisons(results: BenchResults) -> list[Comparison]:
+    """Each variant system (an option of another, e.g. megatron-fp8 of megatron) against the system it varies."""
+    pairs = [(system, SYSTEMS[system].variant_of) for system in results.systems if _role(system) == "variant"]
+    return _pairs(results, [(variant, base) for variant, base in pairs if base in results.systems])

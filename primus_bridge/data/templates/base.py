@@ -18,6 +18,10 @@ class Rendered:
     """Character offset where each user turn begins (for mask_history with train_on_prompt)."""
     response_turns: list[int] = field(default_factory=list)
     """The turn (index into turn_starts) of each response; a turn with tool steps has several responses."""
+    opening: int = field(default=0, compare=False)
+    """Length of the template's opening text (everything before the first user message), which many samples
+    share; 0 when the template does not mark it. A hint, not part of the rendering: the encoder may reuse the
+    opening's tokens (encode.py: OpeningCache)."""
 
 
 @dataclass(slots=True)
@@ -27,6 +31,7 @@ class TextBuilder:
     responses: list[tuple[int, int]] = field(default_factory=list)
     turn_starts: list[int] = field(default_factory=list)
     response_turns: list[int] = field(default_factory=list)
+    opening: int = 0
 
     def add(self, text: str) -> None:
         self.parts.append(text)
@@ -42,8 +47,12 @@ class TextBuilder:
     def start_turn(self) -> None:
         self.turn_starts.append(self.length)
 
+    def end_opening(self) -> None:
+        """The text so far is the template's opening: the first user message starts here."""
+        self.opening = self.length
+
     def build(self) -> Rendered:
-        return Rendered("".join(self.parts), self.responses, self.turn_starts, self.response_turns)
+        return Rendered("".join(self.parts), self.responses, self.turn_starts, self.response_turns, self.opening)
 
 
 class Template(Protocol):

@@ -32,9 +32,12 @@ class ChatMLTemplate:
         system = conversation.system if conversation.system is not None else self.default_system
         if system is not None:
             out.add(message("system", system))
-        for turn in conversation.turns:
+        for i, turn in enumerate(conversation.turns):
             out.start_turn()
-            out.add(message("user", turn.user_text()) + GENERATION_PROMPT)
+            out.add(f"{START}user\n")
+            if not i:
+                out.end_opening()
+            out.add(f"{turn.user_text()}{END}\n{GENERATION_PROMPT}")
             out.add_response(f"{turn.assistant}{END}")
             out.add("\n")
         return out.build()

@@ -8,6 +8,8 @@ its sequence micro_batch * seq_length, as Megatron does for packed SFT) with `cu
 every document (and each row's trailing padding), so attention never crosses documents and RoPE
 restarts per document.
 Labels arrive already shifted (labels[i] is the target of position i), as Megatron's loss expects.
+The valid and test streams of a data mixture also carry `source_ids`: each token's source, for the validation
+loss per source (source_loss.py).
 """
 
 from dataclasses import dataclass, field
@@ -19,21 +21,26 @@ from torch.utils.data import Dataset
 
 from ...data.batches import epoch_order
 
+SOURCE_IDS = "source_ids"
+"""The stream key of each token's data source (valid and test streams of a mixture)."""
+
 
 class PackedStreams(Dataset):
     """`num_streams` samples, each `rows_per_stream` rows of `split` laid end to end.
 
     The rows are taken in order from an endless sequence of epochs; each epoch visits every row once,
     in its own seeded order. Megatron's micro batch is one stream ([1, rows_per_stream * seq_length]).
+    `with_source_ids`: each stream also holds SOURCE_IDS, the source index (into split.source_names) of every token.
     """
 
-    def __init__(self, split, num_streams: int, rows_per_stream: int, seed: int):
+    def __init__(self, split, num_streams: int, rows_per_stream: int, seed: int, with_source_ids: bool = False):
         if len(split) == 0:
             raise ValueError("the split has no rows; add data or change data.split")
         self.split = split
         self.rows_per_stream = rows_per_stream
         self.num_streams = max(int(num_streams), -(-len(split) // rows_per_stream))
         self.seed = seed
+        self.with_source_ids = with_source_ids
         self._orders: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -48,8 +55,12 @@ class PackedStreams(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         first = index * self.rows_per_stream
-        rows = [self.split[self.row_index(first + k)] for k in range(self.rows_per_stream)]
-        return pack_rows(rows)
+        indices = [self.row_index(first + k) for k in range(self.rows_per_stream)]
+        stream = pack_rows([self.split[i] for i in indices])
+        if self.with_source_ids:
+            sources = torch.as_tensor(self.split.row_sources(indices), dtype=torch.int32)
+            stream[SOURCE_IDS] = sources.repeat_interleave(self.split.seq_length)
+        return stream
 
     @staticmethod
     def collate_fn(streams: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -95,18 +106,35 @@ class PackedRowsProvider(DatasetProvider):
     dataloader_type: str = "single"
 
     def build_datasets(self, context: DatasetBuildContext):
-        prepared = _prepare_on_rank0_first(self.primus_config)
+        cfg, prepared = _prepare_on_rank0_first(self.primus_config)
         counts = (context.train_samples, context.valid_samples, context.test_samples)
         splits = (prepared.train, prepared.valid, prepared.test)
+        evaluated = (False, True, True)  # the evaluations report their loss per source too
         return tuple(
-            PackedStreams(split, count, self.rows_per_stream, self.seed + offset)
+            PackedStreams(split, count, self.rows_per_stream, self.seed + offset,
+                          with_source_ids=is_evaluated and _has_sources(split, cfg))
             if count and split is not None and len(split) else None
-            for offset, (split, count) in enumerate(zip(splits, counts))
+            for offset, (split, count, is_evaluated) in enumerate(zip(splits, counts, evaluated))
         )
 
 
+def mixture_source_names(cfg) -> tuple[str, ...]:
+    """The sources of a data mixture in data.data_path order (what `source_ids` index); () for one source."""
+    names = tuple(source.name for source in cfg.data.sources()) if cfg.data.is_mixture() else ()
+    return names if len(names) > 1 else ()
+
+
+def _has_sources(split, cfg) -> bool:
+    """Whether the split's rows come from several sources (named and ordered as in the config: checked)."""
+    names = mixture_source_names(cfg)
+    if names and split.source_names != names:
+        raise ValueError(f"the data split names its sources {split.source_names}, the config {names}: "
+                         "the source ids would be read against the wrong names")
+    return bool(names)
+
+
 def _prepare_on_rank0_first(config_dict: dict):
-    """Rank 0 tokenizes and fills the data cache; the other ranks then read that cache."""
+    """(config, prepared data): rank 0 tokenizes and fills the data cache; the other ranks then read that cache."""
     import torch.distributed as dist
 
     from ...config import PrimusConfig
@@ -121,4 +149,4 @@ def _prepare_on_rank0_first(config_dict: dict):
     prepared = prepare_data(cfg, tokenizer)
     if distributed and dist.get_rank() == 0:
         dist.barrier()
-    return prepared
+    return cfg, prepared

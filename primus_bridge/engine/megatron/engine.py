@@ -20,11 +20,13 @@ from ...run.signals import forwarded_to_sigterm
 from ...run.result import TrainResult
 from .callbacks import CheckpointMarkers, ProfileSteps, RefuseNonfiniteWeights, StepRecorder
 from .container import StartingPoint, build_config_container
+from .dataset import mixture_source_names
 from .export import training_template
 from .fp8_frozen_base import check_fp8_frozen_base, restore_callback
 from .layer_spec import resolve_transformer_impl
 from .model import ModelPlan, megatron_iteration, preflight_errors, provider_from_checkpoint, provider_from_hf
 from .runtime import ensure_rendezvous, sigusr1_as_sigterm
+from .source_loss import DropEmptySources, SourceLossForwardStep
 from .sources import check_supported_architecture, ensure_imported, resolve_hf_model
 from .trackers import AttachRunConfig
 
@@ -193,7 +195,10 @@ class MegatronBridgeRunner:
 
             callbacks.append(ExportAtTrainEnd(cfg, plan.model.hf_source, plan.start.tokenizer_path, plan.template,
                                               container.peft))
-        preempted = _run_finetune(container, callbacks, cfg.checkpointing.save)
+        sources = mixture_source_names(cfg)
+        if sources:
+            callbacks.append(DropEmptySources(sources))
+        preempted = _run_finetune(container, callbacks, cfg.checkpointing.save, sources)
         return _result(cfg, recorder, plan, preempted)
 
     def export(self, cfg: PrimusConfig, checkpoint: Path, out: Path) -> Path:
@@ -231,11 +236,12 @@ def nonfinite_error(err: RuntimeError, save: str | None, step: int | None = None
     return NonFiniteError(step or int(found.group(1)), found.group(2), save)
 
 
-def _run_finetune(container, callbacks, save: str | None = None) -> bool:
+def _run_finetune(container, callbacks, save: str | None = None, sources: tuple[str, ...] = ()) -> bool:
     """finetune(); True when it stopped early on a signal after saving (Megatron-Bridge exits with SystemExit).
 
     Megatron-Bridge's exit handler listens to SIGTERM only: SIGUSR1 (SLURM) and SIGINT (Ctrl-C) are sent on
     to it. A NaN / Inf found by Megatron-Core's checks becomes NonFiniteError (its own exit code).
+    `sources`: a data mixture's source names; its evaluations report the loss of each (source_loss.py).
     """
     from megatron.bridge.training.finetune import finetune
     from megatron.bridge.training.gpt_step import forward_step
@@ -243,7 +249,7 @@ def _run_finetune(container, callbacks, save: str | None = None) -> bool:
     ensure_rendezvous()
     with sigusr1_as_sigterm(), forwarded_to_sigterm(signal.SIGINT):
         try:
-            finetune(container, forward_step, callbacks=callbacks)
+            finetune(container, SourceLossForwardStep(sources) if sources else forward_step, callbacks=callbacks)
         except SystemExit as stop:
             if stop.code not in (0, None):
                 raise
