@@ -1,6 +1,8 @@
 """precision.fp8_frozen_base on a GPU: `_scaled_mm` on the FP8 units against references, a Llama-shaped LoRA model's
 loss and base weight bytes against bf16, and (recorded, not asserted) the Llama-3-8B linear shapes' speed."""
 
+import json
+import os
 import time
 from pathlib import Path
 
@@ -116,35 +118,91 @@ LLAMA3_8B_LINEARS = {"linear_qkv": (4096, 6144), "linear_proj": (4096, 4096), "l
 """(in, out) of Llama-3-8B's base linears."""
 
 
-def _time_ms(step, repeats=20) -> float:
+def test_the_compiled_relayout_equals_the_eager_copy():
+    """The backward's second operand from the compiled byte transposition: the same bytes, column-major."""
+    from primus_bridge.engine.megatron.fp8_frozen_base import formats_for
+
+    formats = formats_for(torch.device("cuda"))
+    for out, inp in ((6144, 4096), (4096, 14336), (96, 64)):
+        codes, _ = quantize_rows(torch.randn(out, inp, device="cuda", dtype=torch.bfloat16), formats.values)
+        second = transposed_operand(codes)
+        assert second.shape == (out, inp) and second.stride() == (1, out) and second.dtype == codes.dtype
+        assert torch.equal(second.view(torch.uint8), codes.view(torch.uint8))
+
+
+def _time_ms(step, repeats=30) -> tuple[float, float]:
+    """(device ms, host ms) per call of `step`: CUDA events around `repeats` calls after a warm-up (compilation),
+    and the host's time to enqueue them; host >= device means the calls are bound by Python, not the GPU."""
     for _ in range(3):
         step()
     torch.cuda.synchronize()
-    start = time.perf_counter()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    host_start = time.perf_counter()
+    start.record()
     for _ in range(repeats):
         step()
+    end.record()
+    host_ms = (time.perf_counter() - host_start) * 1e3 / repeats
     torch.cuda.synchronize()
-    return (time.perf_counter() - start) / repeats * 1e3
+    return start.elapsed_time(end) / repeats, host_ms
 
 
-def test_llama3_8b_linear_shapes_fp8_against_bf16_speed():
-    """Records (asserts nothing about speed): forward + input gradient of each 8B base linear at 4,096 tokens,
-    bf16 (Megatron-Core's frozen-weight matmul) against FP8 with the quantization included, in TFLOP/s."""
+def _fp8_parts(formats, tokens: int, inp: int, out: int) -> dict[str, float]:
+    """Device ms of forward + input gradient of one base linear [out, in] at `tokens`, bf16 against FP8, and of
+    each part of the FP8 one: the two matmuls alone (e5m2 gradients as used, e4m3 for comparison), the two
+    quantizations, the weight re-layout (compiled, as used, and PyTorch's eager copy)."""
+    weight = torch.randn(out, inp, device="cuda", dtype=torch.bfloat16) * 0.02
+    codes, scale = quantize_rows(weight, formats.values)
+    x = torch.randn(tokens, inp, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    grad = torch.randn(tokens, out, device="cuda", dtype=torch.bfloat16)
+    x_codes, x_scale = quantize(x.detach(), formats.values)
+    g5, g5_scale = quantize(grad, formats.gradients, column_scale=scale.view(-1))
+    g4, g4_scale = quantize(grad, formats.values, column_scale=scale.view(-1))
+    second, ones = transposed_operand(codes), torch.ones(1, inp, device="cuda")
+
+    def backward_mm(g, g_scale):
+        return lambda: torch._scaled_mm(g, second, scale_a=g_scale, scale_b=ones, out_dtype=torch.bfloat16)
+
+    steps = {
+        "bf16": lambda: torch.nn.functional.linear(x, weight).backward(grad),
+        "fp8": lambda: FrozenFp8Linear.apply(x, codes, scale.view(-1), formats).backward(grad),
+        "fp8_forward_mm": lambda: torch._scaled_mm(x_codes, codes.t(), scale_a=x_scale, scale_b=scale.view(1, -1),
+                                                   out_dtype=torch.bfloat16),
+        "fp8_backward_mm_e5m2": backward_mm(g5, g5_scale),
+        "fp8_backward_mm_e4m3": backward_mm(g4, g4_scale),
+        "quantize_x": lambda: quantize(x.detach(), formats.values),
+        "quantize_grad": lambda: quantize(grad, formats.gradients, column_scale=scale.view(-1)),
+        "relayout_compiled": lambda: transposed_operand(codes),
+        "relayout_eager": lambda: codes.t().contiguous(),
+    }
+    times = {name: _time_ms(step) for name, step in steps.items()}
+    parts = {name: round(device, 4) for name, (device, _) in times.items()}
+    parts["fp8_host_ms"] = round(times["fp8"][1], 4)
+    return parts
+
+
+def test_llama3_8b_linear_shapes_fp8_against_bf16_speed(repo):
+    """Records (asserts nothing about speed): forward + input gradient of each 8B base linear, bf16 (Megatron-Core's
+    frozen-weight matmul) against FP8 with the quantization included, and where the FP8 time goes; JSON in
+    $PRIMUS_REPORT_DIR (default benchmarks/reports/megatron-engine)."""
     from primus_bridge.engine.megatron.fp8_frozen_base import formats_for
 
-    device, tokens = torch.device("cuda"), 4096
-    formats = formats_for(device)
-    print(f"\n{torch.cuda.get_device_name()}: {tokens} tokens, forward + input gradient")
-    for name, (inp, out) in LLAMA3_8B_LINEARS.items():
-        weight = torch.randn(out, inp, device=device, dtype=torch.bfloat16) * 0.02
-        codes, scale = quantize_rows(weight, formats.values)
-        x = torch.randn(tokens, inp, device=device, dtype=torch.bfloat16, requires_grad=True)
-        grad = torch.randn(tokens, out, device=device, dtype=torch.bfloat16)
-        bf16_ms = _time_ms(lambda: torch.nn.functional.linear(x, weight).backward(grad))
-        fp8_ms = _time_ms(lambda: FrozenFp8Linear.apply(x, codes, scale.view(-1), formats).backward(grad))
-        quant_ms = _time_ms(lambda: quantize(x.detach(), formats.values))
-        relayout_ms = _time_ms(lambda: transposed_operand(codes))
-        flops = 2 * 2 * tokens * inp * out
-        print(f"{name:12s} {inp:>6d}->{out:<6d} bf16 {bf16_ms:6.3f} ms {flops / bf16_ms / 1e9:6.0f} TFLOP/s | "
-              f"fp8 {fp8_ms:6.3f} ms {flops / fp8_ms / 1e9:6.0f} TFLOP/s ({bf16_ms / fp8_ms:.2f}x) | "
-              f"quantize x {quant_ms:.3f} ms, weight re-layout {relayout_ms:.3f} ms")
+    formats = formats_for(torch.device("cuda"))
+    record = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "unit": "device ms per call",
+              "shapes": {}}
+    for tokens in (4096, 8192):
+        print(f"\n{record['device']}: {tokens} tokens, forward + input gradient (device ms)")
+        for name, (inp, out) in LLAMA3_8B_LINEARS.items():
+            parts = _fp8_parts(formats, tokens, inp, out)
+            record["shapes"][f"{name} {inp}->{out} x{tokens}"] = parts
+            flops = 2 * 2 * tokens * inp * out
+            print(f"{name:12s} {inp:>6d}->{out:<6d} bf16 {parts['bf16']:6.3f} ({flops / parts['bf16'] / 1e9:4.0f} "
+                  f"TFLOP/s) | fp8 {parts['fp8']:6.3f} ({flops / parts['fp8'] / 1e9:4.0f}, "
+                  f"{parts['bf16'] / parts['fp8']:.2f}x; host {parts['fp8_host_ms']:.3f}) | mm fwd "
+                  f"{parts['fp8_forward_mm']:.3f} bwd e5m2 {parts['fp8_backward_mm_e5m2']:.3f} e4m3 "
+                  f"{parts['fp8_backward_mm_e4m3']:.3f} | quantize {parts['quantize_x']:.3f} / "
+                  f"{parts['quantize_grad']:.3f} | re-layout {parts['relayout_compiled']:.3f} (eager "
+                  f"{parts['relayout_eager']:.3f})")
+    folder = Path(os.environ.get("PRIMUS_REPORT_DIR", repo / "benchmarks/reports/megatron-engine"))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "fp8-linear-parts.json").write_text(json.dumps(record, indent=1) + "\n")
