@@ -1,4 +1,8 @@
-"""packed_rope: Megatron-Core's THD RoPE bit for bit, with no per-document work and no host reads."""
+"""packed_rope: Megatron-Core's THD RoPE bit for bit on the CPU, with no per-document work and no host reads; the
+rotation fused on the GPU (`fused_rope`, compiled here on the CPU) against Megatron-Core's arithmetic."""
+
+import re
+import shutil
 
 import pytest
 import torch
@@ -145,3 +149,157 @@ def test_token_frequencies_are_computed_once_per_micro_batch(cp_group):
         assert len(calls) == 2  # the next micro batch's tensors
     finally:
         packed_rope._token_freqs._build = build
+
+
+# -- the fused rotation ------------------------------------------------------------------------------------------
+
+needs_compiler = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                                    reason="torch.compile on the CPU needs a C++ compiler")
+"""Marks the tests that compile `fused_rope` for the CPU (seconds each; tens of seconds on a machine's first use of
+Inductor), with `slow`."""
+EAGER_BF16 = dict(rtol=2 ** -7, atol=2 ** -5)
+"""How far Megatron's eager bf16 RoPE may be from a once-rounded one: it rounds cos, sin and both products before
+the sum, so where the sum cancels the difference is a few bf16 units of the terms (|t| < 5 here), not of the sum."""
+VARIANTS = [  # interleaved, rot_dim (DIM: every channel; less: the rest passed through), mscale
+    (False, DIM, 1.0), (True, DIM, 1.0), (False, DIM // 2, 0.7), (True, DIM // 2, 0.7)]
+
+
+def _bshd(t, freqs, interleaved=False, mscale=1.0):
+    from megatron.core.models.common.embeddings import rope_utils
+
+    return rope_utils._apply_rotary_pos_emb_bshd(t, freqs, rotary_interleaved=interleaved, mscale=mscale)
+
+
+def _output_grad(t: torch.Tensor) -> torch.Tensor:
+    return torch.linspace(-1, 1, t.numel(), device=t.device).reshape(t.shape).to(t.dtype)
+
+
+def _rotated(fn, t, freqs, grad_out=None, **kwargs):
+    """fn's output and t's gradient for the output gradient `grad_out` (by default `_output_grad(t)`)."""
+    t = t.detach().requires_grad_(True)
+    out = fn(t, freqs, **kwargs)
+    out.backward((_output_grad(t) if grad_out is None else grad_out).to(out.dtype))
+    return out.detach(), t.grad
+
+
+def _stream(tokens: int, heads: int, dtype, seed: int = 0) -> torch.Tensor:
+    """[tokens, 1, heads, DIM]: the packed stream as `packed_rope_thd` hands it on."""
+    return torch.randn(tokens, 1, heads, DIM, generator=torch.Generator().manual_seed(seed)).to(dtype)
+
+
+def _token_freqs(tokens: int, rot_dim: int) -> torch.Tensor:
+    """Each token's frequencies ([tokens, 1, 1, rot_dim] float32), positions restarting as in packed documents."""
+    return _freqs(tokens, rot_dim)[torch.arange(tokens) % 11]
+
+
+def _errors(got, exact) -> torch.Tensor:
+    return (got.double() - exact).abs()
+
+
+@pytest.mark.parametrize("interleaved,rot_dim,mscale", VARIANTS)
+def test_float32_rotation_is_megatrons_arithmetic(interleaved, rot_dim, mscale):
+    """In float32 (nothing to round) `rope_in_float32` computes exactly what Megatron-Core's eager function does."""
+    from primus_bridge.engine.megatron.compat.packed_rope import rope_in_float32
+
+    t, freqs = _stream(23, 3, torch.float32), _token_freqs(23, rot_dim)
+    got = _rotated(rope_in_float32, t, freqs, interleaved=interleaved, mscale=mscale)
+    expected = _rotated(_bshd, t, freqs, interleaved=interleaved, mscale=mscale)
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+
+
+@pytest.mark.parametrize("interleaved,rot_dim,mscale", VARIANTS)
+def test_bf16_rotation_rounds_once(interleaved, rot_dim, mscale):
+    """bf16: output and gradient within half a bf16 unit of the exact (float64) values; Megatron's eager ops, which
+    round after every step, are never closer, and the two agree within `EAGER_BF16`."""
+    from primus_bridge.engine.megatron.compat.packed_rope import rope_in_float32
+
+    t, freqs = _stream(64, 3, torch.bfloat16, seed=3), _token_freqs(64, rot_dim)
+    kwargs = dict(interleaved=interleaved, mscale=mscale)
+    ours, eager = _rotated(rope_in_float32, t, freqs, **kwargs), _rotated(_bshd, t, freqs, **kwargs)
+    exact = _rotated(_bshd, t.double(), freqs.double(), grad_out=_output_grad(t), **kwargs)
+    for got, theirs, reference in zip(ours, eager, exact):
+        assert got.dtype == torch.bfloat16
+        assert (_errors(got, reference) <= reference.abs() * 2 ** -8 + 1e-6).all()
+        assert _errors(got, reference).max() <= _errors(theirs, reference).max()
+        assert _errors(got, reference).mean() < _errors(theirs, reference).mean()
+        torch.testing.assert_close(got, theirs, **EAGER_BF16)
+
+
+
+def test_the_eager_switch_is_read_at_every_call(monkeypatch):
+    """PRIMUS_BRIDGE_EAGER_ROPE=1 selects Megatron-Core's eager rotation on the GPU (test_packed_rope_gpu.py checks
+    the dispatch itself); unset or 0, the fused one."""
+    from primus_bridge.engine.megatron.compat.packed_rope import EAGER_ROPE_SWITCH, eager_rope_requested
+
+    monkeypatch.delenv(EAGER_ROPE_SWITCH, raising=False)
+    assert EAGER_ROPE_SWITCH == "PRIMUS_BRIDGE_EAGER_ROPE" and not eager_rope_requested()
+    monkeypatch.setenv(EAGER_ROPE_SWITCH, "1")
+    assert eager_rope_requested()
+    monkeypatch.setenv(EAGER_ROPE_SWITCH, "0")
+    assert not eager_rope_requested()
+
+@needs_compiler
+@pytest.mark.slow
+@pytest.mark.parametrize("interleaved,rot_dim,mscale", VARIANTS[2:])
+def test_compiled_rotation_equals_megatron_in_float32(interleaved, rot_dim, mscale):
+    """`fused_rope` (what runs on the GPU), compiled here by Inductor for the CPU: Megatron-Core's forward and
+    gradient within float32 rounding (the compiled cos/sin and fused multiply-adds may differ in the last bit).
+    Both rotations with pass-through channels and mscale here (a compilation costs seconds on the CPU); every
+    channel rotated: the next test (halves) and test_packed_rope_gpu.py (all four variants)."""
+    from primus_bridge.engine.megatron.compat.packed_rope import fused_rope
+
+    t, freqs = _stream(23, 3, torch.float32), _token_freqs(23, rot_dim)
+    got = _rotated(fused_rope, t, freqs, interleaved=interleaved, mscale=mscale)
+    expected = _rotated(_bshd, t, freqs, interleaved=interleaved, mscale=mscale)
+    for got_part, expected_part in zip(got, expected):
+        torch.testing.assert_close(got_part, expected_part, rtol=1e-5, atol=1e-5)
+
+
+def _queries_and_keys(tokens: int, groups: int, heads_per_group: int, seed: int):
+    """Megatron-Core's local attention layout: q [tokens, groups * heads_per_group, DIM] copied out of the mixed
+    projection, k [tokens, groups, DIM] a strided view of it (as `get_query_key_value_tensors` leaves them)."""
+    mixed = torch.randn(tokens, groups, (heads_per_group + 2) * DIM, generator=torch.Generator().manual_seed(seed))
+    mixed = mixed.bfloat16().requires_grad_(True)
+    queries = mixed[..., :heads_per_group * DIM].reshape(tokens, groups * heads_per_group, DIM)
+    keys = mixed[..., heads_per_group * DIM:(heads_per_group + 1) * DIM]
+    return mixed, queries, keys
+
+
+@needs_compiler
+@pytest.mark.slow
+def test_compiled_rotation_is_one_kernel_each_way_and_serves_queries_keys_and_lengths():
+    """bf16 like training: 8 query heads and 2 key heads (a strided view), sequence lengths, mscale values and
+    no-grad calls (validation) share a few graphs, each one kernel (forward, backward, no-grad forward); after the
+    first micro batch nothing compiles again. The compiled result is the uncompiled `rope_in_float32`'s up to a
+    last-bit difference, and Megatron's within `EAGER_BF16`."""
+    from torch._dynamo.utils import counters
+    from torch._inductor.utils import run_and_get_code
+
+    from primus_bridge.engine.megatron.compat.packed_rope import fused_rope, rope_in_float32
+
+    def micro_batch(tokens: int, mscale: float, seed: int):
+        mixed, queries, keys = _queries_and_keys(tokens, groups=2, heads_per_group=4, seed=seed)
+        freqs = _token_freqs(tokens, DIM)
+        for t in (queries, keys):
+            out = fused_rope(t.unsqueeze(1), freqs, mscale=mscale)
+            grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed)).bfloat16()
+            (grad,) = torch.autograd.grad(out, t, grad_out)
+            for reference in (_bshd, rope_in_float32):
+                expected, expected_grad = _rotated(reference, t.unsqueeze(1), freqs, mscale=mscale, grad_out=grad_out)
+                tolerance = EAGER_BF16 if reference is _bshd else dict(rtol=2 ** -7, atol=1e-6)  # a last bit
+                torch.testing.assert_close(out, expected, **tolerance)
+                torch.testing.assert_close(grad, expected_grad.squeeze(1), **tolerance)
+        with torch.no_grad():
+            assert not fused_rope(keys.unsqueeze(1), freqs, mscale=mscale).requires_grad
+
+    counters.clear()
+    with torch._inductor.config.patch(fx_graph_cache=False), torch._functorch.config.patch(enable_autograd_cache=False):
+        _, programs = run_and_get_code(micro_batch, 37, 1.0, seed=0)  # every graph compiled, none from the cache
+    first_graphs = counters["stats"]["unique_graphs"]
+    assert 1 <= first_graphs <= 4, dict(counters["stats"])
+    assert len(programs) >= 2 * first_graphs - 1  # forward and backward programs
+    assert all(len(re.findall(r"= async_compile\.(?:cpp_pybinding|cpp|triton)\(", code)) == 1 for code in programs)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for tokens, mscale, seed in ((91, 1.0, 1), (20, 0.7, 2), (64, 1.3, 3)):
+            micro_batch(tokens, mscale, seed)
+    assert counters["stats"]["unique_graphs"] == first_graphs

@@ -83,10 +83,12 @@ ADAPTATIONS: tuple[Adaptation, ...] = (
     Adaptation(
         name="packed_rope",
         replaces="megatron.core rope_utils._apply_rotary_pos_emb_thd",
-        why="the library's THD RoPE loops over documents in Python with two device syncs per call",
+        why="the library's THD RoPE loops over documents in Python with two device syncs per call, and its eager "
+            "rotation is a kernel per operation (one compiled kernel each way on the GPU)",
         phase="process", install="packed_rope.use_packed_rope",
         targets=(Target(f"{_ROPE}:_apply_rotary_pos_emb_thd", "63fbad0ac9769a98"),
-                 Target(f"{_ROPE}:_apply_rotary_pos_emb_bshd", "f2871eee3a63dee6"))),
+                 Target(f"{_ROPE}:_apply_rotary_pos_emb_bshd", "f2871eee3a63dee6"),
+                 Target(f"{_ROPE}:_rotate_half", "58c2db25c91f87aa"))),
     Adaptation(
         name="sync_free_grad_norm",
         replaces="Megatron's local multi-tensor l2-norm and scale fallbacks, at each of their six bindings",

@@ -1,4 +1,5 @@
-"""RoPE on packed (THD) streams in one vectorised pass, for Megatron-Core without TransformerEngine.
+"""RoPE on packed (THD) streams in one vectorised pass, fused into one kernel on the GPU, for Megatron-Core without
+TransformerEngine.
 
 Why this module exists: Megatron-Core 0.19.2 applies RoPE to a packed stream either with TE's fused
 kernel (`apply_rope_fusion`, TE only) or with `rope_utils._apply_rotary_pos_emb_thd`, which reads
@@ -10,16 +11,41 @@ and 64 device syncs a micro batch for 16 layers, far more host time than the lay
 the GPU. `packed_rope_thd` does the same call in ~110 operations whatever the number of documents.
 
 `packed_rope_thd` gives every token the frequencies of its position inside its document (found on
-the device with `searchsorted`, no sync; once per micro batch, shared by every layer) and applies
-Megatron-Core's own `_apply_rotary_pos_emb_bshd` once: the same element-wise arithmetic, so the result
-is bit for bit Megatron's. Context-parallel streams (their per-rank slicing) and the deprecated
+the device with `searchsorted`, no sync; once per micro batch, shared by every layer) and rotates the
+whole stream at once (`rope_bshd`). Context-parallel streams (their per-rank slicing) and the deprecated
 `multi_latent_attention` keyword go to Megatron-Core's function unchanged.
+
+The rotation itself:
+- on the CPU, with MLA interleaving (`mla_rotary_interleaved`) or with PRIMUS_BRIDGE_EAGER_ROPE=1 in the
+  environment (A/B measurements): Megatron-Core's own `_apply_rotary_pos_emb_bshd`, the same element-wise
+  arithmetic as its loop, so the result is bit for bit Megatron's;
+- on a GPU (CUDA or ROCm): `fused_rope`, one kernel forward and one backward (with pass-through channels,
+  rot_dim < head_dim, their copy may be a second), compiled by torch.compile (Inductor). Megatron-Core's
+  eager version launches a kernel per operation, six of them memory-bound passes over the whole
+  [tokens, heads, head_dim] tensor forward (mul, neg, cat, mul, add, cat) and as many backward: ~15% of
+  the GPU time of a Llama-3-8B LoRA step at 8,192 tokens, second only to the matmuls. The kernel computes
+  cos and sin of each token's frequencies and the rotation in float32 and rounds once to the input's dtype
+  (`rope_in_float32`): float32 inputs give Megatron's result up to float32 rounding; bf16 results are
+  within one bf16 rounding of the exact value, where Megatron's eager ops round after every step (cos and
+  sin, both products, the sum), so the two differ by a few bf16 units of the products (where the sum
+  cancels, more relative to it), the fused result being the more accurate.
+  Each variant (rotated halves or interleaved pairs; all channels or the first rot_dim) is its own
+  compiled function with dynamic shapes: head counts (32 query and 8 key heads for Llama-3-8B), sequence
+  lengths, models and mscale values share a graph. What still compiles separately is the memory layout
+  and the grad mode: with grouped-query attention the queries are copied out of the QKV projection's
+  output and the keys are a strided view of it, each called with and without autograd (validation, a
+  recomputed forward): 4 graphs at most, within Dynamo's limit of 8 per function. The first micro batch
+  compiles them (seconds).
 
 Registry entry `packed_rope`, installed by `use_packed_rope()` once the registry has verified its targets
 (`apply_adaptations`): it replaces `rope_utils._apply_rotary_pos_emb_thd`, the one function
-`apply_rotary_pos_emb` calls for THD without fusion. With `apply_rope_fusion` (TE) the fused kernel runs
-and this is never reached.
+`apply_rotary_pos_emb` calls for THD without fusion; it also fingerprints `_apply_rotary_pos_emb_bshd` and
+`_rotate_half`, whose arithmetic `fused_rope` reproduces. With `apply_rope_fusion` (TE) TE's fused kernel
+runs and this is never reached. Sequences in [s, b, h, d] (no packing) keep Megatron-Core's eager function.
 """
+
+import functools
+import os
 
 import torch
 from megatron.core.models.common.embeddings import rope_utils
@@ -29,6 +55,8 @@ from .marker import library_original, replace_once
 
 ENTRY = "packed_rope"
 _REPLACED = "_apply_rotary_pos_emb_thd"
+EAGER_ROPE_SWITCH = "PRIMUS_BRIDGE_EAGER_ROPE"
+"""Set to 1: Megatron-Core's eager RoPE on the GPU too (A/B measurements of the fused kernel)."""
 
 
 def positions_in_documents(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
@@ -53,6 +81,88 @@ def _megatron_thd():
     return library_original(getattr(rope_utils, _REPLACED))
 
 
+# -- the rotation ------------------------------------------------------------------------------------------------
+
+
+def _turned(x: torch.Tensor, interleaved: bool) -> torch.Tensor:
+    """Megatron-Core's `_rotate_half`: every rotation pair (a, b) becomes (-b, a). The pairs are channels i and
+    i + rot_dim/2, or with `interleaved` the neighbouring channels 2i and 2i + 1. Written as a flip along a pair
+    axis times (-1, 1) (exact: a sign), not as a concatenation, which Inductor may write out as a buffer of its
+    own: an element-wise index, it stays inside the one kernel."""
+    sign = torch.arange(2, device=x.device, dtype=x.dtype) * 2 - 1
+    if interleaved:
+        return (x.unflatten(-1, (-1, 2)).flip(-1) * sign).flatten(-2)
+    return (x.unflatten(-1, (2, -1)).flip(-2) * sign[:, None]).flatten(-2)
+
+
+def _rotation(t: torch.Tensor, freqs: torch.Tensor, mscale: float, interleaved: bool, partial: bool) -> torch.Tensor:
+    """t [s, b, h, d] rotated by freqs [s, b or 1, 1, rot_dim] on its first rot_dim channels (`partial`: rot_dim < d,
+    the rest passed through), in float32, rounded once to t's dtype."""
+    rot_dim = freqs.shape[-1]
+    x = (t[..., :rot_dim] if partial else t).float()
+    angles = freqs.float()
+    rotated = (x * (torch.cos(angles) * mscale) + _turned(x, interleaved) * (torch.sin(angles) * mscale)).to(t.dtype)
+    return torch.cat((rotated, t[..., rot_dim:]), dim=-1) if partial else rotated
+
+
+def rope_in_float32(t: torch.Tensor, freqs: torch.Tensor, mscale: float = 1.0,
+                    interleaved: bool = False) -> torch.Tensor:
+    """Megatron-Core's `_apply_rotary_pos_emb_bshd` (without MLA interleaving) computed in float32 and rounded once
+    to t's dtype: out = t * cos + turned(t) * sin on the first rot_dim channels, the rest unchanged."""
+    return _rotation(t, freqs, mscale, interleaved, partial=freqs.shape[-1] != t.shape[-1])
+
+
+def _halves(t, freqs, mscale):
+    return _rotation(t, freqs, mscale, interleaved=False, partial=False)
+
+
+def _halves_partial(t, freqs, mscale):
+    return _rotation(t, freqs, mscale, interleaved=False, partial=True)
+
+
+def _pairs(t, freqs, mscale):
+    return _rotation(t, freqs, mscale, interleaved=True, partial=False)
+
+
+def _pairs_partial(t, freqs, mscale):
+    return _rotation(t, freqs, mscale, interleaved=True, partial=True)
+
+
+_VARIANTS = {(False, False): _halves, (False, True): _halves_partial, (True, False): _pairs,
+             (True, True): _pairs_partial}
+
+
+@functools.cache
+def _compiled_rotation(interleaved: bool, partial: bool):
+    """One variant of `_rotation` compiled into one kernel forward and one backward, for any shape. Each variant
+    is its own function because Dynamo counts recompiles per code object (limit 8); with dynamic shapes queries
+    and keys, sequence lengths and models share a graph, where static shapes would compile each of them."""
+    return torch.compile(_VARIANTS[interleaved, partial], dynamic=True, fullgraph=True)
+
+
+def fused_rope(t: torch.Tensor, freqs: torch.Tensor, mscale: float = 1.0, interleaved: bool = False) -> torch.Tensor:
+    """`rope_in_float32`, compiled (on whatever device t is)."""
+    return _compiled_rotation(interleaved, freqs.shape[-1] != t.shape[-1])(t, freqs, mscale)
+
+
+def eager_rope_requested() -> bool:
+    """PRIMUS_BRIDGE_EAGER_ROPE=1: read at every call, so a test or a benchmark can switch it in one process."""
+    return os.environ.get(EAGER_ROPE_SWITCH, "0") == "1"
+
+
+def rope_bshd(t: torch.Tensor, freqs: torch.Tensor, rotary_interleaved: bool = False,
+              mla_rotary_interleaved: bool = False, mscale: float = 1.0) -> torch.Tensor:
+    """Megatron-Core's `_apply_rotary_pos_emb_bshd`: fused on a GPU, Megatron-Core's own on the CPU, with MLA
+    interleaving or with PRIMUS_BRIDGE_EAGER_ROPE=1."""
+    if t.is_cuda and not mla_rotary_interleaved and not eager_rope_requested():
+        return fused_rope(t, freqs, mscale, rotary_interleaved)
+    return rope_utils._apply_rotary_pos_emb_bshd(t, freqs, rotary_interleaved=rotary_interleaved,
+                                                 mla_rotary_interleaved=mla_rotary_interleaved, mscale=mscale)
+
+
+# -- the packed stream -------------------------------------------------------------------------------------------
+
+
 def packed_rope_thd(t: torch.Tensor, cu_seqlens: torch.Tensor, freqs: torch.Tensor,
                     rotary_interleaved: bool = False, mla_rotary_interleaved: bool = False, mscale: float = 1.0,
                     cp_group=None, multi_latent_attention=None) -> torch.Tensor:
@@ -63,9 +173,8 @@ def packed_rope_thd(t: torch.Tensor, cu_seqlens: torch.Tensor, freqs: torch.Tens
                                multi_latent_attention=multi_latent_attention)
     total = t.size(0)
     token_freqs = freqs if freqs.size(0) == total else _token_freqs.get(cu_seqlens, freqs, total, t.device)
-    return rope_utils._apply_rotary_pos_emb_bshd(
-        t.unsqueeze(1), token_freqs, rotary_interleaved=rotary_interleaved,
-        mla_rotary_interleaved=mla_rotary_interleaved, mscale=mscale).squeeze(1)
+    return rope_bshd(t.unsqueeze(1), token_freqs, rotary_interleaved=rotary_interleaved,
+                     mla_rotary_interleaved=mla_rotary_interleaved, mscale=mscale).squeeze(1)
 
 
 def use_packed_rope() -> None:
