@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from gpu_timing import device_ms  # same folder
 
 pytestmark = pytest.mark.gpu
 
@@ -399,15 +400,7 @@ def _step_ms(model, batch: dict, params, repeats: int = 10) -> float:
                        labels=batch["labels"], packed_seq_params=params)
         losses.sum().backward()
 
-    for _ in range(3):
-        step()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(repeats):
-        step()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / repeats
+    return device_ms(step, repeats)
 
 
 def test_lora_overhead_breakdown(llama, repo):

@@ -3,11 +3,11 @@ loss and base weight bytes against bf16, and (recorded, not asserted) the Llama-
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from gpu_timing import device_and_host_ms  # same folder
 from test_fp8_frozen_base import _bytes, _loss_and_adapter_grads, _relative, _weight, rounding_bound  # same folder
 
 from primus_bridge.engine.megatron.fp8_frozen_base import (
@@ -130,23 +130,6 @@ def test_the_compiled_relayout_equals_the_eager_copy():
         assert torch.equal(second.view(torch.uint8), codes.view(torch.uint8))
 
 
-def _time_ms(step, repeats=30) -> tuple[float, float]:
-    """(device ms, host ms) per call of `step`: CUDA events around `repeats` calls after a warm-up (compilation),
-    and the host's time to enqueue them; host >= device means the calls are bound by Python, not the GPU."""
-    for _ in range(3):
-        step()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    host_start = time.perf_counter()
-    start.record()
-    for _ in range(repeats):
-        step()
-    end.record()
-    host_ms = (time.perf_counter() - host_start) * 1e3 / repeats
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / repeats, host_ms
-
-
 def _fp8_parts(formats, tokens: int, inp: int, out: int) -> dict[str, float]:
     """Device ms of forward + input gradient of one base linear [out, in] at `tokens`, bf16 against FP8, and of
     each part of the FP8 one: the two matmuls alone (e5m2 gradients as used, e4m3 for comparison), the two
@@ -175,7 +158,7 @@ def _fp8_parts(formats, tokens: int, inp: int, out: int) -> dict[str, float]:
         "relayout_compiled": lambda: transposed_operand(codes),
         "relayout_eager": lambda: codes.t().contiguous(),
     }
-    times = {name: _time_ms(step) for name, step in steps.items()}
+    times = {name: device_and_host_ms(step, repeats=30) for name, step in steps.items()}
     parts = {name: round(device, 4) for name, (device, _) in times.items()}
     parts["fp8_host_ms"] = round(times["fp8"][1], 4)
     return parts

@@ -5,6 +5,7 @@ Llama-3-8B shapes' speed, eager against fused (printed; the fused one must be fa
 import pytest
 import torch
 import torch.distributed as dist
+from gpu_timing import device_ms  # same folder
 from test_packed_rope import EAGER_BF16, VARIANTS, _bshd, _cu, _errors, _freqs, _output_grad, _rotated  # same folder
 
 from primus_bridge.engine.megatron.compat.packed_rope import (
@@ -89,16 +90,7 @@ def _milliseconds_per_layer(rotate, queries, keys, freqs, grads, repeats: int = 
             rotate(t, freqs).backward(grad)
             t.grad = None
 
-    for _ in range(3):
-        layer()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    torch.cuda.synchronize()
-    start.record()
-    for _ in range(repeats):
-        layer()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / repeats
+    return device_ms(layer, repeats)
 
 
 def test_llama3_8b_shapes_fused_is_faster_than_eager():
