@@ -10,18 +10,20 @@ wrapper: the wrapped base layer). Adapters, norms, attention, embeddings and the
 
 How, for a base linear y = x W^T with W [out, in] (`FrozenFp8Linear`):
 - W is quantized once, per output channel: W = s_w * W_q, s_w [out] float32.
-- forward: x is quantized per row (token) to e4m3 in one fused kernel (row amax, scale, cast: `quantize_rows`,
-  compiled by torch.compile on the GPU), then `_scaled_mm(x_q, W_q^T)` with the row-wise scales s_x [tokens, 1]
-  and s_w [1, out], in bf16. Nothing is kept for the backward but W_q and s_w (no weight gradient).
+- forward: x is quantized per row (token) to e4m3 (row amax, scale, cast: `quantize_rows`), then
+  `_scaled_mm(x_q, W_q^T)` with the row-wise scales s_x [tokens, 1] and s_w [1, out], in bf16. Nothing is kept
+  for the backward but W_q and s_w (no weight gradient).
 - backward: dx = dy W = (dy * s_w) W_q. s_w lies on the reduction axis here, where `_scaled_mm` takes no scale,
   so it is folded into dy before dy is quantized per row; gradients use e5m2, as TransformerEngine's hybrid
   recipe does (the range of e5m2 for gradients, the precision of e4m3 for weights and activations).
 - layouts: `_scaled_mm` takes its first operand row-major and its second column-major (FP8 tensor cores read
   both along the reduction axis). W_q [out, in] row-major is the column-major second operand of the forward as
   it is (W_q.t(), a view). The backward needs W_q's other orientation ([out, in] column-major, i.e. W_q^T laid
-  out row-major). It is re-laid out on the fly (a compiled transposition on the GPU), once per backward call of
+  out row-major). It is re-laid out on the fly (a transposed copy), once per backward call of
   the layer, into a buffer freed right after (out x in bytes: 117 MB for Llama-3-8B's fc1), instead of a stored
   second copy, which would bring the FP8 weights back to bf16's bytes.
+- on the GPU each direction is one torch.compile graph (`compiled_fp8_linear`): the quantization is one fused
+  kernel (row amax, scale, cast), the re-layout a tiled transposition, and the host issues one call per direction.
 - formats: OCP e4m3fn / e5m2 on NVIDIA GPUs (compute capability 8.9+) and AMD MI350 (gfx950); the fnuz variants
   (float8_e4m3fnuz / float8_e5m2fnuz) on MI300 (gfx942), whose FP8 units use them.
 
@@ -39,6 +41,7 @@ checkpoint first (`RestoreBf16Base`, a callback before the export).
 
 import functools
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +64,8 @@ MATMUL_ALIGNMENT = 16
 AMAX_FLOOR = 1e-12
 """Smallest row maximum used for a scale (an all-zero row quantizes to zeros instead of 0/0)."""
 WEIGHT_CHUNK_ROWS = 4096
+EAGER_ENV = "PRIMUS_BRIDGE_EAGER_FP8"
+"""Set to 1: the FP8 linears run eagerly on the GPU too (not compiled; for A/B runs)."""
 
 
 @dataclass(frozen=True)
@@ -129,42 +134,12 @@ def quantize_rows(x: torch.Tensor, dtype: torch.dtype,
     Each row (times `column_scale` [cols] per column, when given) is scaled so that its largest magnitude becomes
     the format's largest value: row = codes * scale.
     """
-    return _scaled_rows(x, dtype, torch.finfo(dtype).max, column_scale)
-
-
-def _scaled_rows(x: torch.Tensor, dtype: torch.dtype, largest: float, column_scale: torch.Tensor | None):
+    largest = torch.finfo(dtype).max
     values = x.float()
     if column_scale is not None:
         values = values * column_scale
     scale = values.abs().amax(dim=-1, keepdim=True).clamp(min=AMAX_FLOOR) / largest
     return (values / scale).clamp(-largest, largest).to(dtype), scale
-
-
-def _scaled_rows_by_column(x: torch.Tensor, dtype: torch.dtype, largest: float, column_scale: torch.Tensor):
-    return _scaled_rows(x, dtype, largest, column_scale)
-
-
-def _scaled_rows_plain(x: torch.Tensor, dtype: torch.dtype, largest: float):
-    return _scaled_rows(x, dtype, largest, None)
-
-
-@functools.cache
-def _fused_quantize_rows(column_scaled: bool):
-    """`quantize_rows` compiled into one kernel (row amax, scale and cast) for any [rows, cols]: one for
-    activations and one for column-scaled gradients. Each is its own function because Dynamo counts recompiles
-    per code object (limit 8); with dynamic shapes only the two FP8 formats make separate graphs, where static
-    shapes would recompile for every projection shape of the model and token count and hit the limit."""
-    return torch.compile(_scaled_rows_by_column if column_scaled else _scaled_rows_plain, dynamic=True,
-                         fullgraph=True)
-
-
-def quantize(x: torch.Tensor, dtype: torch.dtype, column_scale: torch.Tensor | None = None):
-    """`quantize_rows`, fused on the GPU."""
-    if x.device.type == "cuda":
-        fused = _fused_quantize_rows(column_scale is not None)
-        largest = torch.finfo(dtype).max
-        return fused(x, dtype, largest, column_scale) if column_scale is not None else fused(x, dtype, largest)
-    return quantize_rows(x, dtype, column_scale)
 
 
 def quantize_weight(weight: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,42 +157,23 @@ def dequantize_rows(codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return codes.float() * scale.reshape(-1, 1)
 
 
-@functools.cache
-def _ones_row(size: int, device: torch.device) -> torch.Tensor:
-    return torch.ones(1, size, dtype=torch.float32, device=device)
-
-
 # -- the matmul --------------------------------------------------------------------------------------------------
 
 
-def transposed_operand(codes: torch.Tensor) -> torch.Tensor:
-    """W_q [out, in] as the column-major [out, in] second operand of dy @ W (W_q^T laid out row-major).
-
-    On the GPU the copy is one compiled, tiled transposition of the bytes: PyTorch's eager copy of a transposed
-    one-byte tensor reads or writes across rows and ran at about a quarter of the memory bandwidth on an H100
-    (0.88 ms for Llama-3-8B's fc1 codes, a third of the bf16 matmul it serves)."""
-    if codes.device.type != "cuda":
-        return codes.t().contiguous().t()
-    return _compiled_byte_transpose()(codes.view(torch.uint8)).view(codes.dtype).t()
-
-
-def _byte_transpose(codes: torch.Tensor) -> torch.Tensor:
-    return codes.t().contiguous()
-
-
-@functools.cache
-def _compiled_byte_transpose():
-    """`_byte_transpose` compiled once for every weight shape (dynamic shapes: one graph, not one per projection)."""
-    return torch.compile(_byte_transpose, dynamic=True, fullgraph=True)
+def backward_operand(codes: torch.Tensor) -> torch.Tensor:
+    """W_q [out, in] as the column-major [out, in] second operand of dy @ W (W_q^T laid out row-major): a copy."""
+    return codes.t().contiguous().t()
 
 
 class FrozenFp8Linear(torch.autograd.Function):
-    """y = x W^T with W = scale * codes (frozen): forward and input gradient on `_scaled_mm`, no weight gradient."""
+    """y = x W^T with W = scale * codes (frozen): forward and input gradient on `_scaled_mm`, no weight gradient.
+
+    Plain PyTorch operations, so that `fp8_linear` can compile each direction whole (see there)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor, formats: Fp8Formats):
         rows = x.reshape(-1, x.shape[-1])
-        x_codes, x_scale = quantize(rows, formats.values)
+        x_codes, x_scale = quantize_rows(rows, formats.values)
         out = torch._scaled_mm(x_codes, codes.t(), scale_a=x_scale, scale_b=scale.view(1, -1), out_dtype=x.dtype)
         ctx.save_for_backward(codes, scale)
         ctx.formats = formats
@@ -229,10 +185,38 @@ class FrozenFp8Linear(torch.autograd.Function):
             return None, None, None, None
         codes, scale = ctx.saved_tensors
         rows = grad.reshape(-1, grad.shape[-1])
-        grad_codes, grad_scale = quantize(rows, ctx.formats.gradients, column_scale=scale)
-        grad_x = torch._scaled_mm(grad_codes, transposed_operand(codes), scale_a=grad_scale,
-                                  scale_b=_ones_row(codes.shape[1], codes.device), out_dtype=grad.dtype)
+        grad_codes, grad_scale = quantize_rows(rows, ctx.formats.gradients, column_scale=scale)
+        ones = torch.ones(1, codes.shape[1], dtype=torch.float32, device=codes.device)
+        grad_x = torch._scaled_mm(grad_codes, backward_operand(codes), scale_a=grad_scale, scale_b=ones,
+                                  out_dtype=grad.dtype)
         return grad_x.view(*grad.shape[:-1], codes.shape[1]), None, None, None
+
+
+def _apply_frozen_fp8_linear(x: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor,
+                             formats: Fp8Formats) -> torch.Tensor:
+    return FrozenFp8Linear.apply(x, codes, scale, formats)
+
+
+@functools.cache
+def compiled_fp8_linear():
+    """`FrozenFp8Linear` compiled whole by torch.compile: one graph forward (quantization kernel + matmul) and one
+    backward (quantization, re-layout, matmul), for every shape (dynamic shapes: one graph, not one per projection).
+
+    Why whole: compiling only the quantization left six host-side calls per layer and direction (compiled
+    quantization, compiled re-layout, the matmuls, the autograd function); on an H100 one base linear's forward +
+    input gradient then took about 1.3 ms of host time at every shape, more than the FP8 device time of the
+    attention projections (0.3-0.6 ms). The re-layout is a plain transposed copy inside the backward graph, where
+    Inductor emits it as a tiled kernel (PyTorch's eager copy of a transposed one-byte tensor ran at about a quarter
+    of the memory bandwidth)."""
+    return torch.compile(_apply_frozen_fp8_linear, dynamic=True, fullgraph=True)
+
+
+def fp8_linear(x: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor, formats: Fp8Formats) -> torch.Tensor:
+    """x @ (scale * codes)^T through `FrozenFp8Linear`: compiled on the GPU (`compiled_fp8_linear`), eager elsewhere
+    (the CPU, where it only runs in tests, and PRIMUS_BRIDGE_EAGER_FP8=1 for A/B runs)."""
+    if x.device.type == "cuda" and os.environ.get(EAGER_ENV) != "1":
+        return compiled_fp8_linear()(x, codes, scale, formats)
+    return FrozenFp8Linear.apply(x, codes, scale, formats)
 
 
 def fp8_forward_impl(module: nn.Module, formats: Fp8Formats, input: torch.Tensor, weight: torch.Tensor,
@@ -243,7 +227,7 @@ def fp8_forward_impl(module: nn.Module, formats: Fp8Formats, input: torch.Tensor
     if allreduce_dgrad or sequence_parallel:
         raise RuntimeError(f"{KEY}: a base linear was called with tensor-parallel communication; "
                            "FP8 base weights support one tensor-parallel rank only")
-    output = FrozenFp8Linear.apply(input, weight, getattr(module, SCALE_BUFFER), formats)
+    output = fp8_linear(input, weight, getattr(module, SCALE_BUFFER), formats)
     return output if bias is None else output + bias
 
 

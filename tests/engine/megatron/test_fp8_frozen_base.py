@@ -3,6 +3,7 @@ references (torch's CPU `_scaled_mm`), the option's checks, a tiny LoRA model co
 The GPU half is test_fp8_frozen_base_gpu.py."""
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -12,10 +13,10 @@ from primus_bridge.engine.megatron.fp8_frozen_base import (
     OCP_FORMATS,
     SCALE_BUFFER,
     FrozenFp8Linear,
+    backward_operand,
+    compiled_fp8_linear,
     dequantize_rows,
-    quantize,
     quantize_rows,
-    transposed_operand,
 )
 
 pytestmark = pytest.mark.slow
@@ -91,12 +92,12 @@ def _relative(got: torch.Tensor, want: torch.Tensor) -> float:
 def test_operand_layouts_are_what_scaled_mm_takes():
     """First operand row-major, second column-major; row-wise scales (M, 1) and (1, N) in float32."""
     _, x, codes, scale = _linear_case()
-    x_codes, x_scale = quantize(x.reshape(-1, 64), OCP_FORMATS.values)
+    x_codes, x_scale = quantize_rows(x.reshape(-1, 64), OCP_FORMATS.values)
     assert x_codes.is_contiguous() and x_scale.shape == (40, 1) and x_scale.dtype == torch.float32
     forward_second = codes.t()
     assert forward_second.shape == (64, 96) and forward_second.stride() == (1, 64)  # column-major, a view
     assert forward_second.data_ptr() == codes.data_ptr() and scale.view(1, -1).shape == (1, 96)
-    backward_second = transposed_operand(codes)
+    backward_second = backward_operand(codes)
     assert backward_second.shape == (96, 64) and backward_second.stride() == (1, 96)  # column-major copy
     assert torch.equal(backward_second.view(torch.uint8), codes.view(torch.uint8))
 
@@ -131,6 +132,38 @@ def test_no_input_gradient_asked_none_computed():
     codes.requires_grad_(False)
     out = FrozenFp8Linear.apply(x, codes, scale, OCP_FORMATS)
     assert not out.requires_grad
+
+
+needs_compiler = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                                    reason="torch.compile on the CPU needs a C++ compiler")
+
+
+@needs_compiler
+def test_compiled_linear_equals_the_eager_one_with_one_graph_for_every_shape():
+    """`compiled_fp8_linear` (what runs on the GPU), compiled here by Inductor for the CPU: forward and input gradient
+    equal to the eager `FrozenFp8Linear`'s for three projection shapes and token counts, which share one forward and
+    one backward graph (dynamic shapes: nothing compiles again after the first shape)."""
+    from torch._dynamo.utils import counters
+
+    def both(tokens: int, out_features: int, in_features: int, seed: int):
+        _, x, codes, scale = _linear_case(tokens, in_features, out_features, seed)
+        grad = torch.randn(tokens // 2, 2, out_features, generator=torch.Generator().manual_seed(seed)).bfloat16()
+        results = []
+        for linear in (compiled_fp8_linear(), FrozenFp8Linear.apply):
+            leaf = x.clone().requires_grad_(True)
+            out = linear(leaf, codes, scale, OCP_FORMATS)
+            out.backward(grad)
+            results.append((out, leaf.grad))
+        (out, grad_x), (eager_out, eager_grad_x) = results
+        assert _relative(out, eager_out.float()) <= 2 ** -7 and _relative(grad_x, eager_grad_x.float()) <= 2 ** -7
+
+    counters.clear()
+    both(40, 96, 64, seed=0)
+    graphs = counters["stats"]["unique_graphs"]
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for tokens, out_features, in_features, seed in ((18, 64, 96, 1), (64, 160, 32, 2)):
+            both(tokens, out_features, in_features, seed)
+    assert counters["stats"]["unique_graphs"] == graphs == 1
 
 
 # -- the option's checks -----------------------------------------------------------------------------------------
