@@ -24,7 +24,8 @@ pytestmark = pytest.mark.gpu
 
 SHAPE = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=16, num_attention_heads=16,
              num_key_value_heads=4, max_position_embeddings=4096, rope_theta=500000.0)
-REPORT_NAME = "h200-finetune.json"
+REPORT_NAME = "finetune.json"
+"""In $PRIMUS_REPORT_DIR, with the runs' logs in finetune-logs.txt (the GPU is named inside: setup.versions.gpu)."""
 CONCURRENT = os.environ.get("PRIMUS_GPU_CONCURRENT_RUNS") == "1"
 """Run SFT and LoRA side by side on the one GPU (each from its own HF import) when device time is short."""
 STEPS = int(os.environ.get("PRIMUS_GPU_STEPS", "50"))
@@ -137,7 +138,7 @@ def train(work: Path, repo: Path, name: str, values: dict, timeout: int = 420) -
 
 
 def _append_log(repo: Path, name: str, log: Path) -> None:
-    combined = _report_dir(repo) / "h200-finetune-logs.txt"
+    combined = _report_dir(repo) / "finetune-logs.txt"
     with open(combined, "a") as handle:
         handle.write(f"\n===== {name} =====\n{log.read_text()[-200_000:]}")
 
@@ -292,6 +293,14 @@ def _resume_copy(work: Path, step: int) -> Path:
     return target
 
 
+RESUME_LOSS_RTOL, RESUME_LOSS_ATOL = 0.05, 1e-5
+"""How close each resumed step's loss must be to the uninterrupted run's. The GPU kernels are not deterministic
+(flex attention's backward, split-K matmuls), and by step 40 this run has learnt the sample to a loss of about 4e-4:
+on an H100 the two runs' losses differed by up to 6.1e-6 there (1.6%; the earlier bound, 1% of the largest loss,
+failed by 0.8e-6). A resume that lost the optimizer state, the schedule or the weights moves the loss by far more
+(a restart from step 0: 7.8 against 4e-4)."""
+
+
 def test_resumed_run_repeats_the_uninterrupted_losses(llama, work, repo):
     if "sft" not in RUNS or SAVE_EVERY >= STEPS:
         pytest.skip("needs the SFT run with its step-40 checkpoint")
@@ -306,7 +315,7 @@ def test_resumed_run_repeats_the_uninterrupted_losses(llama, work, repo):
                             "uninterrupted_losses": expected, "max_abs_diff": max(diffs) if diffs else None,
                             "first_step": result["extra"]["first_step"], "wall_seconds": result["wall_seconds"]})
     assert result["extra"]["first_step"] == SAVE_EVERY and len(got) == STEPS - SAVE_EVERY
-    assert max(diffs) < 1e-2 * max(expected)
+    assert all(diff <= RESUME_LOSS_RTOL * want + RESUME_LOSS_ATOL for diff, want in zip(diffs, expected)), diffs
 
 
 def test_lora_finetune_and_export(llama, work, repo, side_by_side):
