@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from ..utils.atomic import atomic_write_text
 from .environment import Environment
@@ -74,6 +74,9 @@ class SystemRun(Record):
     peak_rss: int | None = None
     engine_details: dict = {}
     metrics: RunMetrics | None = None
+    call: int | None = None
+    """Which of BenchResults.calls ran it (its MFU is against that call's peak; folders written before calls were
+    recorded get 0 when read)."""
 
 
 class TargetResult(Record):
@@ -86,6 +89,17 @@ class TargetResult(Record):
     """None when a run it needs is missing or failed."""
     detail: str | None = None
     """What else the check found (a loss-curve target: its largest per-step gap, or why it could not compare)."""
+
+
+class BenchCall(Record):
+    """One invocation of the harness on a report folder (a suite may take several, resumed on other machines):
+    the matmul peak measured on its machine, and the code it ran."""
+
+    started: str
+    device: str
+    revision: str | None = None
+    dirty: bool | None = None
+    measured_peak: MatmulPeak
 
 
 class BenchResults(Record):
@@ -104,12 +118,30 @@ class BenchResults(Record):
     cases: list[CaseInfo] = []
     runs: list[SystemRun] = []
     targets: list[TargetResult] = []
+    calls: list[BenchCall] = []
+
+    @model_validator(mode="after")
+    def _first_call_of_older_folders(self) -> "BenchResults":
+        """Folders written before calls were recorded: their runs ran in one call, the folder's first."""
+        if not self.calls:
+            self.calls = [BenchCall(started=self.started, device=self.environment.device.name,
+                                    revision=self.environment.git_revision, dirty=self.environment.git_dirty,
+                                    measured_peak=self.measured_peak)]
+            for run in self.runs:
+                run.call = 0 if run.call is None else run.call
+        return self
+
+    def peak_for(self, run: SystemRun) -> MatmulPeak:
+        """The matmul peak measured in the call that ran `run` (not put in yet: this call, the latest)."""
+        return self.calls[-1 if run.call is None else run.call].measured_peak
 
     def run(self, case: str, system: str) -> SystemRun | None:
         return next((r for r in self.runs if r.case == case and r.system == system), None)
 
     def put_run(self, run: SystemRun) -> None:
-        """Add a run, replacing an earlier one of the same case and system."""
+        """Add a run, replacing an earlier one of the same case and system; without a call, it is the latest call's."""
+        if run.call is None:
+            run = run.model_copy(update={"call": len(self.calls) - 1})
         self.runs = [r for r in self.runs if (r.case, r.system) != (run.case, run.system)] + [run]
 
     def put_case(self, case: CaseInfo) -> None:

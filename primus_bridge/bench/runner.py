@@ -17,12 +17,12 @@ from ..config import ConfigError
 from ..models.flops import FORMULA_TEXT, flops_per_token
 from ..run.profiler import gaps_table_path, operation_table_path
 from ..utils.atomic import atomic_write_text
-from .environment import DeviceInfo, capture_environment
+from .environment import DeviceInfo, capture_environment, git_revision
 from .metrics import compute_metrics
 from .peak import MatmulPeak, datasheet_peak_tflops
 from .processes import log_tail, python_command, run_logged
 from .report import write_reports
-from .results import RESULTS_FILE, BenchResults, CaseInfo, SystemRun, load_results, save_results
+from .results import RESULTS_FILE, BenchCall, BenchResults, CaseInfo, SystemRun, load_results, save_results
 from .shapes import shape_from_hf_config
 from .suites import SYSTEMS, BenchCase, Suite
 from .targets import evaluate
@@ -64,6 +64,11 @@ def probe_device(suite: Suite, workspace: Workspace) -> tuple[DeviceInfo, Matmul
     return DeviceInfo(**record["device"]), MatmulPeak.from_record(record["peak"])
 
 
+def new_call(device: DeviceInfo, peak: MatmulPeak) -> BenchCall:
+    commit, dirty = git_revision(REPO)
+    return BenchCall(started=now(), device=device.name, revision=commit, dirty=dirty, measured_peak=peak)
+
+
 def new_results(suite: Suite, workspace: Workspace) -> BenchResults:
     device, peak = probe_device(suite, workspace)
     if suite.device == "gpu" and device.kind != "cuda":
@@ -75,7 +80,26 @@ def new_results(suite: Suite, workspace: Workspace) -> BenchResults:
         systems={name: SYSTEMS[name].description for name in suite.systems},
         environment=capture_environment(device, REPO), measured_peak=peak,
         datasheet_peak_tflops=datasheet_peak_tflops(device.gpu_type, suite.precision), flops_formula=FORMULA_TEXT,
+        calls=[new_call(device, peak)],
     )
+
+
+def resumed_results(options: RunOptions) -> BenchResults:
+    """The folder's results plus this call, whose machine's peak is measured again: each run's MFU is against the
+    peak of the machine that ran it. A machine of another model is refused (its runs would not compare)."""
+    results = load_results(options.out_dir)
+    if results.suite != options.suite.name:
+        raise ValueError(f"{options.out_dir} holds suite {results.suite!r}, not {options.suite.name!r}")
+    device, peak = probe_device(options.suite, options.workspace)
+    recorded = results.environment.device
+    if (device.kind, device.name, device.count) != (recorded.kind, recorded.name, recorded.count):
+        raise ValueError(f"{options.out_dir} holds runs on {recorded.name} x{recorded.count}; this machine has "
+                         f"{device.name} x{device.count}: give this machine its own --out folder")
+    log.info("measured %s matmul peak for this call: %.1f TFLOP/s (the folder's first: %.1f)", peak.dtype,
+             peak.tflops_median, results.measured_peak.tflops_median)
+    results.systems = {name: SYSTEMS[name].description for name in options.suite.systems}
+    results.calls.append(new_call(device, peak))
+    return results
 
 
 def case_info(case: BenchCase, model_dir: Path, rows: int, fingerprint: str) -> CaseInfo:
@@ -177,7 +201,7 @@ def with_metrics(run: SystemRun, info: CaseInfo, results: BenchResults) -> Syste
     if run.status != "ok":
         return run
     try:
-        metrics = compute_metrics(run, info, results.warmup_steps, results.measured_peak.tflops_median,
+        metrics = compute_metrics(run, info, results.warmup_steps, results.peak_for(run).tflops_median,
                                   results.datasheet_peak_tflops)
     except ValueError as err:
         return run.model_copy(update={"status": "failed", "reason": str(err)})
@@ -207,11 +231,7 @@ def publish(results: BenchResults, options: RunOptions) -> None:
 
 def start_results(options: RunOptions) -> BenchResults:
     if options.resume and (options.out_dir / RESULTS_FILE).is_file():
-        results = load_results(options.out_dir)
-        if results.suite != options.suite.name:
-            raise ValueError(f"{options.out_dir} holds suite {results.suite!r}, not {options.suite.name!r}")
-        results.systems = {name: SYSTEMS[name].description for name in options.suite.systems}
-        return results
+        return resumed_results(options)
     return new_results(options.suite, options.workspace)
 
 

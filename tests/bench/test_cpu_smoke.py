@@ -61,9 +61,24 @@ def test_resume_keeps_finished_runs_and_render_rewrites(smoke):
     before = json.loads((out / "results.json").read_text())["runs"]
     assert cli.main(["--suite", "cpu-smoke", "--out", str(out), "--workdir", str(work), "--resume"]) == 0
     assert json.loads((out / "results.json").read_text())["runs"] == before
+    calls = load_results(out).calls
+    assert len(calls) == 2 and calls[1].measured_peak.tflops_median > 0  # this machine's peak, measured again
+    assert "| call |" in (out / "report.md").read_text()
     (out / "report.md").unlink()
     assert cli.main(["--suite", "cpu-smoke", "--out", str(out), "--render"]) == 0
     assert (out / "report.md").is_file()
+
+
+def test_resuming_on_another_machine_model_is_refused(smoke, tmp_path, capsys):
+    _, out, work = smoke
+    record = json.loads((out / "results.json").read_text())
+    record["environment"]["device"]["name"] = "Some Other Processor"
+    folder = tmp_path / "other"
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps(record))
+    assert cli.main(["--suite", "cpu-smoke", "--out", str(folder), "--workdir", str(work), "--resume"]) == 2
+    assert "holds runs on Some Other Processor" in capsys.readouterr().err
+    assert json.loads((folder / "results.json").read_text()) == record  # untouched
 
 
 def test_unknown_case_is_a_usage_error(tmp_path, capsys):

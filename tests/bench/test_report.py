@@ -97,3 +97,42 @@ def test_a_loss_curve_target_is_stated_with_its_per_step_gap(sample_results):
                                            op="<=", value=0.004, met=True, detail="largest per-step gap 2.100%")]
     text = markdown_text(sample_results)
     assert "| curve | 0.004 | <= 0.01 | **met** | max over windows ... <= 0.01 (largest per-step gap 2.100%) |" in text
+
+
+def test_a_run_of_a_resumed_call_is_measured_against_its_own_calls_peak(sample_results):
+    """A suite resumed on another machine of the same model: the second call's peak is recorded, the run it made is
+    measured against it (not the first machine's), and the report lists both calls and which call ran each run."""
+    from primus_bridge.bench.peak import MatmulPeak
+    from primus_bridge.bench.results import BenchCall
+    from primus_bridge.bench.runner import with_metrics
+
+    slower_machine = MatmulPeak("cuda:0", "bf16", 8192, 30, 632.0, 640.0)
+    sample_results.calls.append(BenchCall(started="2026-11-29T12:00:00+00:00", device="NVIDIA H200",
+                                          revision="def456", measured_peak=slower_machine))
+    first = sample_results.run("lora-4k", "hf")
+    again = first.model_copy(update={"metrics": None, "call": 1})
+    measured = with_metrics(again, sample_results.case_info("lora-4k"), sample_results)
+    assert measured.metrics.mfu_measured == pytest.approx(first.metrics.mfu_measured * 790.0 / 632.0)
+    sample_results.put_run(measured)
+    text = markdown_text(sample_results)
+    assert "| 2 | 2026-11-29T12:00:00+00:00 | NVIDIA H200 | def456 | 632 | 1 |" in text
+    assert "| 1 | 2026-11-29T10:00:00+00:00 | NVIDIA H200 | abc123 | 790 | 3 |" in text
+    hf_row = next(line for line in text.splitlines() if line.startswith("| lora-4k | hf |"))
+    assert hf_row.endswith("| ok | 2 |") and f"{measured.metrics.mfu_measured:.1%}" in hf_row
+
+
+def test_a_folder_written_before_calls_reads_as_one_call(sample_results, tmp_path):
+    import json
+
+    from primus_bridge.bench.results import save_results
+
+    path = save_results(sample_results, tmp_path)
+    record = json.loads(path.read_text())
+    del record["calls"]
+    for run in record["runs"]:
+        del run["call"]
+    path.write_text(json.dumps(record))
+    loaded = load_results(tmp_path)
+    assert len(loaded.calls) == 1 and loaded.calls[0].measured_peak == sample_results.measured_peak
+    assert loaded.calls[0].revision == "abc123" and {run.call for run in loaded.runs} == {0}
+    assert "| call |" not in markdown_text(loaded)

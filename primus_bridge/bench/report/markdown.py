@@ -35,24 +35,41 @@ def environment_section(results: BenchResults) -> list[str]:
     revision = f"{env.git_revision or 'unknown'}{' (uncommitted changes)' if env.git_dirty else ''}"
     rows = [["device", gpu], ["driver", env.driver or "–"], ["torch", f"{env.libraries.get('torch')} ({runtime})"],
             ["libraries", libraries], ["python / platform", f"{env.python} / {env.platform}"],
-            ["code revision", revision]]
+            ["code revision" + (" (first call; every call's in Method)" if len(results.calls) > 1 else ""), revision]]
     return ["## Environment", ""] + table(["", ""], rows)
 
 
-def method_section(results: BenchResults) -> list[str]:
-    peak, datasheet = results.measured_peak, results.datasheet_peak_tflops
-    versus = f" ({peak.tflops_median / datasheet:.0%} of the datasheet's {datasheet:g})" if datasheet else \
+def _versus_datasheet(tflops: float, datasheet: float | None) -> str:
+    return f" ({tflops / datasheet:.0%} of the datasheet's {datasheet:g})" if datasheet else \
         " (no datasheet peak for this device)"
-    return ["## Method", "",
-            f"- Each system runs every case in a fresh process: {results.warmup_steps} warm-up + "
-            f"{results.timed_steps} timed optimizer steps on the same random-weight checkpoint and the same packed "
-            f"rows (the data fingerprint below), {results.precision}.",
-            "- tokens/s/GPU = global batch x seq_length / mean timed step time / GPUs. Step time p50/p90 over the "
-            "timed steps.",
-            f"- {results.flops_formula}",
-            "- MFU = model TFLOP/s per GPU / peak: against the matmul peak measured here and against the datasheet.",
-            f"- Measured peak: {peak.describe()}: {peak.tflops_median:,.4g} TFLOP/s median of {peak.repeats} "
-            f"(max {peak.tflops_max:,.4g}){versus}."]
+
+
+def calls_section(results: BenchResults) -> list[str]:
+    """One row per call of the harness on this folder: where a suite was resumed on other machines, each run's MFU
+    is against the peak measured by its own call."""
+    rows = [[str(index + 1), call.started, call.device,
+             f"{call.revision or 'unknown'}{' (uncommitted)' if call.dirty else ''}",
+             f"{call.measured_peak.tflops_median:,.4g}", fmt(sum(run.call == index for run in results.runs))]
+            for index, call in enumerate(results.calls)]
+    return ["- Calls of the harness on this folder; each run's MFU is against the matmul peak measured in its own "
+            "call (the Results table's last column):", ""] + table(
+        ["call", "started", "device", "code revision", "measured peak TFLOP/s", "runs"], rows)
+
+
+def method_section(results: BenchResults) -> list[str]:
+    peak = results.calls[0].measured_peak
+    lines = ["## Method", "",
+             f"- Each system runs every case in a fresh process: {results.warmup_steps} warm-up + "
+             f"{results.timed_steps} timed optimizer steps on the same random-weight checkpoint and the same packed "
+             f"rows (the data fingerprint below), {results.precision}.",
+             "- tokens/s/GPU = global batch x seq_length / mean timed step time / GPUs. Step time p50/p90 over the "
+             "timed steps.",
+             f"- {results.flops_formula}",
+             "- MFU = model TFLOP/s per GPU / peak: against the matmul peak measured here and against the datasheet.",
+             f"- Measured peak{' (first call)' if len(results.calls) > 1 else ''}: {peak.describe()}: "
+             f"{peak.tflops_median:,.4g} TFLOP/s median of {peak.repeats} (max {peak.tflops_max:,.4g})"
+             f"{_versus_datasheet(peak.tflops_median, results.datasheet_peak_tflops)}."]
+    return lines + ([""] + calls_section(results) if len(results.calls) > 1 else [])
 
 
 DETAIL_KEYS_SKIPPED = ("eval_losses", "first_step")
@@ -83,18 +100,24 @@ def _result_row(run: SystemRun) -> list[str]:
             f"{fmt(gib(memory_bytes(run)), '.1f')} / {fmt(gib(run.peak_memory_reserved), '.1f')}", loss, "ok"]
 
 
+def _call_column(run: SystemRun) -> list[str]:
+    return [str(run.call + 1) if run.call is not None else "–"]
+
+
 def results_section(results: BenchResults) -> list[str]:
     order = {c.name: i for i, c in enumerate(results.cases)}
     runs = sorted(results.runs, key=lambda r: (order.get(r.case, len(order)), list(results.systems).index(r.system)))
     memory = "peak mem GiB (alloc / reserved)" if results.environment.device.kind != "cpu" else "peak RSS GiB / –"
     header = ["case", "system", "tokens/s/GPU", "TFLOP/s/GPU", "MFU (measured)", "MFU (datasheet)", "step p50 s",
               "step p90 s", memory, "loss first → last", "status"]
+    several_calls = len(results.calls) > 1
+    rows = [_result_row(run) + (_call_column(run) if several_calls else []) for run in runs]
     cases = [[c.name, c.shape, c.mode, str(c.seq_length), f"{c.micro_batch_size} / {c.global_batch_size}",
               fmt(c.tokens_per_step), fmt(c.flops_per_token / 1e9, ".4g"), (c.data_fingerprint or "–")[:12]]
              for c in results.cases]
     return (["## Cases", ""] + table(["case", "shape", "mode", "seq", "micro / global batch", "tokens/step",
                                       "GFLOP/token", "data sha256"], cases)
-            + ["", "## Results", ""] + table(header, [_result_row(r) for r in runs]))
+            + ["", "## Results", ""] + table(header + (["call"] if several_calls else []), rows))
 
 
 def _comparison_table(found: list[Comparison]) -> list[str]:
