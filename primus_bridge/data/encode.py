@@ -60,46 +60,91 @@ class Joined:
         return None if token is None else token + self.tokens
 
 
-def splits_at_lone_newlines(backend: Tokenizer) -> bool:
-    """Whether this tokenizer's ids of `head + rest` are its ids of `head` then those of `rest` whenever `head`
-    ends in one newline after a non-space character and `rest` starts with a non-space character.
+def _after_lone_newline(text: str, end: int) -> bool:
+    return 1 < end < len(text) and text[end - 1] == "\n" and not text[end - 2].isspace() and not text[end].isspace()
 
-    True for byte-level BPE with GPT-2's split pattern (ByteLevel pre-tokenizer with use_regex, no prefix space)
-    and no normalizer: BPE never merges across the pattern's pieces, and there the lone newline is a piece of its
-    own whatever follows (`\\s+(?!\\S)` fails before a non-space, `\\s+` takes the newline; at the end of
-    `head` the first takes it) while the pieces before it end the same and those from `rest` on start afresh
-    (the pattern looks at most one character ahead and never behind). Added tokens split the text first; none
-    may hold a newline or strip the whitespace next to it. Other tokenizers: False (every text is tokenized
-    whole)."""
+
+def _after_newline(text: str, end: int) -> bool:
+    return 0 < end < len(text) and text[end - 1] == "\n" and not text[end].isspace()
+
+
+NEWLINE_RUN_PATTERNS = {
+    "llama3": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+              r"|\s*[\r\n]+|\s+(?!\S)|\s+",
+    "qwen2": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+             r"|\s*[\r\n]+|\s+(?!\S)|\s+",
+}
+"""The split patterns of Llama 3.x's and Qwen 2 / 2.5 / 3's tokenizer.json (Split, Isolated, then ByteLevel without
+its own regex), character for character."""
+
+
+def _split_pattern(pre: dict) -> str | None:
+    """The regex of a [Split(regex, Isolated), ByteLevel(no regex, no prefix space)] pre-tokenizer, else None."""
+    steps = pre.get("pretokenizers") or [] if pre.get("type") == "Sequence" else []
+    if len(steps) != 2:
+        return None
+    split, byte_level = steps
+    if (split.get("type") != "Split" or split.get("behavior") != "Isolated" or split.get("invert")
+            or byte_level.get("type") != "ByteLevel" or byte_level.get("use_regex", True)
+            or byte_level.get("add_prefix_space", False)):
+        return None
+    return (split.get("pattern") or {}).get("Regex")
+
+
+def opening_split_rule(backend: Tokenizer):
+    r"""Where this tokenizer's ids of `text` are its ids of `text[:end]` then those of `text[end:]`: a function of
+    (text, end) -> bool, or None where it cannot be told (every text is then tokenized whole). Both rules need
+    plain BPE, no added token holding a newline or stripping the whitespace next to it (added tokens split the
+    text first), and `text[end]` not whitespace. BPE never merges across the split pattern's pieces, so the ids
+    agree wherever the pieces do: the pieces before `end` end the same and those from `end` on start afresh (the
+    patterns look at most one character ahead and never behind), provided a piece ends at `end` in the whole text:
+
+    - GPT-2's pattern (ByteLevel with use_regex), no normalizer: `text[:end]` ends in one newline after a
+      non-space character. That newline is a piece of its own whatever follows (`\s+(?!\S)` fails before a
+      non-space and `\s+` takes the newline; at the end of `text[:end]` the first takes it). Two newlines would
+      not do: before a non-space they are two pieces, at the end of the text one.
+    - Llama 3's and Qwen 2's pattern (NEWLINE_RUN_PATTERNS), normalizer none or NFC: `text[:end]` ends in a
+      newline. The whitespace run ending there is one piece in both (`\s*[\r\n]+` comes before the other
+      whitespace alternatives and stops at the run's last newline before a non-space), or the newlines close a
+      punctuation piece (` ?[^\s\p{L}\p{N}]+[\r\n]*`) in both; no alternative crosses a newline into what
+      follows. NFC composes nothing with a newline, which also stops reordering, so it normalizes both sides
+      alone as it does the whole.
+    """
     spec = json.loads(backend.to_str())
     pre, model = spec.get("pre_tokenizer") or {}, spec.get("model") or {}
-    gpt2_split = (pre.get("type") == "ByteLevel" and pre.get("use_regex", True)
-                  and not pre.get("add_prefix_space", False))
     plain_bpe = model.get("type") == "BPE" and not model.get("dropout")
     added_ok = all("\n" not in t["content"] and not t.get("lstrip") and not t.get("rstrip")
                    for t in spec.get("added_tokens") or [])
-    return gpt2_split and plain_bpe and added_ok and spec.get("normalizer") is None
+    if not (plain_bpe and added_ok):
+        return None
+    normalizer = spec.get("normalizer")
+    if (pre.get("type") == "ByteLevel" and pre.get("use_regex", True) and not pre.get("add_prefix_space", False)
+            and normalizer is None):
+        return _after_lone_newline
+    if _split_pattern(pre) in NEWLINE_RUN_PATTERNS.values() and (normalizer is None or normalizer == {"type": "NFC"}):
+        return _after_newline
+    return None
 
 
 class OpeningCache:
     """The tokens of the template openings seen so far (Rendered.opening: the system prompt or preamble and the
     first user header, the same for many samples), so only the rest of each sample goes through the tokenizer.
 
-    Used only where splitting there gives the very ids and offsets of the whole text: the tokenizer qualifies
-    (splits_at_lone_newlines), the opening ends in a lone newline and the first user message starts with a
-    non-space character. At most LIMIT openings are kept; samples with other openings are tokenized whole."""
+    Used only where splitting there gives the very ids and offsets of the whole text (opening_split_rule: the
+    tokenizer's split pattern, the opening's last characters and the first user message's first). At most LIMIT
+    openings are kept; samples with other openings are tokenized whole."""
 
     LIMIT = 256
 
     def __init__(self, backend: Tokenizer):
-        self.backend, self.enabled = backend, splits_at_lone_newlines(backend)
+        self.backend, self.rule = backend, opening_split_rule(backend)
+        self.enabled = self.rule is not None
         self.openings: dict[str, Opening] = {}
 
     def split(self, rendered: Rendered) -> tuple[Opening | None, str]:
         """(the cached opening or None, the text left to tokenize)."""
         text, end = rendered.text, rendered.opening
-        if not (self.enabled and 1 < end < len(text) and text[end - 1] == "\n" and not text[end - 2].isspace()
-                and not text[end].isspace()):
+        if self.rule is None or not self.rule(text, end):
             return None, text
         head = text[:end]
         opening = self.openings.get(head)

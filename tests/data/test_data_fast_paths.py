@@ -10,10 +10,17 @@ import statistics
 
 import numpy as np
 import pytest
-from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 
 from primus_bridge.data.documents import gc_paused
-from primus_bridge.data.encode import EncodedSample, Joined, OpeningCache, backend_of, splits_at_lone_newlines
+from primus_bridge.data.encode import (
+    NEWLINE_RUN_PATTERNS,
+    EncodedSample,
+    Joined,
+    OpeningCache,
+    backend_of,
+    opening_split_rule,
+)
 from primus_bridge.data.formats import sharegpt
 from primus_bridge.data.masking import token_range
 from primus_bridge.data.records import Conversation, RawRecord, Turn
@@ -89,7 +96,8 @@ def test_real_length_chats_are_deterministic_and_real_sft_length(tokenizer):
 OPENING_RESTS = ["What is 2 + 2?", "x", "7 apples", "'s a test", "\"quoted\"", "(aside)", "### Input", "<|im_end|>",
                  "</s> after", "<s>", "苹果 and 水", "🙂 emoji", "é accent", "-dash", "\u00a0nbsp", "\x85next",
                  "\x1cfile", " leading space", "  two spaces", "\nnewline", "\n\nblank line", "\ttab", "\r\nCRLF",
-                 "\u3000ideographic space", "a\n\n### Response:\n b</s>\n"]
+                 "\u3000ideographic space", "a\n\n### Response:\n b</s>\n", "\u0301combining", "\u180emongolian",
+                 "\u200bzero width", "\ufeffbom", "123456 digits", ":\n colon"]
 
 
 @pytest.mark.parametrize("template_name", ["alpaca", "chatml", "qwen2"])
@@ -135,20 +143,88 @@ def whitespace_merging_bpe() -> Tokenizer:
     return bpe
 
 
-@pytest.mark.parametrize("bpe", ["project", "whitespace-merging"])
-@pytest.mark.parametrize("text", ["Intro:\nWhat is 2 + 2?\n\n### Response:\n4</s>", "a \n b\n\nc\t\nd\r\ne's\n'd",
-                                  "Intro:\n  two spaces\n\n\nthree\n \n\t\n  \n x 's 99 9\r\n",
-                                  "<|im_start|>user\n<|im_end|>\n 苹果\n水 \n\u00a0x\n\x85y\n\x1cz\n9\n 9",
-                                  "end\n", "\n\nx\n"])
+SPECIAL_TOKENS = ["<|im_start|>", "<|im_end|>", "</s>", "<|begin_of_text|>", "<|start_header_id|>",
+                  "<|end_header_id|>", "<|eot_id|>"]
+PATTERN_CORPUS = ["Intro:\n  two spaces\n\n\nthree\n \n\t\n  \n x 's 99 9\r\n", "a \n b\n\nc\t\nd\r\ne's\n'd end\n",
+                  "user\n\nHello:\n\n 12345 \u00e9\u0301 \u82f9\u679c\n\n\n", "### Response:\n\n- item\n  - sub\n"]
+
+
+def pattern_bpe(pattern: str) -> Tokenizer:
+    """A byte-level BPE with Llama 3's or Qwen 2's split pattern (Split, then ByteLevel without its regex) and, for
+    Qwen 2, its NFC normalizer: built as their tokenizer.json files declare them, trained here to merge runs of
+    newlines and spaces as their vocabularies do."""
+    bpe = Tokenizer(models.BPE())
+    if pattern == "qwen2":
+        bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(NEWLINE_RUN_PATTERNS[pattern]), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False)])
+    bpe.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    bpe.train_from_iterator(PATTERN_CORPUS * 50, trainer)
+    assert "ĊĊ" in bpe.get_vocab() and "ĠĊ" in bpe.get_vocab()
+    return bpe
+
+
+def bpe_named(name: str, tokenizer) -> Tokenizer:
+    if name == "project":
+        return backend_of(tokenizer)
+    return whitespace_merging_bpe() if name == "whitespace-merging" else pattern_bpe(name)
+
+
+SPLIT_TEXTS = ["Intro:\nWhat is 2 + 2?\n\n### Response:\n4</s>", "a \n b\n\nc\t\nd\r\ne's\n'd",
+               "Intro:\n  two spaces\n\n\nthree\n \n\t\n  \n x 's 99 9\r\n",
+               "<|im_start|>user\n<|im_end|>\n 苹果\n水 \n\u00a0x\n\x85y\n\x1cz\n9\n 9", "end\n", "\n\nx\n",
+               "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>:\n\n12345\n\u0301e\n\u180ez\n\n\u200by",
+               "Hello:\n\n- a\n  - b\n\n\n'll\n'S\n\ufeff\n\u3000x"]
+
+
+@pytest.mark.parametrize("bpe", ["project", "whitespace-merging", "llama3", "qwen2"])
+@pytest.mark.parametrize("text", SPLIT_TEXTS)
 def test_opening_cache_splits_exactly_at_any_marked_position(tokenizer, bpe, text):
     """Whatever position a template marks as its opening's end, a split there gives the whole text's encoding."""
-    whole = backend_of(tokenizer) if bpe == "project" else whitespace_merging_bpe()
-    assert splits_at_lone_newlines(whole)
+    whole = bpe_named(bpe, tokenizer)
+    assert opening_split_rule(whole) is not None
     for end in range(len(text) + 1):
         cache = OpeningCache(whole)
         opening, rest = cache.split(Rendered(text, [], [], [], end))
         if opening is not None:
             assert_joined_is_whole(whole, opening, rest, text)
+
+
+def test_newline_run_patterns_split_after_several_newlines_where_gpt2_cannot(tokenizer):
+    """The rule follows the pattern: Llama 3's and Qwen 2's split after a run of newlines (Llama 3's headers end in
+    two), GPT-2's only after a lone one (before a non-space, two newlines are two pieces there, one at the end)."""
+    text = "<|start_header_id|>user<|end_header_id|>\n\nHi"
+    end = text.index("Hi")
+    assert opening_split_rule(pattern_bpe("llama3"))(text, end)
+    assert not opening_split_rule(backend_of(tokenizer))(text, end)
+    assert opening_split_rule(backend_of(tokenizer))("user\nHi", 5)
+
+
+@pytest.mark.parametrize("template_name,pattern", [("llama3", "llama3"), ("llama3.1", "llama3"),
+                                                   ("qwen2.5", "qwen2"), ("qwen3", "qwen2")])
+@pytest.mark.parametrize("system", [None, "", "Be brief.", "Ends in newline\n"])
+def test_llama3_and_qwen_templates_split_their_openings_exactly(template_name, pattern, system):
+    """Rendered by the Llama 3 / 3.1 and Qwen 2.5 / 3 templates and tokenized with a tokenizer of their split
+    pattern: the cache splits the plain samples after the first user header, and wherever it splits, the ids and
+    every character's token are the whole text's."""
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = pattern_bpe(pattern)
+    template = get_template(template_name, PreTrainedTokenizerFast(tokenizer_object=bpe))
+    cache, split_plain = OpeningCache(bpe), False
+    for rest in OPENING_RESTS:
+        conversation = Conversation(system, (Turn(rest, f"{rest} reply", rest[:3]),), "test", 0)
+        rendered = template.render(conversation)
+        assert rendered.opening > 0
+        opening, text = cache.split(rendered)
+        if opening is None:
+            continue
+        split_plain |= rest == "What is 2 + 2?"
+        assert_joined_is_whole(bpe, opening, text, rendered.text)
+    assert split_plain
 
 
 def test_opening_cache_is_bounded_and_keeps_whole_texts_past_it(tokenizer):
@@ -173,4 +249,4 @@ def test_opening_cache_is_off_for_tokenizers_it_cannot_split_exactly(tokenizer, 
         spec["added_tokens"][-1]["lstrip"] = True
     else:
         spec["added_tokens"][-1]["content"] = "<|newline|>\n"
-    assert splits_at_lone_newlines(Tokenizer.from_str(json.dumps(spec))) is False
+    assert opening_split_rule(Tokenizer.from_str(json.dumps(spec))) is None

@@ -27,8 +27,11 @@ class Llama3Template:
         out.add(BOS)
         if conversation.system is not None:
             out.add(f"{header('system')}{conversation.system.strip()}{EOT}")
-        for turn in conversation.turns:
+        for index, turn in enumerate(conversation.turns):
             out.start_turn()
-            out.add(f"{header('user')}{turn.user_text().strip()}{EOT}{header('assistant')}")
+            out.add(header("user"))
+            if not index:
+                out.end_opening()
+            out.add(f"{turn.user_text().strip()}{EOT}{header('assistant')}")
             out.add_response(f"{turn.assistant.strip()}{EOT}")
         return out.build()

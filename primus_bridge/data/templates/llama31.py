@@ -56,7 +56,10 @@ class Llama31Template:
             out.start_turn()
             schemas = "".join(f"{_json(tool, indent=4)}\n\n" for tool in tools) if index == 0 else ""
             preamble = f"{TOOL_INSTRUCTIONS}{schemas}" if schemas else ""
-            out.add(f"{header('user')}{preamble}{turn.user_text().strip()}{EOT}")
+            out.add(header("user"))
+            if not index:
+                out.end_opening()
+            out.add(f"{preamble}{turn.user_text().strip()}{EOT}")
             for step in turn.replies():
                 self._add_step(out, step, conversation.where)
         return out.build()

@@ -67,7 +67,10 @@ class Qwen25Template:
         last_turn = len(conversation.turns) - 1
         for index, turn in enumerate(conversation.turns):
             out.start_turn()
-            out.add(message("user", turn.user_text()))
+            out.add(f"{START}user\n")
+            if not index:
+                out.end_opening()
+            out.add(f"{turn.user_text()}{END}\n")
             after_query = query_turn is not None and index >= query_turn
             replies = turn.replies()
             for i, step in enumerate(replies):
