@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# The gpu-marked tests on a GPU machine whose image lacks Megatron-Bridge's Python dependencies: installs the
-# wheels in .whl/ (see benchmarks/README.md; pytest's wheels too), then runs pytest -m gpu once per argument, so
-# one crash or timeout loses only that argument's tests (at its time limit pytest gets SIGINT and still reports
-# which tests passed and how the failed ones failed; SIGKILL 30 s later). An argument is a path, optionally with
-# pytest options in the same word ("tests/x_gpu.py -k lora"). $OUT gets two files, however many tests ran (a
-# device call returns only a few files): gpu-tests.log (each argument's exit code and summary) and gpu-tests.tgz
-# (each argument's full pytest log and JUnit XML). Typical times on one H100, first compilation included:
-# test_fp8_frozen_base_gpu.py 60 s, test_packed_rope_gpu.py 125 s, test_chunked_head_loss_gpu.py 26 s, test_convert_cli.py 72 s,
-# test_chat_gpu.py 90 s, test_megatron_guards.py 350 s, test_finetune_gpu.py well over 300 s (SFT 160 s, the
-# resume 100 s, then LoRA and the exports), test_source_loss_gpu.py over 130 s.
+# The gpu-marked tests on a GPU machine whose image lacks Megatron-Bridge's Python dependencies: installs the wheels
+# in .whl/ (see benchmarks/README.md; pytest's wheels too), then runs pytest -m gpu once per argument, so one crash or
+# timeout loses only that argument's tests (at its time limit pytest gets SIGINT and still reports which tests passed
+# and how the failed ones failed; SIGKILL 30 s later). An argument is a path, optionally with pytest options in the
+# same word ("tests/x_gpu.py -k lora"). $OUT gets two files, however many tests ran (a device call returns only a few
+# files): gpu-tests.log (each argument's exit code and summary) and gpu-tests.tgz (each argument's full pytest log and
+# JUnit XML). Typical times on one H100, first compilation included: test_fp8_frozen_base_gpu.py 60 s,
+# test_packed_rope_gpu.py 125 s, test_chunked_head_loss_gpu.py 26 s, test_convert_cli.py 72 s, test_chat_gpu.py 90 s,
+# test_megatron_guards.py 350 s, test_finetune_gpu.py well over 300 s (SFT 160 s, the resume 100 s, then LoRA and the
+# exports), test_source_loss_gpu.py over 130 s.
 #
 #   bash benchmarks/run_gpu_tests.sh SECONDS_EACH tests/engine/megatron/test_finetune_gpu.py ["PATH -k EXPR" ...]
 set -uo pipefail
