@@ -105,13 +105,18 @@ OPENING_RESTS = ["What is 2 + 2?", "x", "7 apples", "'s a test", "\"quoted\"", "
 def test_opening_plus_rest_equals_the_whole_text(tokenizer, template_name, system):
     """Wherever the cache splits a sample, its ids and every character's token are those of the whole text; it
     splits the plain samples (else the fast path is never taken) and never before whitespace."""
-    template, whole = get_template(template_name, tokenizer), backend_of(tokenizer)
-    cache = OpeningCache(backend_of(tokenizer))
+    assert_openings_split_exactly(get_template(template_name, tokenizer), backend_of(tokenizer), system)
+
+
+def assert_openings_split_exactly(template, whole: Tokenizer, system: str | None) -> None:
+    """For every OPENING_RESTS first message: where the cache splits the rendered sample, the joined encoding is
+    the whole text's; the plain message is split (else the fast path is never taken)."""
+    cache, split_plain = OpeningCache(whole), False
     assert cache.enabled
-    split_plain = False
     for rest in OPENING_RESTS:
         conversation = Conversation(system, (Turn(rest, f"{rest} reply", rest[:3]),), "test", 0)
         rendered = template.render(conversation)
+        assert rendered.opening > 0
         opening, text = cache.split(rendered)
         if opening is None:
             continue
@@ -213,18 +218,8 @@ def test_llama3_and_qwen_templates_split_their_openings_exactly(template_name, p
     from transformers import PreTrainedTokenizerFast
 
     bpe = pattern_bpe(pattern)
-    template = get_template(template_name, PreTrainedTokenizerFast(tokenizer_object=bpe))
-    cache, split_plain = OpeningCache(bpe), False
-    for rest in OPENING_RESTS:
-        conversation = Conversation(system, (Turn(rest, f"{rest} reply", rest[:3]),), "test", 0)
-        rendered = template.render(conversation)
-        assert rendered.opening > 0
-        opening, text = cache.split(rendered)
-        if opening is None:
-            continue
-        split_plain |= rest == "What is 2 + 2?"
-        assert_joined_is_whole(bpe, opening, text, rendered.text)
-    assert split_plain
+    assert_openings_split_exactly(get_template(template_name, PreTrainedTokenizerFast(tokenizer_object=bpe)), bpe,
+                                  system)
 
 
 def test_opening_cache_is_bounded_and_keeps_whole_texts_past_it(tokenizer):
