@@ -53,6 +53,17 @@ class RunMetrics(Record):
     loss_last: float | None
 
 
+class DeviceBusy(Record):
+    """How busy the GPU was over a profiled step (run/device_gaps.py): below 100%, the device waited for the host
+    (launches, Python, data loading, syncs) for the rest of the window."""
+
+    window_ms: float
+    busy_ms: float
+    busy_fraction: float
+    host_syncs: int
+    host_sync_ms: float
+
+
 class SystemRun(Record):
     """One system on one case, in its own process."""
 
@@ -74,6 +85,8 @@ class SystemRun(Record):
     peak_rss: int | None = None
     engine_details: dict = {}
     metrics: RunMetrics | None = None
+    device_busy: DeviceBusy | None = None
+    """With --profile on a GPU: the profiled step's device busy time."""
     call: int | None = None
     """Which of BenchResults.calls ran it (its MFU is against that call's peak; folders written before calls were
     recorded get 0 when read)."""

@@ -15,14 +15,23 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..models.flops import FORMULA_TEXT, flops_per_token
-from ..run.profiler import gaps_table_path, operation_table_path
+from ..run.profiler import gaps_summary_path, gaps_table_path, operation_table_path
 from ..utils.atomic import atomic_write_text
 from .environment import DeviceInfo, capture_environment, git_revision
 from .metrics import compute_metrics
 from .peak import MatmulPeak, datasheet_peak_tflops
 from .processes import log_tail, python_command, run_logged
 from .report import write_reports
-from .results import RESULTS_FILE, BenchCall, BenchResults, CaseInfo, SystemRun, load_results, save_results
+from .results import (
+    RESULTS_FILE,
+    BenchCall,
+    BenchResults,
+    CaseInfo,
+    DeviceBusy,
+    SystemRun,
+    load_results,
+    save_results,
+)
 from .shapes import shape_from_hf_config
 from .suites import SYSTEMS, BenchCase, Suite
 from .targets import evaluate
@@ -150,9 +159,11 @@ def run_system(case: BenchCase, system: str, options: RunOptions, model_dir: Pat
     if finished.returncode != 0 or not out.is_file():
         return SystemRun(case=case.name, system=system, status="failed", wall_s=finished.wall_s,
                          reason=f"exit code {finished.returncode}:\n{log_tail(log_file)}")
+    run = run_from_record(case, system, suite, json.loads(out.read_text()), finished.wall_s)
     if options.profile:
         keep_profile_tables(run_dir, options.out_dir, f"{case.name}-{system}")
-    return run_from_record(case, system, suite, json.loads(out.read_text()), finished.wall_s)
+        run.device_busy = profiled_device_busy(run_dir)
+    return run
 
 
 def unrunnable(case: BenchCase, system: str, suite: Suite, device: DeviceInfo) -> SystemRun | None:
@@ -195,6 +206,15 @@ def keep_profile_tables(run_dir: Path, out_dir: Path, name: str) -> list[Path]:
     if not kept:
         log.warning("%s: no profile was written (%s)", name, profile_folder(run_dir))
     return kept
+
+
+def profiled_device_busy(run_dir: Path) -> DeviceBusy | None:
+    """Rank 0's device busy time over the profiled step (None where the profile has none: on CPU)."""
+    path = gaps_summary_path(profile_folder(run_dir), 0)
+    if not path.is_file():
+        return None
+    numbers = json.loads(path.read_text())
+    return DeviceBusy(**{key: numbers[key] for key in DeviceBusy.model_fields})
 
 
 def with_metrics(run: SystemRun, info: CaseInfo, results: BenchResults) -> SystemRun:

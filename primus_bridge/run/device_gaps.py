@@ -94,6 +94,14 @@ def device_timeline(device: list[Interval], host: list[Interval], top_gaps: int 
     return DeviceTimeline(start, end - start, busy, gaps, syncs)
 
 
+def summary(timeline: DeviceTimeline) -> dict:
+    """The window's numbers as data (gaps-rank<R>.json beside the text): how long, how busy, how many host syncs."""
+    return {"window_ms": timeline.window_ns / 1e6, "busy_ms": timeline.busy_ns / 1e6,
+            "busy_fraction": timeline.busy_fraction,
+            "host_syncs": sum(count for count, _ in timeline.syncs.values()),
+            "host_sync_ms": sum(total for _, total in timeline.syncs.values()) / 1e6}
+
+
 def render(timeline: DeviceTimeline) -> str:
     if not timeline.window_ns:
         return "no events recorded\n"

@@ -4,9 +4,11 @@ The engine calls `step_started(n)` before optimizer step n (counted from 1) and 
 it. Steps `start_step`..`end_step` of `profiling:` are recorded; at the end this rank writes
 `rank-<R>.json.gz` (open it in Perfetto or chrome://tracing; unless `trace: false`), `ops-rank<R>.txt`,
 PyTorch's own table of operations and kernels by self device time (self CPU time without a GPU), and on
-a GPU `gaps-rank<R>.txt`: how busy the device was and its longest idle gaps (device_gaps.py).
+a GPU `gaps-rank<R>.txt`: how busy the device was and its longest idle gaps (device_gaps.py), with its
+headline numbers in `gaps-rank<R>.json`.
 """
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -17,7 +19,7 @@ import torch.distributed as dist
 from ..config import PrimusConfig
 from ..config.sections.profiling import ProfilingConfig
 from ..utils.atomic import atomic_write_text
-from .device_gaps import Interval, device_timeline, render
+from .device_gaps import Interval, device_timeline, render, summary
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,11 @@ def operation_table_path(out_dir: Path, rank: int) -> Path:
 
 def gaps_table_path(out_dir: Path, rank: int) -> Path:
     return Path(out_dir) / f"gaps-rank{rank}.txt"
+
+
+def gaps_summary_path(out_dir: Path, rank: int) -> Path:
+    """The gaps table's headline numbers as JSON (device_gaps.summary)."""
+    return Path(out_dir) / f"gaps-rank{rank}.json"
 
 
 def _activities() -> list[torch.profiler.ProfilerActivity]:
@@ -110,7 +117,10 @@ class StepProfiler:
         for event in profile.profiler.kineto_results.events():
             interval = Interval(event.name(), event.start_ns(), event.start_ns() + event.duration_ns())
             (host if event.device_type() == torch.autograd.DeviceType.CPU else device).append(interval)
+        timeline = device_timeline(device, host)
         header = f"steps {self.config.start_step}-{self.config.end_step}, rank {self.rank}\n"
+        numbers = {"steps": [self.config.start_step, self.config.end_step], **summary(timeline)}
+        atomic_write_text(gaps_summary_path(self.out_dir, self.rank), json.dumps(numbers, indent=1) + "\n")
         path = gaps_table_path(self.out_dir, self.rank)
-        atomic_write_text(path, header + render(device_timeline(device, host)))
+        atomic_write_text(path, header + render(timeline))
         return path

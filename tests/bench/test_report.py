@@ -136,3 +136,26 @@ def test_a_folder_written_before_calls_reads_as_one_call(sample_results, tmp_pat
     assert len(loaded.calls) == 1 and loaded.calls[0].measured_peak == sample_results.measured_peak
     assert loaded.calls[0].revision == "abc123" and {run.call for run in loaded.runs} == {0}
     assert "| call |" not in markdown_text(loaded)
+
+
+def test_profiled_runs_report_how_busy_the_gpu_was(sample_results, tmp_path):
+    """--profile on a GPU: the profiler's gaps summary (device_gaps.summary, as run/profiler.py writes it) becomes
+    the run's device_busy and a table of the report; runs without a profile stay out of it."""
+    import json
+
+    from primus_bridge.bench.runner import profile_folder, profiled_device_busy
+    from primus_bridge.run.device_gaps import Interval, device_timeline, summary
+    from primus_bridge.run.profiler import gaps_summary_path
+
+    assert profiled_device_busy(tmp_path) is None  # a CPU run: no gaps summary
+    timeline = device_timeline([Interval("gemm", 0, 3_000_000)], [Interval("cudaStreamSynchronize", 0, 4_000_000)])
+    path = gaps_summary_path(profile_folder(tmp_path), 0)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"steps": [3, 3], **summary(timeline)}))
+    busy = profiled_device_busy(tmp_path)
+    assert (busy.window_ms, busy.busy_ms, busy.busy_fraction, busy.host_syncs) == (4.0, 3.0, 0.75, 1)
+    assert "GPU busy" not in markdown_text(sample_results)
+    sample_results.run("lora-4k", "megatron").device_busy = busy
+    text = markdown_text(sample_results)
+    assert "| lora-4k | megatron | 4.0 | 3.0 | 75.0% | 1 (4.0 ms) |" in text
+    assert "| lora-4k | hf | 4" not in text.split("## GPU busy")[1].split("##")[0]

@@ -1,6 +1,8 @@
 """Busy time and idle gaps of a device timeline, from hand-placed intervals."""
 
-from primus_bridge.run.device_gaps import Interval, device_timeline, render
+import pytest
+
+from primus_bridge.run.device_gaps import Interval, device_timeline, render, summary
 
 MS = 1_000_000
 
@@ -22,6 +24,8 @@ def test_busy_time_gaps_and_the_host_work_inside_them():
     text = render(timeline)
     assert "device busy 6.0 ms (50.1%)" in text and "cudaStreamSynchronize x1 (3.0 ms)" in text
     assert "4.00 ms  aten::item 3.50 ms; cudaStreamSynchronize 3.00 ms" in text
+    assert summary(timeline) == {"window_ms": 12.0, "busy_ms": 6.01, "busy_fraction": pytest.approx(6.01 / 12),
+                                 "host_syncs": 1, "host_sync_ms": 3.0}
 
 
 def test_nothing_recorded():

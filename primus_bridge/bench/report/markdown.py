@@ -120,6 +120,20 @@ def results_section(results: BenchResults) -> list[str]:
             + ["", "## Results", ""] + table(header + (["call"] if several_calls else []), rows))
 
 
+def device_busy_section(results: BenchResults) -> list[str]:
+    """The profiled runs (--profile): how much of the profiled step the GPU was busy. Well below 100%, the step is
+    bound by the host (launches, Python, data loading, syncs), not by the kernels the other tables count."""
+    profiled = [run for run in results.runs if run.device_busy is not None]
+    if not profiled:
+        return []
+    rows = [[run.case, run.system, fmt(busy.window_ms, ",.1f"), fmt(busy.busy_ms, ",.1f"), pct(busy.busy_fraction),
+             f"{busy.host_syncs} ({busy.host_sync_ms:.1f} ms)"] for run in profiled for busy in [run.device_busy]]
+    return (["", "## GPU busy in the profiled step", "",
+             "The last warm-up step of each profiled run (not timed; the profiler slows the host, so this is a lower "
+             "bound of the timed steps' busy share). Tables in profiles/.", ""]
+            + table(["case", "system", "step window ms", "GPU busy ms", "GPU busy", "host syncs"], rows))
+
+
 def _comparison_table(found: list[Comparison]) -> list[str]:
     rows = [[c.case, c.baseline, fmt(c.speed_ratio, ".2f", "x"), fmt(c.memory_ratio, ".2f", "x"),
              f"{fmt(c.loss_first[0], '.4f')} / {fmt(c.loss_first[1], '.4f')}"] for c in found]
@@ -186,7 +200,7 @@ def markdown_text(results: BenchResults, notes: str | None = None) -> str:
     title = f"# Benchmark `{results.suite}` on {device.name} ({results.started[:10]})"
     lines = [title, "", results.description + ".", "", f"Updated {results.updated}.", ""]
     lines += environment_section(results) + [""] + systems_section(results) + [""] + method_section(results)
-    lines += [""] + results_section(results)
+    lines += [""] + results_section(results) + device_busy_section(results)
     lines += comparison_section(results) + variant_section(results) + targets_section(results)
     lines += ["", "## Plots", "", f"![throughput]({THROUGHPUT_PNG})", "", f"![memory]({MEMORY_PNG})", "",
               f"![loss]({LOSS_PNG})"]

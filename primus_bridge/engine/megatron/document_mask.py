@@ -12,13 +12,14 @@ from .micro_batch_cache import MicroBatchCache
 
 
 def document_ids(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
-    """[total] int32: the document index of every token position."""
-    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).to(torch.int64)
-    ids = torch.repeat_interleave(torch.arange(lengths.numel(), device=cu_seqlens.device), lengths)
-    if ids.numel() != total:
-        raise ValueError(f"cu_seqlens covers {ids.numel()} tokens but the packed row has {total}; "
-                         "the row's seq_lens must add up to its length")
-    return ids.to(torch.int32)
+    """[total] int32: the document index of every token position (how many documents end at or before it).
+
+    Sync-free: the output's size is `total`, known on the host, so building a micro batch's mask never waits for
+    the GPU (counting tokens per document with repeat_interleave read cu_seqlens back to the host: one device sync
+    per micro batch). That the documents cover the row is checked on the host where rows are collated
+    (dataset.py); positions past the last document would form one more document of their own."""
+    positions = torch.arange(total, dtype=cu_seqlens.dtype, device=cu_seqlens.device)
+    return torch.searchsorted(cu_seqlens[1:].contiguous(), positions, right=True, out_int32=True)
 
 
 def document_causal_block_mask(cu_seqlens: torch.Tensor, total: int) -> BlockMask:

@@ -1,5 +1,7 @@
 """SDPACoreAttention equals Megatron-Core's DotProductAttention and a naive block-diagonal reference."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -83,11 +85,22 @@ def test_packed_documents_never_attend_across(transformer_config):
     assert not torch.allclose(got.double(), unmasked, atol=1e-3)
 
 
-def test_document_ids_must_cover_the_row():
+@pytest.mark.parametrize("lengths", [[8], [3, 5], [1, 1, 1, 5], [2, 1, 4, 1], [1] * 8])
+def test_document_ids_number_each_token_by_its_document(lengths):
     from primus_bridge.engine.megatron.document_mask import document_ids
 
-    with pytest.raises(ValueError, match="cu_seqlens covers 7 tokens but the packed row has 8"):
-        document_ids(torch.tensor([0, 3, 7], dtype=torch.int32), 8)
+    cu = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32)
+    expected = [index for index, length in enumerate(lengths) for _ in range(length)]
+    ids = document_ids(cu, sum(lengths))
+    assert ids.dtype == torch.int32 and ids.tolist() == expected
+
+
+def test_document_ids_never_read_cu_seqlens_back_to_the_host():
+    """On meta tensors (shapes, no data) it still runs: nothing in it needs cu_seqlens' values on the host, so on a
+    GPU it does not synchronize (an output sized by the data, as repeat_interleave's, fails here)."""
+    from primus_bridge.engine.megatron.document_mask import document_ids
+
+    assert document_ids(torch.empty(4, dtype=torch.int32, device="meta"), 10).shape == (10,)
 
 
 def test_unsupported_settings_are_named(transformer_config):
