@@ -13,7 +13,7 @@
 # Examples:
 #   bash benchmarks/run_suite.sh h100 benchmarks/reports/DATE-h100-suite 470 --cases llama3-8b-lora-s4096 \
 #       --systems hf-liger,megatron-fp8
-#   bash benchmarks/run_suite.sh fp8-loss benchmarks/reports/DATE-h100-fp8-loss 480   # ~7.5 min, one call
+#   bash benchmarks/run_suite.sh fp8-loss benchmarks/reports/DATE-h100-fp8-loss 540   # ~9 min: run it twice
 set -uo pipefail
 suite=${1:?usage: bash benchmarks/run_suite.sh SUITE REPORT_DIR [BUDGET_SECONDS] [flags]}
 report=${2:?usage: bash benchmarks/run_suite.sh SUITE REPORT_DIR [BUDGET_SECONDS] [flags]}

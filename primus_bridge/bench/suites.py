@@ -185,6 +185,8 @@ def _cases(systems: tuple[str, ...], rows: list[tuple]) -> tuple[BenchCase, ...]
 # 223 / 144 s (profiled, about 40 / 60 s of it), later 8B cases 91-120 / 69-107 s, 1B LoRA 103 / 40 s;
 # hf-flex: the hf times plus the compilation of the flex kernels; hf-liger: hf-flex's plus the Triton kernels'.
 # megatron-fp8: megatron's (it may be the first megatron run of a shape, paying the import); LoRA cases only.
+# On the H100 (2026-12-06, a fresh machine each call) the 8B s4096 runs took megatron 231 s, megatron-fp8 252 s
+# (about 60 s of each the first compilation of the RoPE, attention and FP8 graphs), hf-liger 121 s.
 ONE_GPU_SYSTEMS = ("megatron", "megatron-fp8", "hf", "hf-flex", "hf-liger")
 ONE_GPU_CASES = _cases(ONE_GPU_SYSTEMS, [
     # name                     shape          mode    seq  micro global (seconds per ONE_GPU_SYSTEMS)  timeout
@@ -230,11 +232,14 @@ FP8_LOSS_CASE = "llama3-8b-lora-s4096-gb1"
 
 
 def _fp8_loss_suite() -> "Suite":
-    """megatron-fp8 against megatron over 200 steps of the same 8B LoRA run (one GPU, about 7 minutes): one
-    sequence per step keeps the steps short. Expected times from the H100: the first megatron run of the shape
-    imports the HF weights (about 110 s of start-up), the second about 70 s; steps of about 0.4 s."""
+    """megatron-fp8 against megatron over 200 steps of the same 8B LoRA run (one GPU, about 9 minutes with the
+    peak and the model: more than one 10-minute device call holds, so a call may end after megatron and the next,
+    resuming, runs megatron-fp8): one sequence per step keeps the steps short. Expected times from the H100
+    (2026-12-06): start-up to the first step about 200 s on a fresh machine (the import of the HF weights, about
+    110 s, and the first compilation of the RoPE, attention and FP8 graphs, about 60 s), less where the compiled
+    kernels are cached from an earlier run on the machine; steps of about 0.35 s (bf16) and 0.38 s (FP8)."""
     case = _cases(("megatron", "megatron-fp8"), [
-        (FP8_LOSS_CASE, "llama3-8b", "lora", 4096, 1, 1, (210, 160), 300),
+        (FP8_LOSS_CASE, "llama3-8b", "lora", 4096, 1, 1, (270, 290), 400),
     ])
     loss = Target("8B LoRA FP8 base loss curve vs bf16", "loss_window_gap", (FP8_LOSS_CASE, "megatron-fp8"), "<=",
                   0.01, reference=(FP8_LOSS_CASE, "megatron"), window_steps=10)

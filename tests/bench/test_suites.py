@@ -197,7 +197,7 @@ def test_fp8_system_runs_the_lora_cases_with_megatrons_times_and_has_its_target(
     assert "megatron-fp8" not in get_suite("cpu-smoke").systems
 
 
-def test_fp8_loss_suite_is_200_steps_of_both_megatron_systems_in_one_device_call():
+def test_fp8_loss_suite_is_200_steps_of_both_megatron_systems_each_within_one_device_call():
     suite = get_suite("fp8-loss")
     (case,) = suite.cases
     assert suite.systems == ("megatron", "megatron-fp8") and suite.gpus == 1 and suite.device == "gpu"
@@ -206,7 +206,7 @@ def test_fp8_loss_suite_is_200_steps_of_both_megatron_systems_in_one_device_call
         "llama3-8b", "lora", 4096, 1, 1)
     assert case.lora_spec() == get_suite("h100").case("llama3-8b-lora-s4096").lora_spec()
     probe_and_model_s = 90  # the device probe (one 4096 square) and building the random-weight 8B checkpoint
-    assert case.expected_total_s + probe_and_model_s <= 480
+    assert all(case.expected_for(system) + probe_and_model_s <= 540 for system in suite.systems)  # resumable
     assert all(case.expected_for(system) <= case.timeout_s for system in suite.systems)
     (loss,) = suite.targets
     assert (loss.metric, loss.subject, loss.reference, loss.op, loss.threshold, loss.window_steps) == (
