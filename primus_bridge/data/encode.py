@@ -138,8 +138,11 @@ class OpeningCache:
 
     def __init__(self, backend: Tokenizer):
         self.backend, self.rule = backend, opening_split_rule(backend)
-        self.enabled = self.rule is not None
         self.openings: dict[str, Opening] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.rule is not None
 
     def split(self, rendered: Rendered) -> tuple[Opening | None, str]:
         """(the cached opening or None, the text left to tokenize)."""

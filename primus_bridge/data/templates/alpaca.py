@@ -35,9 +35,7 @@ class AlpacaTemplate:
         out.add(f"{self.bos}{preamble}\n\n")
         for i, turn in enumerate(conversation.turns):
             out.start_turn()
-            out.add(f"{TURN_SEPARATOR if i else ''}### Instruction:\n")
-            if not i:
-                out.end_opening()
+            out.add_user_header(f"{TURN_SEPARATOR if i else ''}### Instruction:\n")
             out.add(f"{turn.user}\n\n")
             if turn.context:
                 out.add(f"### Input:\n{turn.context}\n\n")

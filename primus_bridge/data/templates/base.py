@@ -47,9 +47,12 @@ class TextBuilder:
     def start_turn(self) -> None:
         self.turn_starts.append(self.length)
 
-    def end_opening(self) -> None:
-        """The text so far is the template's opening: the first user message starts here."""
-        self.opening = self.length
+    def add_user_header(self, text: str) -> None:
+        """The text before a user message (its role header); the first one closes the template's opening, the text
+        shared by the samples up to their first user message (Rendered.opening)."""
+        self.add(text)
+        if len(self.turn_starts) == 1:
+            self.opening = self.length
 
     def build(self) -> Rendered:
         return Rendered("".join(self.parts), self.responses, self.turn_starts, self.response_turns, self.opening)

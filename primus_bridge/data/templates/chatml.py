@@ -32,11 +32,9 @@ class ChatMLTemplate:
         system = conversation.system if conversation.system is not None else self.default_system
         if system is not None:
             out.add(message("system", system))
-        for i, turn in enumerate(conversation.turns):
+        for turn in conversation.turns:
             out.start_turn()
-            out.add(f"{START}user\n")
-            if not i:
-                out.end_opening()
+            out.add_user_header(f"{START}user\n")
             out.add(f"{turn.user_text()}{END}\n{GENERATION_PROMPT}")
             out.add_response(f"{turn.assistant}{END}")
             out.add("\n")

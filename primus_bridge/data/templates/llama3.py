@@ -27,11 +27,9 @@ class Llama3Template:
         out.add(BOS)
         if conversation.system is not None:
             out.add(f"{header('system')}{conversation.system.strip()}{EOT}")
-        for index, turn in enumerate(conversation.turns):
+        for turn in conversation.turns:
             out.start_turn()
-            out.add(header("user"))
-            if not index:
-                out.end_opening()
+            out.add_user_header(header("user"))
             out.add(f"{turn.user_text().strip()}{EOT}{header('assistant')}")
             out.add_response(f"{turn.assistant.strip()}{EOT}")
         return out.build()

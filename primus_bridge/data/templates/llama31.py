@@ -56,9 +56,7 @@ class Llama31Template:
             out.start_turn()
             schemas = "".join(f"{_json(tool, indent=4)}\n\n" for tool in tools) if index == 0 else ""
             preamble = f"{TOOL_INSTRUCTIONS}{schemas}" if schemas else ""
-            out.add(header("user"))
-            if not index:
-                out.end_opening()
+            out.add_user_header(header("user"))
             out.add(f"{preamble}{turn.user_text().strip()}{EOT}")
             for step in turn.replies():
                 self._add_step(out, step, conversation.where)

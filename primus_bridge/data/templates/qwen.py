@@ -67,9 +67,7 @@ class Qwen25Template:
         last_turn = len(conversation.turns) - 1
         for index, turn in enumerate(conversation.turns):
             out.start_turn()
-            out.add(f"{START}user\n")
-            if not index:
-                out.end_opening()
+            out.add_user_header(f"{START}user\n")
             out.add(f"{turn.user_text()}{END}\n")
             after_query = query_turn is not None and index >= query_turn
             replies = turn.replies()
