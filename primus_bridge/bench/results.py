@@ -1,5 +1,6 @@
 """Everything a benchmark run measured, as one typed object that round-trips through results.json."""
 
+import dataclasses
 from pathlib import Path
 from typing import Literal
 
@@ -125,24 +126,37 @@ class BenchResults(Record):
     timed_steps: int
     systems: dict[str, str]
     environment: Environment
-    measured_peak: MatmulPeak
+    """The first call's machine and code (every call's device, revision and peak: `calls`)."""
     datasheet_peak_tflops: float | None
     flops_formula: str
+    calls: list[BenchCall]
     cases: list[CaseInfo] = []
     runs: list[SystemRun] = []
     targets: list[TargetResult] = []
-    calls: list[BenchCall] = []
 
-    @model_validator(mode="after")
-    def _first_call_of_older_folders(self) -> "BenchResults":
-        """Folders written before calls were recorded: their runs ran in one call, the folder's first."""
-        if not self.calls:
-            self.calls = [BenchCall(started=self.started, device=self.environment.device.name,
-                                    revision=self.environment.git_revision, dirty=self.environment.git_dirty,
-                                    measured_peak=self.measured_peak)]
-            for run in self.runs:
-                run.call = 0 if run.call is None else run.call
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _calls_of_older_folders(cls, data):
+        """Folders written before calls were recorded hold one `measured_peak`, their only call's (its runs ran in
+        it); later ones may hold it beside `calls` (the first call's again)."""
+        if not isinstance(data, dict) or "measured_peak" not in data:
+            return data
+        data = dict(data)
+        peak = data.pop("measured_peak")
+        if not data.get("calls"):
+            env = data["environment"]
+            env = env if isinstance(env, dict) else dataclasses.asdict(env)
+            data["calls"] = [{"started": data["started"], "device": env["device"]["name"],
+                              "revision": env.get("git_revision"), "dirty": env.get("git_dirty"),
+                              "measured_peak": peak}]
+            data["runs"] = [{**run, "call": 0} if isinstance(run, dict) and run.get("call") is None else run
+                            for run in data.get("runs", [])]
+        return data
+
+    @property
+    def measured_peak(self) -> MatmulPeak:
+        """The first call's matmul peak (the folder's, where one call ran every run)."""
+        return self.calls[0].measured_peak
 
     def peak_for(self, run: SystemRun) -> MatmulPeak:
         """The matmul peak measured in the call that ran `run` (not put in yet: this call, the latest)."""

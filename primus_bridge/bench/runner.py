@@ -87,7 +87,7 @@ def new_results(suite: Suite, workspace: Workspace) -> BenchResults:
         suite=suite.name, description=suite.description, started=now(), updated=now(), precision=suite.precision,
         warmup_steps=suite.warmup_steps, timed_steps=suite.timed_steps,
         systems={name: SYSTEMS[name].description for name in suite.systems},
-        environment=capture_environment(device, REPO), measured_peak=peak,
+        environment=capture_environment(device, REPO),
         datasheet_peak_tflops=datasheet_peak_tflops(device.gpu_type, suite.precision), flops_formula=FORMULA_TEXT,
         calls=[new_call(device, peak)],
     )
