@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--suite", required=True, choices=sorted(SUITES), help="which suite to run")
     parser.add_argument("--out", type=Path, help="report folder (default benchmarks/reports/<date>-<device>-<suite>)")
     parser.add_argument("--cases", help="comma-separated case names to run (default: all of the suite)")
-    parser.add_argument("--systems", help="comma-separated systems to run (default: all of the suite's)")
+    parser.add_argument("--systems", help="comma-separated systems to run, in this order (default: all of the suite's)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs already in --out that finished (ok, skipped or not applicable); "
                              "run the rest")
