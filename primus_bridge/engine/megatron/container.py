@@ -40,6 +40,7 @@ from .compat.swiglu_recompute import use_swiglu_recompute
 from .compat.te_compat import transformer_engine_available
 from .dataset import PackedRowsProvider
 from .fp8_frozen_base import use_fp8_frozen_base
+from .layer_spec import accumulate_wgrad_in_matmul
 from .lora import build_peft
 
 
@@ -177,7 +178,8 @@ def dataset_section(cfg: PrimusConfig) -> PackedRowsProvider:
 
 
 def apply_model_settings(provider, cfg: PrimusConfig) -> None:
-    """Parallelism, sequence length and activation recompute live on Megatron's model config."""
+    """Parallelism, sequence length, weight-gradient accumulation and activation recompute live on Megatron's
+    model config."""
     p, r = cfg.parallelism, cfg.activation_checkpointing
     provider.tensor_model_parallel_size = p.tensor_model_parallel_size
     provider.pipeline_model_parallel_size = p.pipeline_model_parallel_size
@@ -186,6 +188,7 @@ def apply_model_settings(provider, cfg: PrimusConfig) -> None:
     provider.sequence_parallel = p.sequence_parallel
     provider.seq_length = cfg.data.seq_length * cfg.training.micro_batch_size
     provider.calculate_per_token_loss = True  # the step's mean over its trained tokens (see the module doc)
+    accumulate_wgrad_in_matmul(provider, trains_full_weights=not cfg.lora.use_lora)
     if head_loss_mode(cfg) == "chunked":
         provider.register_pre_wrap_hook(functools.partial(use_chunked_head_loss, min_vocab=chunked_min_vocab(cfg)))
     if r.recompute_mlp_activation:

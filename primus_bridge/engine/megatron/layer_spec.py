@@ -90,6 +90,17 @@ def local_sdpa_layer_spec(provider, vp_stage: int | None = None) -> TransformerB
     return TransformerBlockSubmodules(layer_specs=[layer] * layers, layer_norm=layer.submodules.input_layernorm)
 
 
+def accumulate_wgrad_in_matmul(provider, trains_full_weights: bool) -> None:
+    """Full-weight training on the local spec: each weight gradient summed into its fp32 main_grad by the matmul
+    itself (Megatron-Core's `gradient_accumulation_fusion` on compat/wgrad_accumulation.py's kernels), where that
+    works (a GPU). LoRA keeps it off: its frozen base has no main_grad, and the adapters' one-rank fast path
+    (compat/lora_fast_path.py) runs only without it."""
+    from .compat.wgrad_accumulation import fusion_available
+
+    if provider.transformer_layer_spec is local_sdpa_layer_spec:
+        provider.gradient_accumulation_fusion = trains_full_weights and fusion_available()
+
+
 def use_local_spec(provider) -> None:
     """Point a Megatron-Bridge model provider at the local SDPA spec and turn off TE/Apex-only fusions."""
     provider.transformer_layer_spec = local_sdpa_layer_spec

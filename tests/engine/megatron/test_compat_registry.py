@@ -66,7 +66,9 @@ def test_applied_replacements_carry_the_entrys_marker(megatron_cpu):
         if entry.phase != "process":
             continue
         values = [fingerprint.resolve(target.path) for target in entry.targets if target.lines is None]
-        marked = {installed_by(value) for value in values} - {None}
+        added = [fingerprint.resolve(path) for path in entry.adds]
+        assert all(installed_by(value) == entry.name for value in added), entry.name
+        marked = {installed_by(value) for value in values + added} - {None}
         assert marked == {entry.name}, entry.name
         assert all(installed_by(library_original(value)) is None for value in values)
 
@@ -82,6 +84,7 @@ def _different(x, scale=1.0):
     ("optimizer_resume", "megatron.core.optimizer.distrib_optimizer", "DistributedOptimizer", "load_state_dict"),
     ("swiglu_recompute", "megatron.core.fusions.fused_bias_swiglu", None, "swiglu"),
     ("fp8_frozen_base", "megatron.core.tensor_parallel.layers", "RowParallelLinear", "_forward_impl"),
+    ("wgrad_accumulation_fusion", "megatron.core.tensor_parallel.layers", "ColumnParallelLinear", "__init__"),
 ])
 def test_a_changed_signature_fails_loudly(megatron_cpu, monkeypatch, entry, module, owner, attribute):
     holder = importlib.import_module(module)

@@ -35,6 +35,9 @@ class Adaptation:
     targets: tuple[Target, ...]
     not_applicable: str | None = None
     """`module.function` returning why the entry does not apply here (TE or apex installed), or None."""
+    adds: tuple[str, ...] = ()
+    """`module:attribute` bindings the entry creates where the library found none (a missing apex module it
+    stands in for); the targets fingerprint how the library binds and reads them."""
 
     @property
     def libraries(self) -> tuple[str, ...]:
@@ -49,6 +52,10 @@ _CORE_LAYERS = "megatron.core.tensor_parallel.layers"
 _ROPE = "megatron.core.models.common.embeddings.rope_utils"
 _DISTRIB_OPTIMIZER = "megatron.core.optimizer.distrib_optimizer:DistributedOptimizer"
 _PEFT_BRIDGE = "megatron.bridge.models.conversion.peft_bridge"
+_DDP = "megatron.core.distributed.distributed_data_parallel:DistributedDataParallel"
+_LANGUAGE_MODULE = "megatron.core.models.common.language_module.language_module:LanguageModule"
+_WGRAD_BINDING_LINES = r"fused_weight_gradient_mlp_cuda|_grad_accum_fusion_available"
+"""How Megatron-Core's layers bind apex's weight-gradient kernels and record whether they are there."""
 _ADAPTER_NAME_LINES = r'^\s+"\.\w+\.weight": "adapter_'
 """The entries of ADAPTER_NAME_MAP (HF projection suffix -> CanonicalLoRA adapter key)."""
 _FLAG_LINES = r"HAVE_TE|safe_import_from\("
@@ -97,6 +104,19 @@ ADAPTATIONS: tuple[Adaptation, ...] = (
         not_applicable="foreach_kernels.not_applicable",
         targets=(*_bindings(foreach_kernels.L2_NORM_BINDINGS, "128bb632d77616dc"),
                  *_bindings(foreach_kernels.SCALE_BINDINGS, "c68dc586744c53ee"))),
+    Adaptation(
+        name="wgrad_accumulation_fusion",
+        replaces="apex's fused_weight_gradient_mlp_cuda, where Megatron-Core's local linears look for it",
+        why="without it each weight gradient is a bf16 matmul plus a second kernel adding it to the fp32 main_grad",
+        phase="process", install="wgrad_accumulation.use_wgrad_kernels",
+        not_applicable="wgrad_accumulation.not_applicable",
+        adds=(f"{_CORE_LAYERS}:fused_weight_gradient_mlp_cuda",),
+        targets=(Target(_CORE_LAYERS, "1fba698df700b504", lines=_WGRAD_BINDING_LINES),
+                 Target(f"{_CORE_LAYERS}:LinearWithGradAccumulationAndAsyncCommunication.backward", "637f3aba1be7d0dd"),
+                 Target(f"{_CORE_LAYERS}:ColumnParallelLinear.__init__", "a5e93c471aa3e098"),
+                 Target(f"{_CORE_LAYERS}:RowParallelLinear.__init__", "239448a0d9e37f89"),
+                 Target(f"{_DDP}._make_backward_post_hook", "b68d7ae8292850a2"),
+                 Target(f"{_LANGUAGE_MODULE}.setup_embeddings_and_output_layer", "6280aa7c2876377e"))),
     Adaptation(
         name="lora_fast_path",
         replaces="ParallelLinearAdapter.forward, LoRALinearSplitQKV.forward, LoRALinearSplitFC1UpGate.forward",
