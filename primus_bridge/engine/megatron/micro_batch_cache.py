@@ -2,9 +2,9 @@
 
 Every layer of a forward pass receives the same tensor objects for the micro batch's packing
 (cu_seqlens) and rotary frequencies, so what is derived from them only (the attention block mask, each
-token's rotary frequencies) is keyed by those objects' identity: the first layer builds it, the rest
-reuse it, and the next micro batch's new tensors build it again. The cache holds the key tensors, so an
-identity cannot be reused while its entry lives.
+token's rotary frequencies and their cos/sin tables) is keyed by those objects' identity: the first layer
+builds it, the rest reuse it, and the next micro batch's new tensors build it again. The cache holds the
+key tensors, so an identity cannot be reused while its entry lives.
 """
 
 from collections.abc import Callable

@@ -160,6 +160,8 @@ Inductor), with `slow`."""
 EAGER_BF16 = dict(rtol=2 ** -7, atol=2 ** -5)
 """How far Megatron's eager bf16 RoPE may be from a once-rounded one: it rounds cos, sin and both products before
 the sum, so where the sum cancels the difference is a few bf16 units of the terms (|t| < 5 here), not of the sum."""
+TRANSCENDENTAL = re.compile(r"(?<![A-Za-z])(?:cos|sin)(?![A-Za-z])")
+"""cos or sin in compiled code: a kernel named after them, `std::cos(`, a vector `.sin(`, Triton's `libdevice.cos(`."""
 VARIANTS = [  # interleaved, rot_dim (DIM: every channel; less: the rest passed through), mscale
     (False, DIM, 1.0), (True, DIM, 1.0), (False, DIM // 2, 0.7), (True, DIM // 2, 0.7)]
 
@@ -229,10 +231,15 @@ def test_bf16_rotation_rounds_once(interleaved, rot_dim, mscale):
 def test_the_eager_switch_is_read_at_every_call(monkeypatch):
     """PRIMUS_BRIDGE_EAGER_ROPE=1 selects Megatron-Core's eager rotation on the GPU (test_packed_rope_gpu.py checks
     the dispatch itself); unset or 0, the fused one."""
-    from primus_bridge.engine.megatron.compat.packed_rope import EAGER_ROPE_SWITCH, eager_rope_requested
+    from primus_bridge.engine.megatron.compat.packed_rope import (
+        EAGER_ROPE_SWITCH,
+        eager_rope_requested,
+        fused_rope_wanted,
+    )
 
     monkeypatch.delenv(EAGER_ROPE_SWITCH, raising=False)
     assert EAGER_ROPE_SWITCH == "PRIMUS_BRIDGE_EAGER_ROPE" and not eager_rope_requested()
+    assert not fused_rope_wanted(torch.zeros(1), mla_rotary_interleaved=False)  # the CPU: Megatron-Core's own
     monkeypatch.setenv(EAGER_ROPE_SWITCH, "1")
     assert eager_rope_requested()
     monkeypatch.setenv(EAGER_ROPE_SWITCH, "0")
@@ -240,19 +247,55 @@ def test_the_eager_switch_is_read_at_every_call(monkeypatch):
 
 @needs_compiler
 @pytest.mark.slow
-@pytest.mark.parametrize("interleaved,rot_dim,mscale", VARIANTS[2:])
-def test_compiled_rotation_equals_megatron_in_float32(interleaved, rot_dim, mscale):
-    """`fused_rope` (what runs on the GPU), compiled here by Inductor for the CPU: Megatron-Core's forward and
-    gradient within float32 rounding (the compiled cos/sin and fused multiply-adds may differ in the last bit).
-    Both rotations with pass-through channels and mscale here (a compilation costs seconds on the CPU); every
-    channel rotated: the next test (halves) and test_packed_rope_gpu.py (all four variants)."""
-    from primus_bridge.engine.megatron.compat.packed_rope import fused_rope
+@pytest.mark.parametrize("interleaved,rot_dim", [(interleaved, rot_dim) for interleaved, rot_dim, _ in VARIANTS])
+def test_compiled_rotation_equals_megatron_in_float32(interleaved, rot_dim):
+    """`fused_rotation` (what runs on the GPU) with `rotation_tables`, compiled here by Inductor for the CPU, all four
+    variants with mscale != 1: the float32 reference's (`rope_in_float32`, Megatron-Core's arithmetic) forward and
+    gradient within float32 rounding (fused multiply-adds may differ in the last bit)."""
+    from primus_bridge.engine.megatron.compat.packed_rope import fused_rotation, rotation_tables
+
+    def fused(t, freqs, interleaved, mscale):
+        return fused_rotation(t, rotation_tables(freqs, mscale), interleaved)
 
     t, freqs = _stream(23, 3, torch.float32), _token_freqs(23, rot_dim)
-    got = _rotated(fused_rope, t, freqs, interleaved=interleaved, mscale=mscale)
-    expected = _rotated(_bshd, t, freqs, interleaved=interleaved, mscale=mscale)
+    got = _rotated(fused, t, freqs, interleaved=interleaved, mscale=0.7)
+    expected = _rotated(_bshd, t, freqs, interleaved=interleaved, mscale=0.7)
     for got_part, expected_part in zip(got, expected):
         torch.testing.assert_close(got_part, expected_part, rtol=1e-5, atol=1e-5)
+    assert torch.equal(got[0][..., rot_dim:], t[..., rot_dim:])  # pass-through channels unchanged
+
+
+@needs_compiler
+@pytest.mark.slow
+def test_rotation_tables_are_computed_once_per_micro_batch(cp_group, monkeypatch):
+    """The GPU's packed rotation (`fused_packed_rope`, compiled here for the CPU): every layer's queries and keys,
+    forward and backward, read the tables the micro batch's first call built; a new micro batch (new cu_seqlens) or
+    another mscale builds new ones. The result is Megatron-Core's within float32 rounding."""
+    from primus_bridge.engine.megatron.compat import packed_rope
+
+    lengths, built = [5, 9, 2, 7], []
+    build = packed_rope._tables._build
+    monkeypatch.setattr(packed_rope._tables, "_build", lambda *key: built.append(key) or build(*key))
+    cu, freqs = _cu(lengths), _freqs(max(lengths))
+
+    def layers(cu_seqlens, mscale=1.0, count=3):
+        for _ in range(count):
+            for heads in (4, 2):  # queries and keys
+                t = torch.randn(sum(lengths), heads, DIM)
+                got = _forward_backward(packed_rope.fused_packed_rope, t, cu_seqlens, freqs, mscale=mscale)
+                expected = _forward_backward(_megatron(), t, cu_seqlens, freqs, mscale=mscale, cp_group=cp_group)
+                for got_part, expected_part in zip(got, expected):
+                    torch.testing.assert_close(got_part, expected_part, rtol=1e-5, atol=1e-5)
+
+    layers(cu)
+    assert len(built) == 1
+    (token_freqs, mscale), tables = built[0], packed_rope._tables.get(*built[0])
+    assert mscale == 1.0 and tables.shape == (sum(lengths), 1, 1, 2 * DIM) and tables.dtype == torch.float32
+    assert torch.equal(tables, torch.cat((torch.cos(token_freqs), torch.sin(token_freqs)), dim=-1))
+    layers(_cu(lengths), count=1)  # the next micro batch's tensors
+    assert len(built) == 2
+    layers(cu, mscale=0.7, count=1)
+    assert len(built) == 3
 
 
 def _queries_and_keys(tokens: int, groups: int, heads_per_group: int, seed: int):
@@ -269,9 +312,9 @@ def _queries_and_keys(tokens: int, groups: int, heads_per_group: int, seed: int)
 @pytest.mark.slow
 def test_compiled_rotation_is_one_kernel_each_way_and_serves_queries_keys_and_lengths():
     """bf16 like training: 8 query heads and 2 key heads (a strided view), sequence lengths, mscale values and
-    no-grad calls (validation) share a few graphs, each one kernel (forward, backward, no-grad forward); after the
-    first micro batch nothing compiles again. The compiled result is the uncompiled `rope_in_float32`'s up to a
-    last-bit difference, and Megatron's within `EAGER_BF16`."""
+    no-grad calls (validation) share a few graphs, each one kernel (forward, backward, no-grad forward) that reads
+    the cos/sin tables and computes neither; after the first micro batch nothing compiles again. The compiled result
+    is the uncompiled `rope_in_float32`'s up to a last-bit difference, and Megatron's within `EAGER_BF16`."""
     from torch._dynamo.utils import counters
     from torch._inductor.utils import run_and_get_code
 
@@ -299,6 +342,7 @@ def test_compiled_rotation_is_one_kernel_each_way_and_serves_queries_keys_and_le
     assert 1 <= first_graphs <= 4, dict(counters["stats"])
     assert len(programs) >= 2 * first_graphs - 1  # forward and backward programs
     assert all(len(re.findall(r"= async_compile\.(?:cpp_pybinding|cpp|triton)\(", code)) == 1 for code in programs)
+    assert not any(TRANSCENDENTAL.search(code) for code in programs)  # forward and backward read the tables
     with torch._dynamo.config.patch(error_on_recompile=True):
         for tokens, mscale, seed in ((91, 1.0, 1), (20, 0.7, 2), (64, 1.3, 3)):
             micro_batch(tokens, mscale, seed)

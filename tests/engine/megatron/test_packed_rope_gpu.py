@@ -1,6 +1,7 @@
 """packed_rope on a GPU: the fused rotation (one compiled kernel each way) against Megatron-Core's eager function,
-the packed stream's dispatch (fused; Megatron's with PRIMUS_BRIDGE_EAGER_ROPE=1 or MLA interleaving), and the
-Llama-3-8B shapes' speed, eager against fused (printed; the fused one must be faster)."""
+the packed stream's dispatch (fused, with the micro batch's cos/sin tables built once; Megatron's with
+PRIMUS_BRIDGE_EAGER_ROPE=1 or MLA interleaving), and the Llama-3.2-3B and Llama-3-8B shapes' speed: eager, cos/sin
+computed in the kernel, and the tables read (printed; reading the tables must be the fastest)."""
 
 import pytest
 import torch
@@ -8,12 +9,16 @@ import torch.distributed as dist
 from gpu_timing import device_ms  # same folder
 from test_packed_rope import EAGER_BF16, VARIANTS, _bshd, _cu, _errors, _freqs, _output_grad, _rotated  # same folder
 
+from primus_bridge.engine.megatron.compat import packed_rope
 from primus_bridge.engine.megatron.compat.packed_rope import (
     EAGER_ROPE_SWITCH,
     _megatron_thd,
+    _turned,
     fused_rope,
+    fused_rotation,
     packed_rope_thd,
     positions_in_documents,
+    rotation_tables,
 )
 
 pytestmark = pytest.mark.gpu
@@ -58,9 +63,11 @@ def test_fused_rope_on_the_gpu_equals_megatron(interleaved, rot_dim, mscale):
 
 def test_packed_stream_on_the_gpu_runs_one_kernel_each_way(cp_group, monkeypatch):
     """`packed_rope_thd` on CUDA tensors: the fused rotation (one kernel forward, one backward; Megatron-Core's loop
-    launches dozens), Megatron's within `EAGER_BF16`; MLA interleaving and PRIMUS_BRIDGE_EAGER_ROPE=1 give
-    Megatron-Core's result bit for bit."""
-    lengths = [300, 17, 1, 900, 45]
+    launches dozens) reading cos/sin tables built once for the micro batch, Megatron's within `EAGER_BF16`; MLA
+    interleaving and PRIMUS_BRIDGE_EAGER_ROPE=1 give Megatron-Core's result bit for bit."""
+    lengths, built = [300, 17, 1, 900, 45], []
+    build = packed_rope._tables._build
+    monkeypatch.setattr(packed_rope._tables, "_build", lambda *key: built.append(key) or build(*key))
     cu, freqs = _cu(lengths).cuda(), _freqs(max(lengths), DIM).cuda()
     t = torch.randn(sum(lengths), 8, DIM, device="cuda").bfloat16().requires_grad_(True)
     megatron = _megatron_thd()(t, cu, freqs, cp_group=cp_group)
@@ -76,43 +83,69 @@ def test_packed_stream_on_the_gpu_runs_one_kernel_each_way(cp_group, monkeypatch
     # one kernel forward, one backward, one adding the gradient to t.grad
     assert _cuda_kernels(lambda: packed_rope_thd(t, cu, freqs, cp_group=cp_group).backward(grad)) <= 3
     assert _cuda_kernels(lambda: _megatron_thd()(t, cu, freqs, cp_group=cp_group).backward(grad)) > 20
+    assert len(built) == 1  # every call above read the micro batch's tables
     assert torch.equal(packed_rope_thd(t, cu, freqs, mla_rotary_interleaved=True, cp_group=cp_group),
                        _megatron_thd()(t, cu, freqs, mla_rotary_interleaved=True, cp_group=cp_group))
     monkeypatch.setenv(EAGER_ROPE_SWITCH, "1")
     assert torch.equal(packed_rope_thd(t, cu, freqs, cp_group=cp_group), megatron)
 
 
-def _milliseconds_per_layer(rotate, queries, keys, freqs, grads, repeats: int = 20) -> float:
-    """One layer's RoPE: queries and keys, forward and backward."""
-
-    def layer():
-        for t, grad in zip((queries, keys), grads):
-            rotate(t, freqs).backward(grad)
-            t.grad = None
-
-    return device_ms(layer, repeats)
+def _angles_in_kernel(t, freqs):
+    """The rotation as compiled before the cos/sin tables (halves, every channel, mscale 1): cos and sin of the angle
+    of every element of every head computed inside the kernel. The baseline the tables must beat."""
+    x, angles = t.float(), freqs.float()
+    return (x * torch.cos(angles) + _turned(x, interleaved=False) * torch.sin(angles)).to(t.dtype)
 
 
-def test_llama3_8b_shapes_fused_is_faster_than_eager():
-    """q [8192, 32, 128] and k [8192, 8, 128] in bf16, forward and backward: one layer's RoPE, eager and fused.
-    Queries and keys share the compiled graph (no recompilation between them or for another length)."""
+def _attention_inputs(tokens: int, query_heads: int, key_heads: int):
+    """Megatron-Core's local attention layout as `packed_rope_thd` rotates it, [tokens, 1, heads, DIM] bf16 leaves:
+    queries copied out of the QKV projection's output, keys a strided view of it."""
+    per_group = query_heads // key_heads
+    mixed = torch.randn(tokens, key_heads, (per_group + 2) * DIM, device="cuda").bfloat16()
+    queries = mixed[..., :per_group * DIM].reshape(tokens, query_heads, DIM)
+    keys = mixed[..., per_group * DIM:(per_group + 1) * DIM]
+    assert queries.is_contiguous() and not keys.is_contiguous()
+    return [t.unsqueeze(1).detach().requires_grad_(True) for t in (queries, keys)]
+
+
+def _milliseconds_per_call(rotate, t, freqs, grad, repeats: int = 20) -> float:
+    """One call's RoPE for t (a layer's queries or keys), forward and backward."""
+
+    def call():
+        rotate(t, freqs).backward(grad)
+        t.grad = None
+
+    return device_ms(call, repeats)
+
+
+@pytest.mark.parametrize("model,tokens,query_heads,key_heads", [
+    ("Llama-3.2-3B", 4096, 24, 8), ("Llama-3-8B", 8192, 32, 8)])
+def test_fused_rotation_reading_tables_is_faster_than_angles_and_eager(model, tokens, query_heads, key_heads):
+    """Queries and keys in bf16 at the model's shapes, forward and backward: Megatron-Core's eager ops, the kernel
+    computing cos and sin of every element (`_angles_in_kernel`) and `fused_rotation` reading the micro batch's
+    tables; the last must be the fastest for queries and for keys. Queries and keys compile a graph each (their
+    layouts), another length none."""
     from torch._dynamo.utils import counters
 
-    tokens = 8192
     freqs = _freqs(tokens, DIM)[torch.arange(tokens) % 1500].cuda()  # positions restarting in every document
-    queries, keys = (torch.randn(tokens, 1, heads, DIM, device="cuda").bfloat16().requires_grad_(True)
-                     for heads in (32, 8))
-    grads = [torch.randn_like(t) for t in (queries, keys)]
-    eager = _milliseconds_per_layer(_bshd, queries, keys, freqs, grads)
+    tables = rotation_tables(freqs)
+    inputs = _attention_inputs(tokens, query_heads, key_heads)
+    grads = [torch.randn_like(t) for t in inputs]
+    angles_in_kernel = torch.compile(_angles_in_kernel, dynamic=True, fullgraph=True)
+    eager = [_milliseconds_per_call(_bshd, t, freqs, grad) for t, grad in zip(inputs, grads)]
+    angles = [_milliseconds_per_call(angles_in_kernel, t, freqs, grad) for t, grad in zip(inputs, grads)]
     torch._dynamo.reset()
     counters.clear()
-    fused = _milliseconds_per_layer(fused_rope, queries, keys, freqs, grads)
+    fused = [_milliseconds_per_call(fused_rotation, t, tables, grad) for t, grad in zip(inputs, grads)]
     graphs = counters["stats"]["unique_graphs"]
     with torch._dynamo.config.patch(error_on_recompile=True):
-        shorter = [t.detach()[:4096].requires_grad_(True) for t in (queries, keys)]
-        _milliseconds_per_layer(fused_rope, *shorter, freqs[:4096], [g[:4096] for g in grads], repeats=1)
-    assert counters["stats"]["unique_graphs"] == graphs == 1
-    print(f"\nLlama-3-8B RoPE per layer (q and k, forward and backward, {torch.cuda.get_device_name()}): "
-          f"eager {eager:.3f} ms, fused {fused:.3f} ms ({eager / fused:.2f}x); "
-          f"x 32 layers a micro batch: {32 * eager:.1f} ms -> {32 * fused:.1f} ms")
-    assert fused < eager
+        for t, grad in zip(inputs, grads):
+            shorter = t.detach()[:tokens // 2].requires_grad_(True)
+            _milliseconds_per_call(fused_rotation, shorter, tables[:tokens // 2], grad[:tokens // 2], repeats=1)
+    assert counters["stats"]["unique_graphs"] == graphs and 1 <= graphs <= 2
+    print(f"\n{model} RoPE per call, forward and backward ({torch.cuda.get_device_name()}), queries | keys: "
+          f"eager {eager[0]:.3f} | {eager[1]:.3f} ms, cos/sin in the kernel {angles[0]:.3f} | {angles[1]:.3f} ms, "
+          f"tables {fused[0]:.3f} | {fused[1]:.3f} ms")
+    for kind, ours, theirs, megatrons in zip(("queries", "keys"), fused, angles, eager):
+        assert ours < theirs, f"{kind}: tables {ours:.3f} ms, cos/sin in the kernel {theirs:.3f} ms"
+        assert ours < megatrons, f"{kind}: tables {ours:.3f} ms, eager {megatrons:.3f} ms"

@@ -12,26 +12,32 @@ the GPU. `packed_rope_thd` does the same call in ~110 operations whatever the nu
 
 `packed_rope_thd` gives every token the frequencies of its position inside its document (found on
 the device with `searchsorted`, no sync; once per micro batch, shared by every layer) and rotates the
-whole stream at once (`rope_bshd`). Context-parallel streams (their per-rank slicing) and the deprecated
+whole stream at once. Context-parallel streams (their per-rank slicing) and the deprecated
 `multi_latent_attention` keyword go to Megatron-Core's function unchanged.
 
 The rotation itself:
 - on the CPU, with MLA interleaving (`mla_rotary_interleaved`) or with PRIMUS_BRIDGE_EAGER_ROPE=1 in the
   environment (A/B measurements): Megatron-Core's own `_apply_rotary_pos_emb_bshd`, the same element-wise
   arithmetic as its loop, so the result is bit for bit Megatron's;
-- on a GPU (CUDA or ROCm): `fused_rope`, one kernel forward and one backward (with pass-through channels,
-  rot_dim < head_dim, their copy may be a second), compiled by torch.compile (Inductor). Megatron-Core's
-  eager version launches a kernel per operation, six of them memory-bound passes over the whole
-  [tokens, heads, head_dim] tensor forward (mul, neg, cat, mul, add, cat) and as many backward: ~15% of
-  the GPU time of a Llama-3-8B LoRA step at 8,192 tokens, second only to the matmuls. The kernel computes
-  cos and sin of each token's frequencies and the rotation in float32 and rounds once to the input's dtype
-  (`rope_in_float32`): float32 inputs give Megatron's result up to float32 rounding; bf16 results are
-  within one bf16 rounding of the exact value, where Megatron's eager ops round after every step (cos and
-  sin, both products, the sum), so the two differ by a few bf16 units of the products (where the sum
-  cancels, more relative to it), the fused result being the more accurate.
+- on a GPU (CUDA or ROCm): `fused_rotation`, one kernel forward and one backward (with pass-through
+  channels, rot_dim < head_dim, their copy may be a second), compiled by torch.compile (Inductor).
+  Megatron-Core's eager version launches a kernel per operation, six of them memory-bound passes over the
+  whole [tokens, heads, head_dim] tensor forward (mul, neg, cat, mul, add, cat) and as many backward: ~15%
+  of the GPU time of a Llama-3-8B LoRA step at 8,192 tokens, second only to the matmuls. The kernel reads
+  the micro batch's `rotation_tables`: cos and sin of each token's frequencies times mscale, in float32,
+  computed once per micro batch (and mscale) by the first layer's queries and kept in a `MicroBatchCache`
+  beside the token frequencies ([tokens, 1, 1, 2 * rot_dim] float32: 4 MB at 4,096 tokens and rot_dim 128),
+  read by every layer's queries and keys, forward and backward. Computing the two transcendentals inside
+  the kernel instead, for every head and channel, made it several times slower than its memory traffic.
+  The rotation is float32 and rounds once to the input's dtype (`rope_in_float32`): float32 inputs give
+  Megatron's result up to float32 rounding (the tables' cos and sin are the same float32 functions of the
+  same angles; another kernel's may differ in the last bit); bf16 results are within one bf16 rounding of
+  the exact value, where Megatron's eager ops round after every step (cos and sin, both products, the
+  sum), so the two differ by a few bf16 units of the products (where the sum cancels, more relative to
+  it), the fused result being the more accurate.
   Each variant (rotated halves or interleaved pairs; all channels or the first rot_dim) is its own
   compiled function with dynamic shapes: head counts (32 query and 8 key heads for Llama-3-8B), sequence
-  lengths, models and mscale values share a graph. What still compiles separately is the memory layout
+  lengths and models share a graph (mscale is in the tables). What still compiles separately is the memory layout
   and the grad mode: with grouped-query attention the queries are copied out of the QKV projection's
   output and the keys are a strided view of it, each called with and without autograd (validation, a
   recomputed forward): 4 graphs at most, within Dynamo's limit of 8 per function. The first micro batch
@@ -72,8 +78,33 @@ def token_frequencies(cu_seqlens: torch.Tensor, freqs: torch.Tensor, total: int,
     return freqs[positions_in_documents(cu_seqlens.to(device), total)]
 
 
+def rotation_tables(freqs: torch.Tensor, mscale: float = 1.0) -> torch.Tensor:
+    """[tokens, b, 1, 2 * rot_dim] float32 from freqs [tokens, b, 1, rot_dim]: cos(freqs) * mscale, then
+    sin(freqs) * mscale, of the float32 angles: the factors Megatron-Core's `_apply_rotary_pos_emb_bshd` multiplies
+    by, before its rounding to t's dtype. `fused_rotation` reads them instead of computing two transcendentals for
+    every element of every head."""
+    angles = freqs.float()
+    return torch.cat((torch.cos(angles) * mscale, torch.sin(angles) * mscale), dim=-1)
+
+
 _token_freqs = MicroBatchCache(token_frequencies)
 """Queries and keys of every layer share one micro batch's cu_seqlens and freqs: computed once per micro batch."""
+_tables = MicroBatchCache(rotation_tables)
+"""Keyed by the micro batch's token frequencies (one tensor per micro batch, see `micro_batch_frequencies`) and
+mscale: the queries and keys of every layer, forward, recomputed forward and backward, read one table."""
+
+
+def micro_batch_frequencies(cu_seqlens: torch.Tensor, freqs: torch.Tensor, total: int,
+                            device: torch.device) -> torch.Tensor:
+    """[total, 1, 1, rot_dim]: each token's frequencies, freqs itself where it covers the whole stream (Megatron-Core
+    then offsets each document by its start, so token i takes freqs[i])."""
+    return freqs if freqs.size(0) == total else _token_freqs.get(cu_seqlens, freqs, total, device)
+
+
+def micro_batch_tables(cu_seqlens: torch.Tensor, freqs: torch.Tensor, total: int, device: torch.device,
+                       mscale: float) -> torch.Tensor:
+    """`rotation_tables` of the micro batch's token frequencies, built by its first call."""
+    return _tables.get(micro_batch_frequencies(cu_seqlens, freqs, total, device), mscale)
 
 
 def _megatron_thd():
@@ -95,37 +126,43 @@ def _turned(x: torch.Tensor, interleaved: bool) -> torch.Tensor:
     return (x.unflatten(-1, (2, -1)).flip(-2) * sign[:, None]).flatten(-2)
 
 
-def _rotation(t: torch.Tensor, freqs: torch.Tensor, mscale: float, interleaved: bool, partial: bool) -> torch.Tensor:
-    """t [s, b, h, d] rotated by freqs [s, b or 1, 1, rot_dim] on its first rot_dim channels (`partial`: rot_dim < d,
-    the rest passed through), in float32, rounded once to t's dtype."""
-    rot_dim = freqs.shape[-1]
+def _rotation(t: torch.Tensor, tables: torch.Tensor, interleaved: bool, partial: bool) -> torch.Tensor:
+    """t [s, b, h, d] rotated by `rotation_tables` [s, b or 1, 1, 2 * rot_dim] on its first rot_dim channels
+    (`partial`: rot_dim < d, the rest passed through), in float32, rounded once to t's dtype."""
+    rot_dim = tables.shape[-1] // 2
     x = (t[..., :rot_dim] if partial else t).float()
-    angles = freqs.float()
-    rotated = (x * (torch.cos(angles) * mscale) + _turned(x, interleaved) * (torch.sin(angles) * mscale)).to(t.dtype)
+    cos, sin = tables[..., :rot_dim], tables[..., rot_dim:]
+    rotated = (x * cos + _turned(x, interleaved) * sin).to(t.dtype)
     return torch.cat((rotated, t[..., rot_dim:]), dim=-1) if partial else rotated
+
+
+def _rotates_part(t: torch.Tensor, tables: torch.Tensor) -> bool:
+    """rot_dim < head_dim: the last channels pass through unchanged."""
+    return tables.shape[-1] != 2 * t.shape[-1]
 
 
 def rope_in_float32(t: torch.Tensor, freqs: torch.Tensor, mscale: float = 1.0,
                     interleaved: bool = False) -> torch.Tensor:
     """Megatron-Core's `_apply_rotary_pos_emb_bshd` (without MLA interleaving) computed in float32 and rounded once
     to t's dtype: out = t * cos + turned(t) * sin on the first rot_dim channels, the rest unchanged."""
-    return _rotation(t, freqs, mscale, interleaved, partial=freqs.shape[-1] != t.shape[-1])
+    tables = rotation_tables(freqs, mscale)
+    return _rotation(t, tables, interleaved, partial=_rotates_part(t, tables))
 
 
-def _halves(t, freqs, mscale):
-    return _rotation(t, freqs, mscale, interleaved=False, partial=False)
+def _halves(t, tables):
+    return _rotation(t, tables, interleaved=False, partial=False)
 
 
-def _halves_partial(t, freqs, mscale):
-    return _rotation(t, freqs, mscale, interleaved=False, partial=True)
+def _halves_partial(t, tables):
+    return _rotation(t, tables, interleaved=False, partial=True)
 
 
-def _pairs(t, freqs, mscale):
-    return _rotation(t, freqs, mscale, interleaved=True, partial=False)
+def _pairs(t, tables):
+    return _rotation(t, tables, interleaved=True, partial=False)
 
 
-def _pairs_partial(t, freqs, mscale):
-    return _rotation(t, freqs, mscale, interleaved=True, partial=True)
+def _pairs_partial(t, tables):
+    return _rotation(t, tables, interleaved=True, partial=True)
 
 
 _VARIANTS = {(False, False): _halves, (False, True): _halves_partial, (True, False): _pairs,
@@ -140,9 +177,15 @@ def _compiled_rotation(interleaved: bool, partial: bool):
     return torch.compile(_VARIANTS[interleaved, partial], dynamic=True, fullgraph=True)
 
 
+def fused_rotation(t: torch.Tensor, tables: torch.Tensor, interleaved: bool = False) -> torch.Tensor:
+    """t rotated by `rotation_tables`, compiled (on whatever device t is): reads t and the tables, writes the result;
+    its backward reads the output gradient and the same tables."""
+    return _compiled_rotation(interleaved, _rotates_part(t, tables))(t, tables)
+
+
 def fused_rope(t: torch.Tensor, freqs: torch.Tensor, mscale: float = 1.0, interleaved: bool = False) -> torch.Tensor:
-    """`rope_in_float32`, compiled (on whatever device t is)."""
-    return _compiled_rotation(interleaved, freqs.shape[-1] != t.shape[-1])(t, freqs, mscale)
+    """`rope_in_float32`, compiled: `rotation_tables` of freqs, then `fused_rotation`."""
+    return fused_rotation(t, rotation_tables(freqs, mscale), interleaved)
 
 
 def eager_rope_requested() -> bool:
@@ -150,17 +193,21 @@ def eager_rope_requested() -> bool:
     return os.environ.get(EAGER_ROPE_SWITCH, "0") == "1"
 
 
-def rope_bshd(t: torch.Tensor, freqs: torch.Tensor, rotary_interleaved: bool = False,
-              mla_rotary_interleaved: bool = False, mscale: float = 1.0) -> torch.Tensor:
-    """Megatron-Core's `_apply_rotary_pos_emb_bshd`: fused on a GPU, Megatron-Core's own on the CPU, with MLA
-    interleaving or with PRIMUS_BRIDGE_EAGER_ROPE=1."""
-    if t.is_cuda and not mla_rotary_interleaved and not eager_rope_requested():
-        return fused_rope(t, freqs, mscale, rotary_interleaved)
-    return rope_utils._apply_rotary_pos_emb_bshd(t, freqs, rotary_interleaved=rotary_interleaved,
-                                                 mla_rotary_interleaved=mla_rotary_interleaved, mscale=mscale)
+def fused_rope_wanted(t: torch.Tensor, mla_rotary_interleaved: bool) -> bool:
+    """The fused rotation on a GPU; Megatron-Core's own on the CPU, with MLA interleaving or with
+    PRIMUS_BRIDGE_EAGER_ROPE=1."""
+    return t.is_cuda and not mla_rotary_interleaved and not eager_rope_requested()
 
 
 # -- the packed stream -------------------------------------------------------------------------------------------
+
+
+def fused_packed_rope(t: torch.Tensor, cu_seqlens: torch.Tensor, freqs: torch.Tensor,
+                      rotary_interleaved: bool = False, mscale: float = 1.0) -> torch.Tensor:
+    """The packed stream t [t, heads, dim] rotated by `fused_rotation` with its micro batch's tables (what
+    `packed_rope_thd` runs on a GPU)."""
+    tables = micro_batch_tables(cu_seqlens, freqs, t.size(0), t.device, mscale)
+    return fused_rotation(t.unsqueeze(1), tables, rotary_interleaved).squeeze(1)
 
 
 def packed_rope_thd(t: torch.Tensor, cu_seqlens: torch.Tensor, freqs: torch.Tensor,
@@ -171,10 +218,12 @@ def packed_rope_thd(t: torch.Tensor, cu_seqlens: torch.Tensor, freqs: torch.Tens
         return _megatron_thd()(t, cu_seqlens, freqs, rotary_interleaved=rotary_interleaved,
                                mla_rotary_interleaved=mla_rotary_interleaved, mscale=mscale, cp_group=cp_group,
                                multi_latent_attention=multi_latent_attention)
-    total = t.size(0)
-    token_freqs = freqs if freqs.size(0) == total else _token_freqs.get(cu_seqlens, freqs, total, t.device)
-    return rope_bshd(t.unsqueeze(1), token_freqs, rotary_interleaved=rotary_interleaved,
-                     mla_rotary_interleaved=mla_rotary_interleaved, mscale=mscale).squeeze(1)
+    if fused_rope_wanted(t, mla_rotary_interleaved):
+        return fused_packed_rope(t, cu_seqlens, freqs, rotary_interleaved, mscale)
+    token_freqs = micro_batch_frequencies(cu_seqlens, freqs, t.size(0), t.device)
+    return rope_utils._apply_rotary_pos_emb_bshd(t.unsqueeze(1), token_freqs, rotary_interleaved=rotary_interleaved,
+                                                 mla_rotary_interleaved=mla_rotary_interleaved,
+                                                 mscale=mscale).squeeze(1)
 
 
 def use_packed_rope() -> None:
