@@ -11,6 +11,10 @@ from .environment import Environment
 from .peak import MatmulPeak
 
 RESULTS_FILE = "results.json"
+DataSource = Literal["sample", "text-process"]
+"""What a suite's cases train on: "sample", the shipped examples/data/alpaca_sample.jsonl repeated until every step
+has fresh rows (a model memorises it: fine for speed, not for comparing loss curves); "text-process", records
+freshly drawn from the synthetic text process (text_process.py), whose loss cannot fall to zero."""
 
 
 class Record(BaseModel):
@@ -122,6 +126,8 @@ class BenchResults(Record):
     started: str
     updated: str
     precision: str
+    data_source: DataSource = "sample"
+    """What the cases trained on (folders written before it was recorded all trained on the sample)."""
     warmup_steps: int
     timed_steps: int
     systems: dict[str, str]

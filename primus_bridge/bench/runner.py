@@ -85,6 +85,7 @@ def new_results(suite: Suite, workspace: Workspace) -> BenchResults:
     log.info("measured %s matmul peak: %.1f TFLOP/s on %s", peak.dtype, peak.tflops_median, device.name)
     return BenchResults(
         suite=suite.name, description=suite.description, started=now(), updated=now(), precision=suite.precision,
+        data_source=suite.data_source,
         warmup_steps=suite.warmup_steps, timed_steps=suite.timed_steps,
         systems={name: SYSTEMS[name].description for name in suite.systems},
         environment=capture_environment(device, REPO),
@@ -99,6 +100,10 @@ def resumed_results(options: RunOptions) -> BenchResults:
     results = load_results(options.out_dir)
     if results.suite != options.suite.name:
         raise ValueError(f"{options.out_dir} holds suite {results.suite!r}, not {options.suite.name!r}")
+    if results.data_source != options.suite.data_source:
+        raise ValueError(f"{options.out_dir} holds runs on the {results.data_source} data; suite "
+                         f"{options.suite.name} now trains on the {options.suite.data_source} data: give this "
+                         "run its own --out folder")
     device, peak = probe_device(options.suite, options.workspace)
     recorded = results.environment.device
     if (device.kind, device.name, device.count) != (recorded.kind, recorded.name, recorded.count):

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import ConfigDict
 
 from ..models.lora import PROJECTIONS, LoraSpec
-from .results import CaseShape
+from .results import CaseShape, DataSource
 from .shapes import get_shape
 
 
@@ -135,6 +135,8 @@ class Suite:
 
     peak_model_linears: bool = False
     """Also time each case's own linear layers (tokens of a micro batch x the fused projections' sizes)."""
+    data_source: DataSource = "sample"
+    """What every case trains on (results.py: DataSource); the description says it where it is not the sample."""
 
     def peak_shapes(self) -> tuple[tuple[int, int, int], ...]:
         """(m, n, k) shapes whose best median is the measured peak: the squares, then the cases' linears."""
@@ -234,10 +236,12 @@ FP8_LOSS_CASE = "llama3-8b-lora-s4096-gb1"
 def _fp8_loss_suite() -> "Suite":
     """megatron-fp8 against megatron over 200 steps of the same 8B LoRA run (one GPU, about 9 minutes with the
     peak and the model: more than one 10-minute device call holds, so a call may end after megatron and the next,
-    resuming, runs megatron-fp8): one sequence per step keeps the steps short. Expected times from the H100
-    (2026-12-06): start-up to the first step about 200 s on a fresh machine (the import of the HF weights, about
-    110 s, and the first compilation of the RoPE, attention and FP8 graphs, about 60 s), less where the compiled
-    kernels are cached from an earlier run on the machine; steps of about 0.35 s (bf16) and 0.38 s (FP8)."""
+    resuming, runs megatron-fp8): one sequence per step keeps the steps short. The data is the text process: on the
+    repeated sample the model memorises the data, the loss falls to about 1e-4 and relative gaps are noise.
+    Expected times from the H100 (2026-12-06): start-up to the first step about 200 s on a fresh machine (the
+    import of the HF weights, about 110 s, and the first compilation of the RoPE, attention and FP8 graphs, about
+    60 s), less where the compiled kernels are cached from an earlier run on the machine; steps of about 0.35 s
+    (bf16) and 0.38 s (FP8)."""
     case = _cases(("megatron", "megatron-fp8"), [
         (FP8_LOSS_CASE, "llama3-8b", "lora", 4096, 1, 1, (270, 290), 400),
     ])
@@ -246,9 +250,10 @@ def _fp8_loss_suite() -> "Suite":
     return Suite(
         name="fp8-loss",
         description="The 8B LoRA r16 case (seq 4096) at one sequence per step, 200 timed steps: the loss curve of "
-                    "precision.fp8_frozen_base against bf16's on the same weights and batches",
+                    "precision.fp8_frozen_base against bf16's on the same weights and batches, on records of the "
+                    "synthetic text process (never repeated, so the loss stays above the process's entropy rate)",
         device="gpu", systems=("megatron", "megatron-fp8"), warmup_steps=2, timed_steps=200, cases=case,
-        peak_squares=(4096,), targets=(loss,), gpus=1,
+        peak_squares=(4096,), targets=(loss,), gpus=1, data_source="text-process",
     )
 
 

@@ -1,5 +1,8 @@
 """Per-case inputs: the random-weight model, the benchmark data file, and each system's config.
 
+The data is the suite's `data_source`: the shipped sample repeated (speed suites), or records of the synthetic
+text process (text_process.py: loss-curve suites, where a memorised sample would drive the loss to zero).
+
 Both systems of a case get the same model folder, data file, tokenizer, seq_length, seed and batch
 sizes, so they train on the same packed rows; the harness fingerprints those rows once per case.
 """
@@ -16,7 +19,9 @@ from ..config.layers import Layer
 from ..config.resolve import resolve
 from ..config.schema import PrimusConfig
 from ..utils.atomic import atomic_write_text
+from . import text_process
 from .processes import log_tail, python_command, run_logged
+from .results import DataSource
 from .suites import SYSTEMS, BenchCase, Suite
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,6 +30,8 @@ SAMPLE_DATA = REPO / "examples" / "data" / "alpaca_sample.jsonl"
 DEFAULT_WORKDIR = REPO / ".cache" / "primus-bridge" / "bench"
 LEARNING_RATES = {"sft": 1.0e-5, "lora": 2.0e-4}  # the contract's guidance ranges
 MAX_DATA_ATTEMPTS = 4
+TEXT_PROCESS_RECORDS_PER_COPY = 200
+"""The text process's data grows in blocks of this many records (the sample's grows by copies of itself)."""
 BUILD_TIMEOUT_S = 900
 
 
@@ -37,8 +44,13 @@ class Workspace:
     def model_dir(self, shape: str) -> Path:
         return self.root / "models" / shape
 
-    def data_file(self, copies: int) -> Path:
-        """Named by the sample's content too, so an edited sample is never served from an old file."""
+    def data_file(self, copies: int, source: DataSource = "sample") -> Path:
+        """Named by the source (the sample, or the text process) and its content, the sample's file or the text
+        process's code: an edited source is never served from an old file, and the two never share a name."""
+        if source == "text-process":
+            digest = hashlib.sha256(Path(text_process.__file__).read_bytes()).hexdigest()[:12]
+            records = copies * TEXT_PROCESS_RECORDS_PER_COPY
+            return self.root / "data" / f"text-process-seed{text_process.SEED}-{digest}-n{records}.jsonl"
         digest = hashlib.sha256(SAMPLE_DATA.read_bytes()).hexdigest()[:12]
         return self.root / "data" / f"{SAMPLE_DATA.stem}-{digest}-x{copies}.jsonl"
 
@@ -82,6 +94,14 @@ def write_repeated_data(copies: int, out: Path) -> Path:
         text = SAMPLE_DATA.read_text(encoding="utf-8")
         atomic_write_text(out, (text if text.endswith("\n") else text + "\n") * copies)
     return out
+
+
+def write_case_data(source: DataSource, copies: int, out: Path) -> Path:
+    """`copies` of the suite's data: the sample repeated, or TEXT_PROCESS_RECORDS_PER_COPY records a copy of the
+    text process (each record freshly drawn: the first records are the same for any count)."""
+    if source == "text-process":
+        return out if out.is_file() else text_process.write_text_process(copies * TEXT_PROCESS_RECORDS_PER_COPY, out)
+    return write_repeated_data(copies, out)
 
 
 def case_values(case: BenchCase, suite: Suite, system: str, model_dir: Path, data_file: Path,
@@ -158,14 +178,15 @@ def fingerprint_rows(split, indices: list[int]) -> str:
 
 
 def prepare_case_data(case: BenchCase, suite: Suite, model_dir: Path, workspace: Workspace) -> tuple[Path, int, str]:
-    """(data file, packed training rows, fingerprint): repeat the sample until every step has fresh rows."""
+    """(data file, packed training rows, fingerprint): more copies of the suite's data until every step has fresh
+    rows."""
     from ..data import prepare_data
     from ..data.tokenizer import load_tokenizer
 
     copies, needed = 1, rows_needed(case, suite)
     system = [name for name in suite.systems if case.mode in SYSTEMS[name].applies_to][-1]
     for _ in range(MAX_DATA_ATTEMPTS):
-        data_file = write_repeated_data(copies, workspace.data_file(copies))
+        data_file = write_case_data(suite.data_source, copies, workspace.data_file(copies, suite.data_source))
         cfg = build_config(case_values(case, suite, system, model_dir, data_file, workspace), case, suite.gpus)
         prepared = prepare_data(cfg, load_tokenizer(cfg))
         rows = len(prepared.train)
@@ -173,7 +194,7 @@ def prepare_case_data(case: BenchCase, suite: Suite, model_dir: Path, workspace:
             consumed = consumed_rows(prepared.train, cfg.data.seed, needed)
             return data_file, rows, fingerprint_rows(prepared.train, consumed)
         copies = max(copies + 1, math.ceil(copies * needed * 1.15 / max(rows, 1)))
-    raise RuntimeError(f"{case.name}: could not make {needed} packed rows from {SAMPLE_DATA}")
+    raise RuntimeError(f"{case.name}: could not make {needed} packed rows from the {suite.data_source} data")
 
 
 def write_run_config(values: dict, run_dir: Path) -> Path:

@@ -159,3 +159,38 @@ def test_profiled_runs_report_how_busy_the_gpu_was(sample_results, tmp_path):
     text = markdown_text(sample_results)
     assert "| lora-4k | megatron | 4.0 | 3.0 | 75.0% | 1 (4.0 ms) |" in text
     assert "| lora-4k | hf | 4" not in text.split("## GPU busy")[1].split("##")[0]
+
+
+def test_method_names_the_text_process_when_the_suite_trained_on_it(sample_results, tmp_path):
+    from primus_bridge.bench.text_process import DESCRIPTION
+
+    assert sample_results.data_source == "sample" and "- Data:" not in markdown_text(sample_results)
+    sample_results.data_source = "text-process"
+    method = markdown_text(sample_results).split("## Method")[1].split("\n## ")[0]
+    assert f"- Data: {DESCRIPTION}." in method and "synthetic text process" in method
+    write_reports(sample_results, tmp_path)
+    assert load_results(tmp_path).data_source == "text-process"
+
+
+def test_folders_written_before_the_data_source_was_recorded_read_as_the_sample(sample_results, tmp_path):
+    import json
+
+    write_reports(sample_results, tmp_path)
+    record = json.loads((tmp_path / "results.json").read_text())
+    del record["data_source"]
+    (tmp_path / "results.json").write_text(json.dumps(record))
+    assert load_results(tmp_path).data_source == "sample"
+
+
+def test_resuming_refuses_a_folder_trained_on_another_data_source(sample_results, tmp_path):
+    from primus_bridge.bench.runner import RunOptions, resumed_results
+    from primus_bridge.bench.suites import get_suite
+    from primus_bridge.bench.workspace import Workspace
+
+    suite = get_suite("fp8-loss")
+    sample_results.suite = suite.name  # a folder of the suite from before it trained on the text process
+    write_reports(sample_results, tmp_path / "report")
+    options = RunOptions(suite, tmp_path / "report", Workspace(tmp_path / "work"), suite.cases, resume=True)
+    with pytest.raises(ValueError, match="holds runs on the sample data; suite fp8-loss now trains on the "
+                                         "text-process data: give this run its own --out folder"):
+        resumed_results(options)

@@ -212,6 +212,7 @@ def test_fp8_loss_suite_is_200_steps_of_both_megatron_systems_each_within_one_de
     assert (loss.metric, loss.subject, loss.reference, loss.op, loss.threshold, loss.window_steps) == (
         "loss_window_gap", (case.name, "megatron-fp8"), (case.name, "megatron"), "<=", 0.01, 10)
     assert suite.timed_steps % loss.window_steps == 0
+    assert suite.data_source == "text-process", "a repeated sample is memorised: its near-zero losses are noise"
 
 
 def test_a_loss_curve_target_takes_exactly_one_reference_run():

@@ -5,6 +5,7 @@ from pathlib import Path
 from ...utils.atomic import atomic_write_text
 from ..anchors import ANCHORS
 from ..results import BenchResults, SystemRun
+from ..text_process import DESCRIPTION as TEXT_PROCESS_DESCRIPTION
 from .plots import LOSS_PNG, MEMORY_PNG, THROUGHPUT_PNG
 from .rows import Comparison, comparisons, gib, memory_bytes, variant_comparisons
 
@@ -62,6 +63,7 @@ def method_section(results: BenchResults) -> list[str]:
              f"- Each system runs every case in a fresh process: {results.warmup_steps} warm-up + "
              f"{results.timed_steps} timed optimizer steps on the same random-weight checkpoint and the same packed "
              f"rows (the data fingerprint below), {results.precision}.",
+             *([f"- Data: {TEXT_PROCESS_DESCRIPTION}."] if results.data_source == "text-process" else []),
              "- tokens/s/GPU = global batch x seq_length / mean timed step time / GPUs. Step time p50/p90 over the "
              "timed steps.",
              f"- {results.flops_formula}",
