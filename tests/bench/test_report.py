@@ -66,6 +66,18 @@ def test_index_lists_each_run_with_headline_numbers(sample_results, tmp_path):
     assert "hf failed" in index
 
 
+def test_index_tells_a_system_that_does_not_apply_from_one_that_did_not_run(sample_results, tmp_path):
+    from tests.bench.conftest import make_case
+
+    sample_results.systems["megatron-fp8"] = "the FP8 frozen base"
+    sft = make_case("sft-4k").model_copy(update={"mode": "sft"})
+    sample_results.cases = [sft, *sample_results.cases]
+    write_reports(sample_results, tmp_path / "run")
+    index = write_index(tmp_path).read_text()
+    assert "| sft-4k | megatron not run / hf not run / megatron-fp8 not_applicable |" in index  # LoRA cases only
+    assert "megatron-fp8 not run |" in index  # a LoRA case it was not asked to run
+
+
 def test_empty_index(tmp_path):
     assert "No runs yet." in write_index(tmp_path).read_text()
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from ...utils.atomic import atomic_write_text
 from ..results import RESULTS_FILE, BenchResults, load_results
+from ..suites import SYSTEMS
 from .markdown import fmt, pct, table
 from .rows import comparisons
 
@@ -29,11 +30,17 @@ def _case_rows(folder: str, results: BenchResults) -> list[list[str]]:
             run = results.run(case.name, system)
             m = run.metrics if run is not None and run.status == "ok" else None
             cells.append(f"{system} {fmt(m.tokens_per_s_per_gpu)} ({pct(m.mfu_measured)})" if m else
-                         f"{system} {run.status if run else 'not run'}")
+                         f"{system} {run.status if run else _absent(system, case.mode)}")
         mine = [c for c in found if c.case == case.name]
         rows.append([f"[{folder}]({folder}/report.md)", results.environment.device.name, case.name, " / ".join(cells),
                      _per_baseline(mine, "speed_ratio"), _per_baseline(mine, "memory_ratio"), targets])
     return rows
+
+
+def _absent(system: str, mode: str) -> str:
+    """A system with no run on a case: one that does not apply to the case's mode was never meant to run."""
+    spec = SYSTEMS.get(system)
+    return "not_applicable" if spec is not None and mode not in spec.applies_to else "not run"
 
 
 def _per_baseline(found: list, ratio: str) -> str:
