@@ -85,6 +85,7 @@ def _different(x, scale=1.0):
     ("swiglu_recompute", "megatron.core.fusions.fused_bias_swiglu", None, "swiglu"),
     ("fp8_frozen_base", "megatron.core.tensor_parallel.layers", "RowParallelLinear", "_forward_impl"),
     ("wgrad_accumulation_fusion", "megatron.core.tensor_parallel.layers", "ColumnParallelLinear", "__init__"),
+    ("fused_adam", "megatron.core.optimizer", None, "_get_megatron_optimizer_based_on_param_groups"),
 ])
 def test_a_changed_signature_fails_loudly(megatron_cpu, monkeypatch, entry, module, owner, attribute):
     holder = importlib.import_module(module)

@@ -118,6 +118,12 @@ ADAPTATIONS: tuple[Adaptation, ...] = (
                  Target(f"{_DDP}._make_backward_post_hook", "b68d7ae8292850a2"),
                  Target(f"{_LANGUAGE_MODULE}.setup_embeddings_and_output_layer", "6280aa7c2876377e"))),
     Adaptation(
+        name="fused_adam",
+        replaces="megatron.core.optimizer._get_megatron_optimizer_based_on_param_groups (its torch Adam made fused)",
+        why="without apex or TE Megatron-Core's Adam is torch's foreach implementation: many passes a step",
+        phase="process", install="fused_adam.use_fused_adam", not_applicable="fused_adam.not_applicable",
+        targets=(Target("megatron.core.optimizer:_get_megatron_optimizer_based_on_param_groups", "63b51cde127c66f0"),)),
+    Adaptation(
         name="lora_fast_path",
         replaces="ParallelLinearAdapter.forward, LoRALinearSplitQKV.forward, LoRALinearSplitFC1UpGate.forward",
         why="on one tensor-parallel rank the adapters' parallel-linear machinery costs host time and does nothing",
