@@ -22,9 +22,10 @@ Megatron-Core and gets a zero placeholder plus the other layer's gradient (its o
 
 Registry entry `wgrad_accumulation_fusion`, installed by `use_wgrad_kernels()` where apex is absent: it binds
 `WGRAD_KERNELS` as `layers.fused_weight_gradient_mlp_cuda` and sets `layers._grad_accum_fusion_available`.
-The local spec turns `gradient_accumulation_fusion` on only where `fusion_available()` (a GPU, torch's
-`addmm(out_dtype=...)` accepting a float32 accumulator: probed once on the device): Megatron-Core's placeholder
-gradients are allocated on `torch.cuda.current_device()`, so CPU runs keep the unfused path.
+`layer_spec.accumulate_wgrad_in_matmul` turns `gradient_accumulation_fusion` on for full-weight training on the
+local spec where `fusion_available()`: a GPU, and torch's `addmm(out_dtype=...)` accepting a float32 accumulator
+(probed once on the device). Megatron-Core's placeholder gradients are allocated on `torch.cuda.current_device()`,
+so CPU runs keep the unfused path.
 """
 
 import functools
