@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config.layers import Layer
+from ..config.layers import Layer, merge_layers, nest
 from ..config.resolve import resolve
 from ..config.schema import PrimusConfig
 from ..utils.atomic import atomic_write_text
@@ -131,16 +131,10 @@ def case_values(case: BenchCase, suite: Suite, system: str, model_dir: Path, dat
 
 
 def with_settings(values: dict, settings: tuple[tuple[str, object], ...]) -> dict:
-    """`values` with each ("section.key", value) set in it (sections created where missing)."""
-    for dotted, value in settings:
-        *sections, key = dotted.split(".")
-        node = values
-        for section in sections:
-            node = node.setdefault(section, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"system setting {dotted!r}: {section!r} holds a value, not a section")
-        node[key] = value
-    return values
+    """`values` with each ("section.key", value) set over it, by the config's own layering (config/layers.py)."""
+    layers = [Layer("bench case", values), *(Layer(f"system setting {dotted}", nest(dotted, value))
+                                            for dotted, value in settings)]
+    return merge_layers(layers)[0]
 
 
 def lora_values(case: BenchCase) -> dict:
