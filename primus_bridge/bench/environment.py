@@ -49,8 +49,6 @@ class Environment:
     platform: str
     cpu_count: int
     libraries: dict[str, str | None] = field(default_factory=dict)
-    git_revision: str | None = None
-    git_dirty: bool | None = None
 
 
 def library_versions() -> dict[str, str | None]:
@@ -103,7 +101,6 @@ def git_revision(repo: Path) -> tuple[str | None, bool | None]:
 def capture_environment(device: DeviceInfo, repo: Path) -> Environment:
     import torch
 
-    commit, dirty = git_revision(repo)
     return Environment(
         device=device,
         driver=driver_version() if device.kind == "cuda" else None,
@@ -113,8 +110,6 @@ def capture_environment(device: DeviceInfo, repo: Path) -> Environment:
         platform=platform.platform(),
         cpu_count=os.cpu_count() or 0,
         libraries=library_versions(),
-        git_revision=commit,
-        git_dirty=dirty,
     )
 
 

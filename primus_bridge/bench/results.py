@@ -143,18 +143,22 @@ class BenchResults(Record):
     @model_validator(mode="before")
     @classmethod
     def _calls_of_older_folders(cls, data):
-        """Folders written before calls were recorded hold one `measured_peak`, their only call's (its runs ran in
-        it); later ones may hold it beside `calls` (the first call's again)."""
-        if not isinstance(data, dict) or "measured_peak" not in data:
+        """Folders written before calls were recorded hold one `measured_peak` and the code revision in the
+        environment, their only call's (its runs ran in it); later ones may hold them beside `calls` (the first
+        call's again)."""
+        if not isinstance(data, dict):
             return data
         data = dict(data)
+        env = data["environment"]
+        env = dict(env) if isinstance(env, dict) else dataclasses.asdict(env)
+        revision, dirty = env.pop("git_revision", None), env.pop("git_dirty", None)  # now each call's
+        data["environment"] = env
+        if "measured_peak" not in data:
+            return data
         peak = data.pop("measured_peak")
         if not data.get("calls"):
-            env = data["environment"]
-            env = env if isinstance(env, dict) else dataclasses.asdict(env)
-            data["calls"] = [{"started": data["started"], "device": env["device"]["name"],
-                              "revision": env.get("git_revision"), "dirty": env.get("git_dirty"),
-                              "measured_peak": peak}]
+            data["calls"] = [{"started": data["started"], "device": env["device"]["name"], "revision": revision,
+                              "dirty": dirty, "measured_peak": peak}]
             data["runs"] = [{**run, "call": 0} if isinstance(run, dict) and run.get("call") is None else run
                             for run in data.get("runs", [])]
         return data

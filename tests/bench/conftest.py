@@ -5,7 +5,7 @@ import pytest
 from primus_bridge.bench.environment import DeviceInfo, Environment
 from primus_bridge.bench.metrics import compute_metrics
 from primus_bridge.bench.peak import MatmulPeak
-from primus_bridge.bench.results import BenchResults, CaseInfo, SystemRun
+from primus_bridge.bench.results import BenchCall, BenchResults, CaseInfo, SystemRun
 from primus_bridge.bench.suites import Target
 from primus_bridge.bench.targets import evaluate
 from primus_bridge.models.flops import FORMULA_TEXT
@@ -46,13 +46,14 @@ def sample_results() -> BenchResults:
                         capability="9.0")
     environment = Environment(device=device, driver="nvidia 580.159.04", torch_cuda="13.0", torch_hip=None,
                               python="3.12.3", platform="Linux", cpu_count=16,
-                              libraries={"torch": "2.11.0", "transformer-engine": None}, git_revision="abc123",
-                              git_dirty=False)
+                              libraries={"torch": "2.11.0", "transformer-engine": None})
     results = BenchResults(
         suite="h200", description="test suite", started="2026-11-29T10:00:00+00:00",
         updated="2026-11-29T10:30:00+00:00", precision="bf16", warmup_steps=1, timed_steps=4,
         systems={"megatron": "ours", "hf": "baseline"}, environment=environment,
-        measured_peak=MatmulPeak("cuda:0", "bf16", 8192, 30, 790.0, 800.0), datasheet_peak_tflops=989.4,
+        calls=[BenchCall(started="2026-11-29T10:00:00+00:00", device="NVIDIA H200", revision="abc123", dirty=False,
+                         measured_peak=MatmulPeak("cuda:0", "bf16", 8192, 30, 790.0, 800.0))],
+        datasheet_peak_tflops=989.4,
         flops_formula=FORMULA_TEXT,
     )
     four_k, eight_k = make_case("lora-4k"), make_case("lora-8k")

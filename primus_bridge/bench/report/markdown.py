@@ -33,7 +33,8 @@ def environment_section(results: BenchResults) -> list[str]:
         gpu += f", {device.memory_bytes / 1024**3:.0f} GiB, compute capability {device.capability}"
     runtime = f"built for CUDA {env.torch_cuda}" if env.torch_cuda else \
         (f"built for HIP {env.torch_hip}" if env.torch_hip else "CPU build")
-    revision = f"{env.git_revision or 'unknown'}{' (uncommitted changes)' if env.git_dirty else ''}"
+    first = results.calls[0]
+    revision = f"{first.revision or 'unknown'}{' (uncommitted changes)' if first.dirty else ''}"
     rows = [["device", gpu], ["driver", env.driver or "–"], ["torch", f"{env.libraries.get('torch')} ({runtime})"],
             ["libraries", libraries], ["python / platform", f"{env.python} / {env.platform}"],
             ["code revision" + (" (first call; every call's in Method)" if len(results.calls) > 1 else ""), revision]]
