@@ -106,7 +106,7 @@ def test_the_local_spec_turns_it_on_only_for_full_weights_where_it_runs(megatron
 
 @pytest.mark.gpu
 def test_cuda_kernel_sums_in_float32_and_is_available():
-    from primus_bridge.engine.megatron.compat.wgrad_accumulation import fusion_available
+    from primus_bridge.engine.megatron.compat.wgrad_accumulation import fp32_accumulator_accepted, fusion_available
     from primus_bridge.engine.megatron.runtime import prepare_megatron
 
     prepare_megatron()
@@ -115,4 +115,4 @@ def test_cuda_kernel_sums_in_float32_and_is_available():
     main_grad = start.clone()
     wgrad_gemm_accum_fp32(total_input, grad_output, main_grad)
     torch.testing.assert_close(main_grad.double(), exact, rtol=1e-5, atol=1e-4)
-    assert fusion_available()
+    assert fusion_available() and fp32_accumulator_accepted(main_grad.device.index)  # this torch: one GEMM in place

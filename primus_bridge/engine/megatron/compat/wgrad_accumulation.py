@@ -23,18 +23,22 @@ Megatron-Core and gets a zero placeholder plus the other layer's gradient (its o
 Registry entry `wgrad_accumulation_fusion`, installed by `use_wgrad_kernels()` where apex is absent: it binds
 `WGRAD_KERNELS` as `layers.fused_weight_gradient_mlp_cuda` and sets `layers._grad_accum_fusion_available`.
 `layer_spec.accumulate_wgrad_in_matmul` turns `gradient_accumulation_fusion` on for full-weight training on the
-local spec where `fusion_available()`: a GPU, and torch's `addmm(out_dtype=...)` accepting a float32 accumulator
-(probed once on the device). Megatron-Core's placeholder gradients are allocated on `torch.cuda.current_device()`,
-so CPU runs keep the unfused path.
+local spec where `fusion_available()` (a GPU: Megatron-Core's placeholder gradients are allocated on
+`torch.cuda.current_device()`, so CPU runs keep the unfused path). Whether this torch's `addmm(out_dtype=...)`
+accepts a float32 accumulator in place is probed once per device, at the first weight gradient; where it does
+not, the kernel adds a bf16 product as the unfused path does (and says so once).
 """
 
 import functools
 import importlib.util
+import logging
 from types import SimpleNamespace
 
 import torch
 
 from .marker import installed_by, mark
+
+log = logging.getLogger("primus_bridge")
 
 ENTRY = "wgrad_accumulation_fusion"
 LAYERS_MODULE = "megatron.core.tensor_parallel.layers"
@@ -45,10 +49,32 @@ AVAILABLE_FLAG = "_grad_accum_fusion_available"
 
 def wgrad_gemm_accum_fp32(total_input: torch.Tensor, grad_output: torch.Tensor, main_grad: torch.Tensor) -> None:
     """main_grad (float32) += grad_output^T @ total_input, summed in float32 without rounding the product to bf16."""
-    if main_grad.is_cuda:
-        torch.addmm(main_grad, grad_output.t(), total_input, out_dtype=torch.float32, out=main_grad)
-    else:
+    if not main_grad.is_cuda:
         main_grad.addmm_(grad_output.t().float(), total_input.float())
+    elif fp32_accumulator_accepted(main_grad.device.index):
+        torch.addmm(main_grad, grad_output.t(), total_input, out_dtype=torch.float32, out=main_grad)
+    else:  # an older torch: the unfused path's arithmetic (a bf16 product added to main_grad)
+        main_grad.add_(grad_output.t() @ total_input)
+
+
+@functools.cache
+def fp32_accumulator_accepted(device_index: int) -> bool:
+    """Whether this torch's CUDA addmm takes bf16 operands with a float32 accumulator in place (`out_dtype`;
+    older releases required the accumulator in the operands' dtype): one tiny GEMM on the device, the first time a
+    weight gradient reaches it (the device is the rank's by then)."""
+    device = torch.device("cuda", device_index)
+    accumulator = torch.zeros(16, 16, device=device)
+    operand = torch.ones(16, 16, device=device, dtype=torch.bfloat16)
+    try:
+        torch.addmm(accumulator, operand, operand, out_dtype=torch.float32, out=accumulator)
+        accepted = bool(accumulator[0, 0].item() == 16.0)
+    except (RuntimeError, TypeError):
+        accepted = False
+    if not accepted:
+        log.warning("torch %s: addmm does not accumulate bf16 products into a float32 tensor in place; weight "
+                    "gradients are added after a bf16 matmul, as without gradient accumulation fusion",
+                    torch.__version__)
+    return accepted
 
 
 def wgrad_gemm_accum_fp16(total_input: torch.Tensor, grad_output: torch.Tensor, main_grad: torch.Tensor) -> None:
@@ -78,28 +104,9 @@ def use_wgrad_kernels() -> None:
     setattr(layers, AVAILABLE_FLAG, True)
 
 
-@functools.cache
-def _fp32_accumulator_accepted(device_index: int) -> bool:
-    """Whether this torch's CUDA addmm takes bf16 operands with a float32 accumulator (`out_dtype`; older
-    releases required the accumulator in the operands' dtype): one tiny GEMM on the device."""
-    device = torch.device("cuda", device_index)
-    accumulator = torch.zeros(16, 16, device=device)
-    operand = torch.ones(16, 16, device=device, dtype=torch.bfloat16)
-    try:
-        wgrad_gemm_accum_fp32(operand, operand, accumulator)
-    except (RuntimeError, TypeError):
-        return False
-    return bool(accumulator[0, 0].item() == 16.0)
-
-
 def fusion_available() -> bool:
-    """Whether Megatron-Core's `gradient_accumulation_fusion` can be on for the local spec: on a GPU, with
-    apex's kernels or ours bound, and ours working with this torch."""
+    """Whether Megatron-Core's `gradient_accumulation_fusion` can be on for the local spec: on a GPU, with apex's
+    kernels or ours bound."""
     if not torch.cuda.is_available():
         return False
-    layers = importlib.import_module(LAYERS_MODULE)
-    if not getattr(layers, AVAILABLE_FLAG, False):
-        return False
-    if installed_by(getattr(layers, KERNELS_NAME, None)) != ENTRY:
-        return True
-    return _fp32_accumulator_accepted(torch.cuda.current_device())
+    return bool(getattr(importlib.import_module(LAYERS_MODULE), AVAILABLE_FLAG, False))
