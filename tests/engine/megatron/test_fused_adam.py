@@ -103,3 +103,23 @@ def test_megatron_cores_adam_comes_out_fused_on_the_fused_devices(ddp_linear, mo
     inner, _ = built()
     assert inner.param_groups and all(group["fused"] and not group["foreach"] for group in inner.param_groups)
     assert inner.defaults["fused"] and inner._step_supports_amp_scaling
+
+
+@pytest.mark.gpu
+def test_on_the_gpu_the_fused_kernel_gives_the_foreach_updates_and_resumes():
+    reference = [torch.nn.Parameter(p.detach().cuda()) for p in _params()]
+    fused = [torch.nn.Parameter(p.detach().cuda()) for p in _params()]
+    foreach = torch.optim.AdamW(_groups(reference), lr=1e-2)
+    switched = torch.optim.AdamW(_groups(fused), lr=1e-2)
+    assert fuse(switched)  # the product's default: GPU parameters
+    for _ in range(3):
+        for a, b in zip(reference, fused):
+            a.grad = torch.randn_like(a)
+            b.grad = a.grad.clone()
+        foreach.step()
+        switched.step()
+    for got, want in zip(fused, reference):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    resumed = torch.optim.AdamW(_groups([torch.nn.Parameter(p.detach().clone()) for p in fused]), lr=1e-2)
+    resumed.load_state_dict(switched.state_dict())
+    assert all(state["step"].is_cuda for state in resumed.state.values())
