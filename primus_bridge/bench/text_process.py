@@ -71,13 +71,15 @@ def _uniform(low: int, high: int, rng: random.Random) -> int:
 ZIPF = [1.0 / rank for rank in range(1, WORDS + 1)]
 ZIPF_CUMULATIVE = _cumulative(ZIPF)
 SUCCESSOR_WEIGHTS = [1.0 / rank for rank in range(1, SUCCESSORS + 1)]
+SYLLABLES_CUMULATIVE = _cumulative([3.0, 5.0, 2.0])
+"""Running weights of words of 1, 2 and 3 syllables."""
 
 
 def _lexicon(rng: random.Random) -> list[str]:
     """WORDS distinct pseudo-words of 1 to 3 syllables, shortest first (rank 1 is the most frequent)."""
     words: dict[str, None] = {}
     while len(words) < WORDS:
-        syllables = 1 + _draw(_cumulative([3.0, 5.0, 2.0]), rng)
+        syllables = 1 + _draw(SYLLABLES_CUMULATIVE, rng)
         word = "".join(ONSETS[int(rng.random() * len(ONSETS))] + VOWELS[int(rng.random() * len(VOWELS))]
                        + CODAS[int(rng.random() * len(CODAS))] for _ in range(syllables))
         words.setdefault(word)
