@@ -43,6 +43,12 @@ SYSTEMS = {
                                              "FP8 tensor cores; adapters, norms, attention and head in bf16",
                            (("precision.fp8_frozen_base", True),), variant_of="megatron", applies_to=("lora",),
                            needs_fp8=True),
+    "megatron-graph": System("megatron", True, "the megatron engine with model.cuda_graph: full_iteration (each "
+                                               "step's forward and backward replayed as one CUDA graph)",
+                             (("model.cuda_graph", "full_iteration"),), variant_of="megatron"),
+    "megatron-fp8-graph": System("megatron", True, "megatron-fp8 with model.cuda_graph: full_iteration",
+                                 (("precision.fp8_frozen_base", True), ("model.cuda_graph", "full_iteration")),
+                                 variant_of="megatron-fp8", applies_to=("lora",), needs_fp8=True),
     "hf": System("hf", False, "HF Transformers + PEFT baseline (attention: flash-attention 2 when installed, else "
                               "SDPA with a block-diagonal mask over the packed documents)", baseline=True),
     "hf-flex": System("hf", False, "HF Transformers + PEFT baseline with transformers' flex_attention (a block mask "
@@ -189,15 +195,16 @@ def _cases(systems: tuple[str, ...], rows: list[tuple]) -> tuple[BenchCase, ...]
 # megatron-fp8: megatron's (it may be the first megatron run of a shape, paying the import); LoRA cases only.
 # On the H100 (2026-12-06, a fresh machine each call) the 8B s4096 runs took megatron 231 s, megatron-fp8 252 s
 # (about 60 s of each the first compilation of the RoPE, attention and FP8 graphs), hf-liger 121 s.
-ONE_GPU_SYSTEMS = ("megatron", "megatron-fp8", "hf", "hf-flex", "hf-liger")
+# megatron-graph and megatron-fp8-graph: as megatron and megatron-fp8 (the recording adds seconds).
+ONE_GPU_SYSTEMS = ("megatron", "megatron-fp8", "megatron-graph", "megatron-fp8-graph", "hf", "hf-flex", "hf-liger")
 ONE_GPU_CASES = _cases(ONE_GPU_SYSTEMS, [
     # name                     shape          mode    seq  micro global (seconds per ONE_GPU_SYSTEMS)  timeout
-    ("llama3.2-1b-sft-s4096",  "llama3.2-1b", "sft",  4096, 2, 16, (160, None, 60, 90, 100), 300),
-    ("llama3.2-3b-sft-s4096",  "llama3.2-3b", "sft",  4096, 1, 8, (160, None, 70, 100, 110), 360),
-    ("llama3-8b-lora-s4096",   "llama3-8b",   "lora", 4096, 1, 8, (240, 240, 110, 140, 150), 480),
-    ("llama3-8b-lora-s8192",   "llama3-8b",   "lora", 8192, 1, 4, (160, 160, 120, 150, 160), 420),
-    ("llama3-8b-lora-s2048",   "llama3-8b",   "lora", 2048, 2, 16, (160, 160, 100, 130, 140), 420),
-    ("llama3.2-1b-lora-s4096", "llama3.2-1b", "lora", 4096, 2, 16, (130, 130, 60, 90, 100), 300),
+    ("llama3.2-1b-sft-s4096",  "llama3.2-1b", "sft",  4096, 2, 16, (160, None, 160, None, 60, 90, 100), 300),
+    ("llama3.2-3b-sft-s4096",  "llama3.2-3b", "sft",  4096, 1, 8, (160, None, 160, None, 70, 100, 110), 360),
+    ("llama3-8b-lora-s4096",   "llama3-8b",   "lora", 4096, 1, 8, (240, 240, 240, 240, 110, 140, 150), 480),
+    ("llama3-8b-lora-s8192",   "llama3-8b",   "lora", 8192, 1, 4, (160, 160, 160, 160, 120, 150, 160), 420),
+    ("llama3-8b-lora-s2048",   "llama3-8b",   "lora", 2048, 2, 16, (160, 160, 160, 160, 100, 130, 140), 420),
+    ("llama3.2-1b-lora-s4096", "llama3.2-1b", "lora", 4096, 2, 16, (130, 130, 130, 130, 60, 90, 100), 300),
 ])
 
 HF_BASELINES = tuple(name for name, system in SYSTEMS.items() if system.baseline)

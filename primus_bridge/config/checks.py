@@ -148,6 +148,22 @@ def _check_fp8_frozen_base(cfg: PrimusConfig) -> list[str]:
     return [f"{key}: needs {need}; change it or set {key}: false" for need in needs]
 
 
+def _check_cuda_graph(cfg: PrimusConfig) -> list[str]:
+    """What the config alone says against model.cuda_graph (the GPU and the layer spec are checked by the engine)."""
+    if cfg.model.cuda_graph == "none":
+        return []
+    key, p, needs = "model.cuda_graph", cfg.parallelism, []
+    if cfg.engine == "hf":
+        needs.append("engine: megatron (the hf engine runs eagerly)")
+    if cfg.model.transformer_impl == "transformer_engine":
+        needs.append("model.transformer_impl: local (the graph is built and tested on the local spec)")
+    if p.pipeline_model_parallel_size > 1:
+        needs.append("parallelism.pipeline_model_parallel_size: 1")
+    if p.context_parallel_size > 1:
+        needs.append("parallelism.context_parallel_size: 1")
+    return [f"{key}: {cfg.model.cuda_graph} needs {need}; change it or set {key}: none" for need in needs]
+
+
 def _check_head_loss(cfg: PrimusConfig) -> list[str]:
     needs = chunked_head_needs(cfg) if cfg.model.head_loss == "chunked" else []
     if not needs:
@@ -185,6 +201,7 @@ def cross_field_errors(cfg: PrimusConfig, origins: dict[str, str], world_size: i
         *_check_parallel_flags(cfg),
         *_check_io(cfg),
         *_check_fp8_frozen_base(cfg),
+        *_check_cuda_graph(cfg),
         *_check_head_loss(cfg),
         *_check_profiling(cfg),
     ]

@@ -33,7 +33,9 @@ def test_case_builds_a_valid_config_for_every_system(suite, case, tmp_path):
         for dotted, value in SYSTEMS[system].settings:
             assert _config_value(cfg, dotted) == value, (system, dotted)
         assert cfg.model.attn_implementation == dict(SYSTEMS[system].settings).get("model.attn_implementation", "auto")
-        assert cfg.precision.fp8_frozen_base == (system == "megatron-fp8")
+        settings = dict(SYSTEMS[system].settings)
+        assert cfg.precision.fp8_frozen_base == settings.get("precision.fp8_frozen_base", False)
+        assert cfg.model.cuda_graph == settings.get("model.cuda_graph", "none")
         assert cfg.mode == case.mode
         assert cfg.data.seq_length == case.seq_length
         assert cfg.training.train_iters == suite.warmup_steps + suite.timed_steps
@@ -55,17 +57,18 @@ def test_one_gpu_suites_cover_the_cases_and_every_hf_baseline(card):
     assert lora_8b == {2048, 4096, 8192}
     assert {c.shape for c in suite.cases if c.mode == "sft"} == {"llama3.2-1b", "llama3.2-3b"}
     assert all(c.seq_length == 4096 for c in suite.cases if c.mode == "sft")
-    assert set(suite.systems) == {"megatron", "megatron-fp8", "hf", "hf-flex", "hf-liger"}
+    assert set(suite.systems) == {"megatron", "megatron-fp8", "megatron-graph", "megatron-fp8-graph", "hf", "hf-flex",
+                                  "hf-liger"}
     assert dict(SYSTEMS["hf-liger"].settings) == {"model.attn_implementation": "flex_attention",
                                                   "model.liger_kernel": True}
     assert all(set(c.lora_targets) == set(SHAPES["llama3-8b"].linear_dims()) for c in suite.cases)
 
 
-def test_h200_runs_fit_in_seven_device_calls():
-    """Each run (case x system) within one 9-minute call and its timeout, the whole suite within seven."""
+def test_h200_runs_fit_in_eleven_device_calls():
+    """Each run (case x system) within one 9-minute call and its timeout, the whole suite within eleven."""
     suite = get_suite("h200")
     assert all(case.expected_for(system) < min(case.timeout_s, 540) for case in suite.cases for system in suite.systems)
-    assert sum(case.expected_total_s for case in suite.cases) <= 7 * 540
+    assert sum(case.expected_total_s for case in suite.cases) <= 11 * 540
     assert rows_needed(suite.cases[0], suite) == 16 * 13
 
 
@@ -134,7 +137,8 @@ def test_systems_flag_picks_systems_of_the_suite_and_names_the_known_ones():
     suite = get_suite("h200")
     assert selected_systems(suite, None) is None
     assert selected_systems(suite, "hf-liger, hf-flex") == ("hf-liger", "hf-flex")
-    with pytest.raises(KeyError, match="no system hf-fast; systems: megatron, megatron-fp8, hf, hf-flex, hf-liger"):
+    known = "megatron, megatron-fp8, megatron-graph, megatron-fp8-graph, hf, hf-flex, hf-liger"
+    with pytest.raises(KeyError, match=f"no system hf-fast; systems: {known}"):
         selected_systems(suite, "hf-fast")
     options = RunOptions(suite, Path("unused"), Workspace(Path("unused")), suite.cases, systems=("hf-liger", "hf-flex"))
     empty = BenchResults.model_construct(runs=[])

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from primus_bridge.checkpoint import EXPORT_MARKER, iteration_dir, latest_iteration, read_marker
+from primus_bridge.config import PrimusConfig
 from primus_bridge.run.exit_codes import NONFINITE_EXIT_CODE
 
 pytestmark = pytest.mark.slow
@@ -33,7 +34,7 @@ def test_megatron_cores_nan_check_becomes_the_nonfinite_stop(monkeypatch, tmp_pa
     from primus_bridge.engine.megatron.container import rerun_section
     from primus_bridge.engine.megatron.engine import nonfinite_error
 
-    settings = rerun_section()
+    settings = rerun_section(PrimusConfig())
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)  # the message names a GPU; there is none here
     rerun.destroy_rerun_state_machine()
     rerun.initialize_rerun_state_machine(mode=rerun.RerunMode(settings.rerun_mode),
@@ -68,9 +69,12 @@ def train(run_dir: Path, tiny_llama: Path, *extra: str) -> subprocess.CompletedP
 
 
 @pytest.mark.gpu
-def test_nan_ends_a_megatron_run_with_the_nonfinite_code(tiny_llama, tmp_path):
+@pytest.mark.parametrize("cuda_graph", ["none", "full_iteration"])
+def test_nan_ends_a_megatron_run_with_the_nonfinite_code(tiny_llama, tmp_path, cuda_graph):
+    """With a recorded step (model.cuda_graph) only the gradient-norm check runs: the same stop."""
     done = train(tmp_path, tiny_llama, "--train_iters", "4", "--lr", "1e30", "--clip_grad", "0",
-                 "--set", "checkpointing.save_interval=1", "--no_output_ok")
+                 "--set", "checkpointing.save_interval=1", "--set", f"model.cuda_graph={cuda_graph}",
+                 "--no_output_ok")
     assert done.returncode == NONFINITE_EXIT_CODE, done.stdout[-4000:] + done.stderr[-4000:]
     assert "error: training diverged at step" in done.stderr
     assert "found NaN in" in done.stderr or "found Inf in" in done.stderr

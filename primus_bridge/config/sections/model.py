@@ -19,6 +19,11 @@ class ModelConfig(Section):
     so the vocab-wide logits never exist for the whole micro batch (about 10 bytes per token and vocab
     entry saved; engine/megatron/chunked_head_loss.py). auto: chunked there for vocabularies of 16,384+
     entries, else full."""
+    cuda_graph: Literal["none", "full_iteration"] = "none"
+    """Megatron engine on a GPU: "full_iteration" records each training step's forward and backward passes (every
+    micro batch) as one CUDA graph at the third step and replays it from then on, so the host no longer launches
+    every kernel of the step (engine/megatron/cuda_graph.py). Needs the local spec and pipeline and context
+    parallel size 1; a non-finite loss is then caught once a step, on the gradient norm before the update."""
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2", "flex_attention"] = "auto"
     """HF engine attention kernel; auto picks the best available."""
     liger_kernel: bool = False

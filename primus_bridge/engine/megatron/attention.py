@@ -47,7 +47,7 @@ def per_document_attention(query, key, value, cu_seqlens, scale, enable_gqa):
     bounds = cu_seqlens.tolist()
     pieces = [F.scaled_dot_product_attention(query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], is_causal=True,
                                              scale=scale, enable_gqa=enable_gqa)
-              for a, b in zip(bounds[:-1], bounds[1:])]
+              for a, b in zip(bounds[:-1], bounds[1:]) if b > a]  # empty documents pad a graphed run's cu_seqlens
     return torch.cat(pieces, dim=2)
 
 

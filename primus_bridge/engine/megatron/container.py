@@ -38,6 +38,7 @@ from ...run.trackers import mlflow_tracking_uri, prepare_trackers, run_name, wan
 from .chunked_head_loss import use_chunked_head_loss
 from .compat.swiglu_recompute import use_swiglu_recompute
 from .compat.te_compat import transformer_engine_available
+from .cuda_graph import graph_enabled, use_full_iteration_graph
 from .dataset import PackedRowsProvider
 from .fp8_frozen_base import use_fp8_frozen_base
 from .layer_spec import accumulate_wgrad_in_matmul
@@ -90,22 +91,25 @@ def scheduler_section(cfg: PrimusConfig) -> SchedulerConfig:
                            override_opt_param_scheduler=True)
 
 
-def rerun_section() -> RerunStateMachineConfig:
-    """Megatron-Core's NaN / Inf checks on every micro batch's loss (the DDP section checks the gradients).
+def rerun_section(cfg: PrimusConfig) -> RerunStateMachineConfig:
+    """Megatron-Core's NaN / Inf checks on every micro batch's loss (the DDP section checks the gradients, and the
+    `nonfinite_grad_norm` entry the step's gradient norm; a run recorded as a CUDA graph keeps only that last one,
+    see cuda_graph.py).
 
     With reruns disabled a failed check raises at once on the rank that saw it, before the step's update
     and before any save; engine.py turns that into the non-finite exit code. (`validate_results` would rerun
     the step to attribute the fault to hardware and exit for a requeue on other GPUs, which a fine-tuning
     job with deterministic NaNs, from a too-high learning rate or bad data, does not want.)
     """
-    return RerunStateMachineConfig(rerun_mode="disabled", check_for_nan_in_loss=True, check_for_spiky_loss=False)
+    return RerunStateMachineConfig(rerun_mode="disabled", check_for_nan_in_loss=not graph_enabled(cfg),
+                                   check_for_spiky_loss=False)
 
 
 def ddp_section(cfg: PrimusConfig) -> DistributedDataParallelConfig:
     return DistributedDataParallelConfig(
         use_distributed_optimizer=cfg.parallelism.use_distributed_optimizer,
         grad_reduce_in_fp32=True, overlap_grad_reduce=False, overlap_param_gather=False,
-        check_for_nan_in_grad=True, average_in_collective=False,  # per-token loss: sum, then / tokens
+        check_for_nan_in_grad=not graph_enabled(cfg), average_in_collective=False,  # per-token loss: sum, then / tokens
     )
 
 
@@ -173,13 +177,14 @@ def mixed_precision_section(cfg: PrimusConfig) -> MixedPrecisionConfig:
 
 def dataset_section(cfg: PrimusConfig) -> PackedRowsProvider:
     return PackedRowsProvider(primus_config=cfg.model_dump(mode="json"),
-                              rows_per_stream=cfg.training.micro_batch_size, seed=cfg.data.seed,
+                              rows_per_stream=cfg.training.micro_batch_size, static_shapes=graph_enabled(cfg),
+                              seed=cfg.data.seed,
                               num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0)
 
 
 def apply_model_settings(provider, cfg: PrimusConfig) -> None:
-    """Parallelism, sequence length, weight-gradient accumulation and activation recompute live on Megatron's
-    model config."""
+    """Parallelism, sequence length, weight-gradient accumulation, CUDA graphs and activation recompute live on
+    Megatron's model config."""
     p, r = cfg.parallelism, cfg.activation_checkpointing
     provider.tensor_model_parallel_size = p.tensor_model_parallel_size
     provider.pipeline_model_parallel_size = p.pipeline_model_parallel_size
@@ -189,6 +194,8 @@ def apply_model_settings(provider, cfg: PrimusConfig) -> None:
     provider.seq_length = cfg.data.seq_length * cfg.training.micro_batch_size
     provider.calculate_per_token_loss = True  # the step's mean over its trained tokens (see the module doc)
     accumulate_wgrad_in_matmul(provider, trains_full_weights=not cfg.lora.use_lora)
+    if graph_enabled(cfg):
+        use_full_iteration_graph(provider)
     if head_loss_mode(cfg) == "chunked":
         provider.register_pre_wrap_hook(functools.partial(use_chunked_head_loss, min_vocab=chunked_min_vocab(cfg)))
     if r.recompute_mlp_activation:
@@ -216,7 +223,7 @@ def build_config_container(cfg: PrimusConfig, provider, start: StartingPoint) ->
         tokenizer=tokenizer_section(start),
         checkpoint=checkpoint_section(cfg, start),
         rng=RNGConfig(seed=cfg.training.seed),
-        rerun_state_machine=rerun_section(),
+        rerun_state_machine=rerun_section(cfg),
         dist=DistributedInitConfig(),
         mixed_precision=mixed_precision_section(cfg),
         peft=build_peft(cfg.lora, resume=start.save if cfg.checkpointing.resume else None)

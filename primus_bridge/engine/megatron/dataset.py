@@ -10,6 +10,9 @@ restarts per document.
 Labels arrive already shifted (labels[i] is the target of position i), as Megatron's loss expects.
 The valid and test streams of a data mixture also carry `source_ids`: each token's source, for the validation
 loss per source (source_loss.py).
+With `static_shapes` (a run recorded as a CUDA graph, cuda_graph.py) every stream has the same shapes: cu_seqlens
+is padded to one entry per token plus one with empty documents at the end, and the streams carry no max_seqlen
+(the forward step gives the graph a host constant instead).
 """
 
 from dataclasses import dataclass, field
@@ -33,7 +36,8 @@ class PackedStreams(Dataset):
     `with_source_ids`: each stream also holds SOURCE_IDS, the source index (into split.source_names) of every token.
     """
 
-    def __init__(self, split, num_streams: int, rows_per_stream: int, seed: int, with_source_ids: bool = False):
+    def __init__(self, split, num_streams: int, rows_per_stream: int, seed: int, with_source_ids: bool = False,
+                 static_shapes: bool = False):
         if len(split) == 0:
             raise ValueError("the split has no rows; add data or change data.split")
         self.split = split
@@ -41,6 +45,7 @@ class PackedStreams(Dataset):
         self.num_streams = max(int(num_streams), -(-len(split) // rows_per_stream))
         self.seed = seed
         self.with_source_ids = with_source_ids
+        self.static_shapes = static_shapes
         self._orders: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -56,7 +61,7 @@ class PackedStreams(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         first = index * self.rows_per_stream
         indices = [self.row_index(first + k) for k in range(self.rows_per_stream)]
-        stream = pack_rows([self.split[i] for i in indices])
+        stream = pack_rows([self.split[i] for i in indices], self.static_shapes)
         if self.with_source_ids:
             sources = torch.as_tensor(self.split.row_sources(indices), dtype=torch.int32)
             stream[SOURCE_IDS] = sources.repeat_interleave(self.split.seq_length)
@@ -75,8 +80,9 @@ def _as_tensor(values, dtype) -> torch.Tensor:
     return torch.as_tensor(np.asarray(values, dtype=dtype))
 
 
-def pack_rows(rows) -> dict[str, torch.Tensor]:
-    """PackedRows -> one stream with Megatron's THD metadata (cu_seqlens_q/kv, max_seqlen_q/kv)."""
+def pack_rows(rows, static_shapes: bool = False) -> dict[str, torch.Tensor]:
+    """PackedRows -> one stream with Megatron's THD metadata (cu_seqlens_q/kv, max_seqlen_q/kv). `static_shapes`:
+    cu_seqlens padded to tokens + 1 entries with the total (empty documents after the last), no max_seqlen."""
     stream = {
         "tokens": torch.cat([_as_tensor(r.input_ids, np.int64) for r in rows]),
         "labels": torch.cat([_as_tensor(r.labels, np.int64) for r in rows]),
@@ -89,6 +95,10 @@ def pack_rows(rows) -> dict[str, torch.Tensor]:
                          f"{stream['tokens'].numel()}; each row's seq_lens must cover the whole row")
     cu_seqlens = torch.zeros(seq_lens.numel() + 1, dtype=torch.int32)
     cu_seqlens[1:] = torch.cumsum(seq_lens, dim=0)
+    if static_shapes:
+        total = stream["tokens"].numel()
+        cu_seqlens = torch.nn.functional.pad(cu_seqlens, (0, total + 1 - cu_seqlens.numel()), value=total)
+        return {**stream, "cu_seqlens_q": cu_seqlens, "cu_seqlens_kv": cu_seqlens}
     longest = torch.tensor(int(seq_lens.max()), dtype=torch.int32)
     return {**stream, "cu_seqlens_q": cu_seqlens, "cu_seqlens_kv": cu_seqlens,
             "max_seqlen_q": longest, "max_seqlen_kv": longest}
@@ -102,6 +112,8 @@ class PackedRowsProvider(DatasetProvider):
     """The run's resolved primus-bridge config (`PrimusConfig.model_dump()`); the data section drives the build."""
     rows_per_stream: int = 1
     """training.micro_batch_size: rows laid end to end in one Megatron micro batch."""
+    static_shapes: bool = False
+    """The same shapes for every stream (model.cuda_graph; see the module doc)."""
     seed: int = 1234
     dataloader_type: str = "single"
 
@@ -112,7 +124,7 @@ class PackedRowsProvider(DatasetProvider):
         evaluated = (False, True, True)  # the evaluations report their loss per source too
         return tuple(
             PackedStreams(split, count, self.rows_per_stream, self.seed + offset,
-                          with_source_ids=is_evaluated and _has_sources(split, cfg))
+                          with_source_ids=is_evaluated and _has_sources(split, cfg), static_shapes=self.static_shapes)
             if count and split is not None and len(split) else None
             for offset, (split, count, is_evaluated) in enumerate(zip(splits, counts, evaluated))
         )

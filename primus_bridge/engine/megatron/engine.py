@@ -22,6 +22,7 @@ from .callbacks import CheckpointMarkers, ProfileSteps, RefuseNonfiniteWeights, 
 from .container import StartingPoint, build_config_container
 from .dataset import mixture_source_names
 from .export import training_template
+from .cuda_graph import FreeCachedMemoryBeforeCapture, StaticStreamForwardStep, check_cuda_graph, graph_enabled
 from .fp8_frozen_base import check_fp8_frozen_base, restore_callback
 from .layer_spec import resolve_transformer_impl
 from .model import ModelPlan, megatron_iteration, preflight_errors, provider_from_checkpoint, provider_from_hf
@@ -93,6 +94,7 @@ def plan_run(cfg: PrimusConfig, resume: Resume | None = None) -> RunPlan:
 
     impl = resolve_transformer_impl(cfg.model.transformer_impl)
     check_fp8_frozen_base(cfg, impl)
+    check_cuda_graph(cfg, impl)
     if cfg.convert_from_hf:
         model, base = _model_from_hf(cfg, impl)
     elif cfg.model.load:
@@ -198,7 +200,9 @@ class MegatronBridgeRunner:
         sources = mixture_source_names(cfg)
         if sources:
             callbacks.append(DropEmptySources(sources))
-        preempted = _run_finetune(container, callbacks, cfg.checkpointing.save, sources)
+        if graph_enabled(cfg):
+            callbacks.append(FreeCachedMemoryBeforeCapture())
+        preempted = _run_finetune(container, callbacks, _forward_step(cfg, sources), cfg.checkpointing.save)
         return _result(cfg, recorder, plan, preempted)
 
     def export(self, cfg: PrimusConfig, checkpoint: Path, out: Path) -> Path:
@@ -236,20 +240,28 @@ def nonfinite_error(err: RuntimeError, save: str | None, step: int | None = None
     return NonFiniteError(step or int(found.group(1)), found.group(2), save)
 
 
-def _run_finetune(container, callbacks, save: str | None = None, sources: tuple[str, ...] = ()) -> bool:
+def _forward_step(cfg: PrimusConfig, sources: tuple[str, ...]):
+    """finetune()'s forward step: Megatron-Bridge's GPT step; with a data mixture's `sources` its evaluations
+    report the loss of each (source_loss.py); a graphed run's micro batches get their host-side length bound
+    (cuda_graph.py)."""
+    from megatron.bridge.training.gpt_step import forward_step
+
+    step = SourceLossForwardStep(sources) if sources else forward_step
+    return StaticStreamForwardStep(step, cfg.data.seq_length) if graph_enabled(cfg) else step
+
+
+def _run_finetune(container, callbacks, forward_step, save: str | None = None) -> bool:
     """finetune(); True when it stopped early on a signal after saving (Megatron-Bridge exits with SystemExit).
 
     Megatron-Bridge's exit handler listens to SIGTERM only: SIGUSR1 (SLURM) and SIGINT (Ctrl-C) are sent on
     to it. A NaN / Inf found by Megatron-Core's checks becomes NonFiniteError (its own exit code).
-    `sources`: a data mixture's source names; its evaluations report the loss of each (source_loss.py).
     """
     from megatron.bridge.training.finetune import finetune
-    from megatron.bridge.training.gpt_step import forward_step
 
     ensure_rendezvous()
     with sigusr1_as_sigterm(), forwarded_to_sigterm(signal.SIGINT):
         try:
-            finetune(container, SourceLossForwardStep(sources) if sources else forward_step, callbacks=callbacks)
+            finetune(container, forward_step, callbacks=callbacks)
         except SystemExit as stop:
             if stop.code not in (0, None):
                 raise

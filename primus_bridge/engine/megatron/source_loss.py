@@ -59,7 +59,8 @@ def _source_masks(tap: _SourceIdsTap, num_sources: int, cp_group) -> torch.Tenso
     ids, loss_mask = tap.source_ids, tap.batch["loss_mask"]
     if ids.shape != loss_mask.shape:
         raise ValueError(f"{SOURCE_IDS} of shape {tuple(ids.shape)} for a loss mask of shape {tuple(loss_mask.shape)}")
-    if int(ids.min()) < 0 or int(ids.max()) >= num_sources:
+    recording = ids.is_cuda and torch.cuda.is_current_stream_capturing()  # no host read there: checked eagerly before
+    if not recording and (int(ids.min()) < 0 or int(ids.max()) >= num_sources):
         raise ValueError(f"{SOURCE_IDS} outside the mixture's {num_sources} sources")
     masks = torch.stack([loss_mask.view(-1) * (ids.view(-1) == source) for source in range(num_sources)])
     if cp_group.size() > 1:  # TransformerEngine's partition runs on the GPU, where get_batch moved the stream

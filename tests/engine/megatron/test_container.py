@@ -118,3 +118,21 @@ def test_fp32_when_no_half_precision(megatron_cpu, tmp_path, tiny_hf):
 
     recipe = mixed_precision_section(_config(tmp_path, tiny_hf, precision={"bf16": False}))
     assert recipe.fp32 and not recipe.bf16 and recipe.params_dtype == torch.float32
+
+
+def test_a_graphed_run_records_its_steps_on_static_streams_and_validates(megatron_cpu, tmp_path, tiny_hf, monkeypatch):
+    """model.cuda_graph: full_iteration: Megatron's full-iteration graph after one eager step, the in-pass NaN / Inf
+    checks off (Megatron-Bridge refuses the loss check with this graph), static streams, a fresh wrapper state."""
+    from primus_bridge.engine.megatron.cuda_graph import WARMUP_STEPS, fresh_graph_state
+
+    container = _container(_config(tmp_path, tiny_hf, model={"cuda_graph": "full_iteration"}), tiny_hf)
+    model = container.model
+    assert (model.cuda_graph_impl, model.cuda_graph_warmup_steps) == ("full_iteration", WARMUP_STEPS)
+    assert fresh_graph_state in model._pre_wrap_hooks
+    assert not container.rerun_state_machine.check_for_nan_in_loss and not container.ddp.check_for_nan_in_grad
+    assert container.dataset.static_shapes
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    container.validate()
+    eager = _container(_config(tmp_path, tiny_hf), tiny_hf)
+    assert eager.model.cuda_graph_impl == "none" and not eager.dataset.static_shapes
+    assert fresh_graph_state not in eager.model._pre_wrap_hooks

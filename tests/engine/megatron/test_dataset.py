@@ -61,32 +61,42 @@ def test_every_row_once_per_epoch_in_a_seeded_order(datasets):
     assert [again.row_index(i) for i in range(2 * rows)] == first_epoch + second_epoch
 
 
-def test_megatron_loss_on_a_stream_equals_hf_loss_per_document(datasets, run_config):
-    """Labels are already shifted and documents never see each other: same loss as HF on each document."""
+def _local_model(run_config):
+    """The tiny model on Megatron's local spec in fp32 on the CPU."""
     from megatron.bridge import AutoBridge
-    from megatron.bridge.training.utils.packed_seq_utils import get_packed_seq_params
-    from transformers import AutoModelForCausalLM
 
     from primus_bridge.engine.megatron.layer_spec import use_local_spec
 
-    batch = type(datasets[0]).collate_fn([datasets[0][3]])
-    hf_path = Path(run_config.hf_model_name_or_path)
-    provider = AutoBridge.from_hf_pretrained(str(hf_path)).to_megatron_provider(load_weights=True)
+    provider = AutoBridge.from_hf_pretrained(run_config.hf_model_name_or_path).to_megatron_provider(load_weights=True)
     use_local_spec(provider)
     provider.params_dtype, provider.bf16 = torch.float32, False
     provider.finalize()
-    model = provider.provide_distributed_model(wrap_with_ddp=False, use_cpu_initialization=True)[0]
-    while hasattr(model, "module"):
-        model = model.module
+    return provider.provide_distributed_model(wrap_with_ddp=False, use_cpu_initialization=True)
+
+
+def _token_losses(module, batch) -> torch.Tensor:
+    from megatron.bridge.training.utils.packed_seq_utils import get_packed_seq_params
+
     params = get_packed_seq_params({k: batch[k] for k in ("cu_seqlens_q", "cu_seqlens_kv", "max_seqlen_q",
                                                           "max_seqlen_kv")})
+    return module(input_ids=batch["tokens"], position_ids=batch["position_ids"], attention_mask=None,
+                  labels=batch["labels"], packed_seq_params=params)
+
+
+def test_megatron_loss_on_a_stream_equals_hf_loss_per_document(datasets, run_config):
+    """Labels are already shifted and documents never see each other: same loss as HF on each document."""
+    from transformers import AutoModelForCausalLM
+
+    batch = type(datasets[0]).collate_fn([datasets[0][3]])
+    model = _local_model(run_config)[0]
+    while hasattr(model, "module"):
+        model = model.module
     with torch.no_grad():
-        token_losses = model.eval()(input_ids=batch["tokens"], position_ids=batch["position_ids"],
-                                    attention_mask=None, labels=batch["labels"], packed_seq_params=params)
+        token_losses = _token_losses(model.eval(), batch)
     mask = batch["loss_mask"]
     megatron_loss = (token_losses * mask).sum() / mask.sum()
 
-    hf = AutoModelForCausalLM.from_pretrained(hf_path, dtype=torch.float32).eval()
+    hf = AutoModelForCausalLM.from_pretrained(Path(run_config.hf_model_name_or_path), dtype=torch.float32).eval()
     cu = batch["cu_seqlens_q"][0].tolist()
     total, count = 0.0, 0
     with torch.no_grad():
@@ -97,6 +107,35 @@ def test_megatron_loss_on_a_stream_equals_hf_loss_per_document(datasets, run_con
             count += int((labels != -100).sum())
     assert count == int(mask.sum()) > 0
     assert abs(megatron_loss.item() - total / count) < 1e-4
+
+
+def test_a_graphed_runs_static_stream_gives_the_streams_losses(datasets, run_config):
+    """model.cuda_graph's streams: cu_seqlens padded with empty documents, no max_seqlen, and the forward step's
+    host bound (cuda_graph.py) in its place: the model's per-token losses are the stream's."""
+    from primus_bridge.engine.megatron.cuda_graph import StaticStreamForwardStep
+    from primus_bridge.engine.megatron.dataset import PackedStreams
+
+    train = datasets[0]
+    static = PackedStreams(train.split, len(train), train.rows_per_stream, train.seed, static_shapes=True)
+    batch, fixed = (type(train).collate_fn([streams[3]]) for streams in (train, static))
+    total = 3 * 96
+    documents = int(batch["cu_seqlens_q"].numel()) - 1
+    assert 1 < documents < total and fixed["cu_seqlens_q"].shape == (1, total + 1)
+    assert torch.equal(fixed["cu_seqlens_q"][0, :documents + 1], batch["cu_seqlens_q"][0])
+    assert torch.all(fixed["cu_seqlens_q"][0, documents:] == total) and "max_seqlen_q" not in fixed
+    assert all(torch.equal(fixed[key], batch[key]) for key in ("tokens", "labels", "loss_mask", "position_ids"))
+    seen = []
+    step = StaticStreamForwardStep(lambda state, batches, model, plan: seen.append(next(batches)), seq_length=96)
+    step(None, iter([fixed]), None)
+    bounded = seen[0]
+    assert bounded["max_seqlen_q"].device.type == "cpu" and int(bounded["max_seqlen_kv"]) == 97 != total
+
+    model = _local_model(run_config)[0]
+    while hasattr(model, "module"):
+        model = model.module
+    with torch.no_grad():
+        expected, found = (_token_losses(model.eval(), b) for b in (batch, bounded))
+    torch.testing.assert_close(found, expected, rtol=0, atol=1e-6)
 
 
 def test_rows_whose_lengths_do_not_cover_the_row_are_refused():
@@ -112,26 +151,15 @@ def test_rows_whose_lengths_do_not_cover_the_row_are_refused():
 @pytest.mark.parametrize("use_lora", [False, True])
 def test_backward_through_a_packed_stream(datasets, run_config, use_lora):
     """One training step's backward on a stream: finite gradients, on the adapters only for LoRA."""
-    from megatron.bridge import AutoBridge
-    from megatron.bridge.training.utils.packed_seq_utils import get_packed_seq_params
-
     from primus_bridge.config.sections.lora import LoraConfig
-    from primus_bridge.engine.megatron.layer_spec import use_local_spec
     from primus_bridge.engine.megatron.lora import build_peft
 
     batch = type(datasets[0]).collate_fn([datasets[0][0]])
-    provider = AutoBridge.from_hf_pretrained(run_config.hf_model_name_or_path).to_megatron_provider(load_weights=True)
-    use_local_spec(provider)
-    provider.params_dtype, provider.bf16 = torch.float32, False
-    provider.finalize()
-    model = provider.provide_distributed_model(wrap_with_ddp=False, use_cpu_initialization=True)
+    model = _local_model(run_config)
     if use_lora:
         model = build_peft(LoraConfig(use_lora=True, lora_rank=4, lora_dropout=0.0))(model, training=True)
     module = model[0]
-    params = get_packed_seq_params({k: batch[k] for k in ("cu_seqlens_q", "cu_seqlens_kv", "max_seqlen_q",
-                                                          "max_seqlen_kv")})
-    losses = module.train()(input_ids=batch["tokens"], position_ids=batch["position_ids"], attention_mask=None,
-                            labels=batch["labels"], packed_seq_params=params)
+    losses = _token_losses(module.train(), batch)
     ((losses * batch["loss_mask"]).sum() / batch["loss_mask"].sum()).backward()
     with_grad = {name for name, p in module.named_parameters() if p.grad is not None}
     assert with_grad and all(torch.isfinite(p.grad).all() for p in module.parameters() if p.grad is not None)

@@ -52,6 +52,8 @@ _CORE_LAYERS = "megatron.core.tensor_parallel.layers"
 _ROPE = "megatron.core.models.common.embeddings.rope_utils"
 _DISTRIB_OPTIMIZER = "megatron.core.optimizer.distrib_optimizer:DistributedOptimizer"
 _PEFT_BRIDGE = "megatron.bridge.models.conversion.peft_bridge"
+_OPTIMIZER = "megatron.core.optimizer.optimizer"
+_FULL_GRAPH = "megatron.core.full_cuda_graph"
 _DDP = "megatron.core.distributed.distributed_data_parallel:DistributedDataParallel"
 _LANGUAGE_MODULE = "megatron.core.models.common.language_module.language_module:LanguageModule"
 _WGRAD_BINDING_LINES = r"fused_weight_gradient_mlp_cuda|_grad_accum_fusion_available"
@@ -124,6 +126,16 @@ ADAPTATIONS: tuple[Adaptation, ...] = (
         phase="process", install="fused_adam.use_fused_adam", not_applicable="fused_adam.not_applicable",
         targets=(Target("megatron.core.optimizer:_get_megatron_optimizer_based_on_param_groups", "63b51cde127c66f0"),)),
     Adaptation(
+        name="nonfinite_grad_norm",
+        replaces="ChainedOptimizer.get_grad_norm (its result validated by the rerun state machine)",
+        why="a step recorded as one CUDA graph cannot run Megatron-Core's in-pass NaN / Inf checks; the gradient "
+            "norm is read on the host before the update anyway",
+        phase="process", install="grad_norm_check.use_grad_norm_check",
+        targets=(Target(f"{_OPTIMIZER}:ChainedOptimizer.get_grad_norm", "a5551f40d985365c"),
+                 Target(f"{_OPTIMIZER}:ChainedOptimizer.step", "1fc44060ce5832cf"),
+                 Target("megatron.core.rerun_state_machine:RerunStateMachine.validate_result",
+                        "b026ef4d5e93208e"))),
+    Adaptation(
         name="lora_fast_path",
         replaces="ParallelLinearAdapter.forward, LoRALinearSplitQKV.forward, LoRALinearSplitFC1UpGate.forward",
         why="on one tensor-parallel rank the adapters' parallel-linear machinery costs host time and does nothing",
@@ -158,6 +170,20 @@ ADAPTATIONS: tuple[Adaptation, ...] = (
                  Target("megatron.core.fusions.fused_bias_swiglu:SwiGLUFunction", "0f7b87e12deba277"),
                  Target("megatron.core.fusions.fused_bias_swiglu:swiglu", "8d06f50897fded1f"),
                  Target("megatron.core.fusions.fused_bias_swiglu:bias_swiglu_impl", "cc67e56cd6dc3d0a"))),
+    Adaptation(
+        name="full_iteration_graph",
+        replaces="FullCudaGraphWrapper's and StaticBufferLoader's class-level state (cleared when a graphed run "
+                 "builds its model); each micro batch's max_seqlen (a host constant under a graph)",
+        why="the wrapper keeps its step counter, recording and static buffers on the class, and Megatron-Bridge "
+            "reads max_seqlen on the host, which a recorded step cannot do from its static GPU buffer",
+        phase="model", install="..cuda_graph.fresh_graph_state",
+        targets=(Target(f"{_FULL_GRAPH}:FullCudaGraphWrapper", "035a5978b6c9733b"),
+                 Target(f"{_FULL_GRAPH}:StaticBufferLoader", "b236a7e0fba3929e"),
+                 Target("megatron.bridge.utils.cuda_graph:is_full_iteration_cuda_graph", "f9b8b73834415885"),
+                 Target("megatron.bridge.training.gpt_step:get_batch_from_iterator", "fec59690bd2008e4"),
+                 Target("megatron.bridge.training.utils.packed_seq_utils:get_packed_seq_params", "dcf6a0c2076e6760"),
+                 Target("megatron.core.models.common.embeddings.rotary_pos_embedding:"
+                        "RotaryEmbedding.get_rotary_seq_len", "3394fea46a38ed36"))),
     Adaptation(
         name="fp8_frozen_base",
         replaces="each frozen base linear's `_forward_impl` (LoRA with precision.fp8_frozen_base)",
