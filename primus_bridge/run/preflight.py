@@ -9,6 +9,7 @@ its outputs after the compute: every problem is listed together with the config'
 - the data cache can be written: the default `.cache/primus-bridge/data` under the working directory falls
   back to the user's cache folder, then the temporary folder; an explicit `data.cache_dir` must be writable;
 - a resumed run's config matches its checkpoint's (resume_config.py);
+- no option of the other engine is set (it would be dropped without a word);
 - the training data exists and the starting HF model's weight files are whole.
 """
 
@@ -44,6 +45,22 @@ def keep_nothing_problem(cfg: PrimusConfig, engine: str) -> str | None:
     return ("checkpointing.save: not set and no HF export (convert_to_hf): this run would train and keep nothing; "
             "pass --save DIR and/or --convert_to_hf --hf_save_path DIR, or --no_output_ok "
             "(checkpointing.no_output_ok: true) for a throw-away run")
+
+
+def engine_option_problems(cfg: PrimusConfig, engine: str) -> list[str]:
+    """Options of the other engine set away from their defaults: that engine alone reads them, so this run would
+    drop them without a word (the options each engine refuses itself, e.g. precision.fp8_frozen_base on hf,
+    are checked there)."""
+    m = cfg.model
+    if engine == "megatron":
+        other, fix = "hf", "the megatron engine's attention and kernels follow model.transformer_impl"
+        set_away = [("model.liger_kernel", m.liger_kernel, False), ("model.attn_implementation", m.attn_implementation,
+                                                                     "auto")]
+    else:
+        other, fix = "megatron", "the hf engine runs Transformers' own layers and loss"
+        set_away = [("model.transformer_impl", m.transformer_impl, "auto"), ("model.head_loss", m.head_loss, "auto")]
+    return [f"{key}: {value!r} is a {other} engine option and this run uses the {engine} engine ({fix}); "
+            f"remove it or set engine: {other}" for key, value, default in set_away if value != default]
 
 
 def output_folders(cfg: PrimusConfig) -> list[tuple[str, str]]:
@@ -180,7 +197,7 @@ def preflight_problems(cfg: PrimusConfig, engine: str) -> list[str]:
     """Every problem train can find before any work (may set data.cache_dir to a writable fallback)."""
     problems = [keep_nothing_problem(cfg, engine), skip_setting_problem(cfg.training.skip_nonfinite_steps, engine),
                 cache_problem(cfg)]
-    problems = [p for p in problems if p]
+    problems = [p for p in problems if p] + engine_option_problems(cfg, engine)
     unwritable = writable_problems(cfg)
     return [*problems, *input_problems(cfg), *unwritable.values(), *folder_state_problems(cfg, unwritable),
             *space_problems(cfg, engine), *resume_problems(cfg), *missing_package_problems(cfg)]

@@ -9,7 +9,13 @@ from primus_bridge.checkpoint import export_marker, iteration_dir, write_marker
 from primus_bridge.checkpoint.store import write_checkpoint
 from primus_bridge.config import PrimusConfig
 from primus_bridge.planner.disk import checkpoint_bytes, export_bytes, lora_params
-from primus_bridge.run.preflight import cache_problem, finished_export, keep_nothing_problem, space_problems
+from primus_bridge.run.preflight import (
+    cache_problem,
+    engine_option_problems,
+    finished_export,
+    keep_nothing_problem,
+    space_problems,
+)
 from primus_bridge.train import main as train_main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -18,6 +24,21 @@ DATA = str(REPO / "examples/data/alpaca_sample.jsonl")
 
 def cfg(**values) -> PrimusConfig:
     return PrimusConfig.model_validate({"engine": "hf", "data": {"data_path": DATA}, **values})
+
+
+@pytest.mark.parametrize("engine,model,other", [
+    ("megatron", {"liger_kernel": True}, "hf"),
+    ("megatron", {"attn_implementation": "flex_attention"}, "hf"),
+    ("hf", {"transformer_impl": "local"}, "megatron"),
+    ("hf", {"head_loss": "chunked"}, "megatron"),
+])
+def test_an_option_of_the_other_engine_is_refused_not_dropped(engine, model, other):
+    (key, value), = model.items()
+    problems = engine_option_problems(cfg(model=model), engine)
+    assert len(problems) == 1 and problems[0].startswith(f"model.{key}: {value!r} is a {other} engine option")
+    assert problems[0].endswith(f"remove it or set engine: {other}")
+    assert engine_option_problems(cfg(model=model), other) == []
+    assert engine_option_problems(cfg(), engine) == []
 
 
 def test_a_run_that_keeps_nothing_is_refused_unless_asked_for():
