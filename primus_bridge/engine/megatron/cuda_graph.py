@@ -21,6 +21,9 @@ optimizer step stays outside, eager. What a recording needs, and where the produ
   gradient norm instead, read on the host by the optimizer before its update: the same stop and exit code.
 - Random numbers drawn inside the recording advance each replay: Megatron-Bridge switches Megatron-Core's RNG
   tracker to graph-safe generators for any `cuda_graph_impl`; torch registers its default generator itself.
+  Megatron-Bridge also refuses to build a graphed model unless TE's RNG tracker is asked for
+  (`use_te_rng_tracker`); asking for it without TE gets Megatron-Core's own tracker, graph-safe as above (with TE,
+  TE's, which is graph-safe too).
 - Memory: the recording allocates from a pool of its own; `FreeCachedMemoryBeforeCapture` hands the eager steps'
   cached blocks back first, so the two do not add up.
 - One recording per run: the wrapper keeps its step counter, recordings and static buffers on the class (they
@@ -67,6 +70,9 @@ def use_full_iteration_graph(provider) -> None:
     fresh wrapper state (registry entry `full_iteration_graph`, verified before any model is built)."""
     provider.cuda_graph_impl = "full_iteration"
     provider.cuda_graph_warmup_steps = WARMUP_STEPS
+    # Megatron-Bridge builds a graphed model only with TE's RNG tracker asked for; where TE is absent Megatron-Core
+    # makes its own tracker instead, with graph-safe generators for a graphed run (see the module doc).
+    provider.use_te_rng_tracker = True
     provider.register_pre_wrap_hook(fresh_graph_state)
 
 

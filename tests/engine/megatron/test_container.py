@@ -133,6 +133,7 @@ def test_a_graphed_run_records_its_steps_on_static_streams_and_validates(megatro
     assert container.dataset.static_shapes
     monkeypatch.setenv("WORLD_SIZE", "1")
     container.validate()
+    model.provide_distributed_model(wrap_with_ddp=False, use_cpu_initialization=True)  # Megatron-Bridge builds it
     eager = _container(_config(tmp_path, tiny_hf), tiny_hf)
     assert eager.model.cuda_graph_impl == "none" and not eager.dataset.static_shapes
     assert fresh_graph_state not in eager.model._pre_wrap_hooks

@@ -173,7 +173,8 @@ ADAPTATIONS: tuple[Adaptation, ...] = (
     Adaptation(
         name="full_iteration_graph",
         replaces="FullCudaGraphWrapper's and StaticBufferLoader's class-level state (cleared when a graphed run "
-                 "builds its model); each micro batch's max_seqlen (a host constant under a graph)",
+                 "builds its model); each micro batch's max_seqlen (a host constant under a graph); "
+                 "use_te_rng_tracker asked for without TE (Megatron-Core's graph-safe tracker answers)",
         why="the wrapper keeps its step counter, recording and static buffers on the class, and Megatron-Bridge "
             "reads max_seqlen on the host, which a recorded step cannot do from its static GPU buffer",
         phase="model", install="..cuda_graph.fresh_graph_state",
@@ -183,7 +184,9 @@ ADAPTATIONS: tuple[Adaptation, ...] = (
                  Target("megatron.bridge.training.gpt_step:get_batch_from_iterator", "fec59690bd2008e4"),
                  Target("megatron.bridge.training.utils.packed_seq_utils:get_packed_seq_params", "dcf6a0c2076e6760"),
                  Target("megatron.core.models.common.embeddings.rotary_pos_embedding:"
-                        "RotaryEmbedding.get_rotary_seq_len", "3394fea46a38ed36"))),
+                        "RotaryEmbedding.get_rotary_seq_len", "3394fea46a38ed36"),
+                 Target("megatron.bridge.models.gpt_provider:GPTModelProvider.provide", "4797b3d176962893"),
+                 Target("megatron.core.tensor_parallel.random:initialize_rng_tracker", "770c05407d935e32"))),
     Adaptation(
         name="fp8_frozen_base",
         replaces="each frozen base linear's `_forward_impl` (LoRA with precision.fp8_frozen_base)",
