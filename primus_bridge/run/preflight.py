@@ -49,8 +49,7 @@ def keep_nothing_problem(cfg: PrimusConfig, engine: str) -> str | None:
 
 def engine_option_problems(cfg: PrimusConfig, engine: str) -> list[str]:
     """Options of the other engine set away from their defaults: that engine alone reads them, so this run would
-    drop them without a word (the options each engine refuses itself, e.g. precision.fp8_frozen_base on hf,
-    are checked there)."""
+    drop them without a word (precision.fp8_frozen_base and model.cuda_graph the hf engine refuses itself)."""
     m = cfg.model
     if engine == "megatron":
         other, fix = "hf", "the megatron engine's attention and kernels follow model.transformer_impl"
