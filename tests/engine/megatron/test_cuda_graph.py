@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 
+from option_checks import config_with, problems_naming  # same folder
+
 from primus_bridge.config import ConfigError, PrimusConfig
 
 
@@ -95,16 +97,11 @@ def test_graphed_runs_check_the_gradient_norm_only():
 
 
 def _graphed(**sections) -> PrimusConfig:
-    base = {"engine": "megatron", "model": {"cuda_graph": "full_iteration"}}
-    for name, values in sections.items():
-        base[name] = {**base.get(name, {}), **values} if isinstance(values, dict) else values
-    return PrimusConfig.model_validate(base)
+    return config_with({"engine": "megatron", "model": {"cuda_graph": "full_iteration"}}, **sections)
 
 
 def _errors(cfg) -> list[str]:
-    from primus_bridge.config.checks import cross_field_errors
-
-    return [e for e in cross_field_errors(cfg, {}, world_size=8) if "cuda_graph" in e]
+    return problems_naming(cfg, "cuda_graph")
 
 
 def test_option_default_off_and_valid_on_the_megatron_engine():

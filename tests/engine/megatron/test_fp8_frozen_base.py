@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+from option_checks import config_with, problems_naming  # same folder
 
 from primus_bridge.engine.megatron.fp8_frozen_base import (
     FNUZ_FORMATS,
@@ -170,18 +171,12 @@ def test_compiled_linear_equals_the_eager_one_with_one_graph_for_every_shape():
 
 
 def _cfg(**sections):
-    from primus_bridge.config import PrimusConfig
-
-    base = {"engine": "megatron", "lora": {"use_lora": True}, "precision": {"fp8_frozen_base": True}}
-    for name, values in sections.items():
-        base[name] = {**base.get(name, {}), **values} if isinstance(values, dict) else values
-    return PrimusConfig.model_validate(base)
+    return config_with({"engine": "megatron", "lora": {"use_lora": True}, "precision": {"fp8_frozen_base": True}},
+                       **sections)
 
 
 def _errors(cfg) -> list[str]:
-    from primus_bridge.config.checks import cross_field_errors
-
-    return [e for e in cross_field_errors(cfg, {}, world_size=8) if "fp8_frozen_base" in e]
+    return problems_naming(cfg, "fp8_frozen_base")
 
 
 def test_option_default_off_and_valid_with_lora():
