@@ -15,7 +15,7 @@ optimizer step stays outside, eager. What a recording needs, and where the produ
   token's document.
 - No host read of a device value inside the step. Megatron-Bridge reads the micro batch's max_seqlen on the host
   (RoPE's table length); a recorded step cannot copy it from the static GPU buffer, so the dataset leaves it out
-  and `StaticStreamForwardStep` gives each micro batch a host constant, LONGEST_DOCUMENT. Megatron-Core's NaN /
+  and `StaticStreamForwardStep` gives each micro batch a host constant (`longest_document`). Megatron-Core's NaN /
   Inf checks of each micro batch's loss and of the reduced gradients read on the host too: they are off
   (container.py), and the `nonfinite_grad_norm` entry (compat/grad_norm_check.py) stops the run on the step's
   gradient norm instead, read on the host by the optimizer before its update: the same stop and exit code.
@@ -28,6 +28,9 @@ optimizer step stays outside, eager. What a recording needs, and where the produ
   cached blocks back first, so the two do not add up.
 - One recording per run: the wrapper keeps its step counter, recordings and static buffers on the class (they
   would outlive a run in the same process, counting its steps on); `fresh_graph_state` clears them at the start.
+
+On an H100 (2026-12-06) a 0.75B Llama shape's 8 full-SFT steps gave the eager run's losses bit for bit with the
+graph (tests/engine/megatron/test_cuda_graph_gpu.py), at the same peak memory.
 """
 
 import torch
