@@ -58,7 +58,7 @@ def engine_option_problems(cfg: PrimusConfig, engine: str) -> list[str]:
     else:
         other, fix = "megatron", "the hf engine runs Transformers' own layers and loss"
         set_away = [("model.transformer_impl", m.transformer_impl, "auto"), ("model.head_loss", m.head_loss, "auto")]
-    return [f"{key}: {value!r} is a {other} engine option and this run uses the {engine} engine ({fix}); "
+    return [f"{key}: {value!r} is an option of the {other} engine and this run uses the {engine} engine ({fix}); "
             f"remove it or set engine: {other}" for key, value, default in set_away if value != default]
 
 

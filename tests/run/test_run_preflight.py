@@ -35,7 +35,7 @@ def cfg(**values) -> PrimusConfig:
 def test_an_option_of_the_other_engine_is_refused_not_dropped(engine, model, other):
     (key, value), = model.items()
     problems = engine_option_problems(cfg(model=model), engine)
-    assert len(problems) == 1 and problems[0].startswith(f"model.{key}: {value!r} is a {other} engine option")
+    assert len(problems) == 1 and problems[0].startswith(f"model.{key}: {value!r} is an option of the {other} engine")
     assert problems[0].endswith(f"remove it or set engine: {other}")
     assert engine_option_problems(cfg(model=model), other) == []
     assert engine_option_problems(cfg(), engine) == []
