@@ -91,25 +91,29 @@ def scheduler_section(cfg: PrimusConfig) -> SchedulerConfig:
                            override_opt_param_scheduler=True)
 
 
-def rerun_section(cfg: PrimusConfig) -> RerunStateMachineConfig:
-    """Megatron-Core's NaN / Inf checks on every micro batch's loss (the DDP section checks the gradients, and the
-    `nonfinite_grad_norm` entry the step's gradient norm; a run recorded as a CUDA graph keeps only that last one,
-    see cuda_graph.py).
+def rerun_section() -> RerunStateMachineConfig:
+    """Megatron-Core's rerun state machine with reruns disabled and its in-pass checks off.
+
+    The NaN / Inf check of each micro batch's loss, like DDP's check of the reduced gradients (ddp_section),
+    reads a device value on the host: a stall per micro batch (per bucket for DDP) that keeps the host from
+    running ahead of the GPU, and a read a step recorded as a CUDA graph cannot make (cuda_graph.py). Both are
+    off for every run; the `nonfinite_grad_norm` entry (compat/grad_norm_check.py) checks the step's gradient
+    norm, which the optimizer reads on the host anyway: a non-finite loss or gradient makes it non-finite.
 
     With reruns disabled a failed check raises at once on the rank that saw it, before the step's update
     and before any save; engine.py turns that into the non-finite exit code. (`validate_results` would rerun
     the step to attribute the fault to hardware and exit for a requeue on other GPUs, which a fine-tuning
     job with deterministic NaNs, from a too-high learning rate or bad data, does not want.)
     """
-    return RerunStateMachineConfig(rerun_mode="disabled", check_for_nan_in_loss=not graph_enabled(cfg),
-                                   check_for_spiky_loss=False)
+    return RerunStateMachineConfig(rerun_mode="disabled", check_for_nan_in_loss=False, check_for_spiky_loss=False)
 
 
 def ddp_section(cfg: PrimusConfig) -> DistributedDataParallelConfig:
     return DistributedDataParallelConfig(
         use_distributed_optimizer=cfg.parallelism.use_distributed_optimizer,
         grad_reduce_in_fp32=True, overlap_grad_reduce=False, overlap_param_gather=False,
-        check_for_nan_in_grad=not graph_enabled(cfg), average_in_collective=False,  # per-token loss: sum, then / tokens
+        check_for_nan_in_grad=False,  # the gradient norm's check covers it (rerun_section)
+        average_in_collective=False,  # per-token loss: sum, then / tokens
     )
 
 
@@ -223,7 +227,7 @@ def build_config_container(cfg: PrimusConfig, provider, start: StartingPoint) ->
         tokenizer=tokenizer_section(start),
         checkpoint=checkpoint_section(cfg, start),
         rng=RNGConfig(seed=cfg.training.seed),
-        rerun_state_machine=rerun_section(cfg),
+        rerun_state_machine=rerun_section(),
         dist=DistributedInitConfig(),
         mixed_precision=mixed_precision_section(cfg),
         peft=build_peft(cfg.lora, resume=start.save if cfg.checkpointing.resume else None)

@@ -16,9 +16,9 @@ optimizer step stays outside, eager. What a recording needs, and where the produ
 - No host read of a device value inside the step. Megatron-Bridge reads the micro batch's max_seqlen on the host
   (RoPE's table length); a recorded step cannot copy it from the static GPU buffer, so the dataset leaves it out
   and `StaticStreamForwardStep` gives each micro batch a host constant (`longest_document`). Megatron-Core's NaN /
-  Inf checks of each micro batch's loss and of the reduced gradients read on the host too: they are off
-  (container.py), and the `nonfinite_grad_norm` entry (compat/grad_norm_check.py) stops the run on the step's
-  gradient norm instead, read on the host by the optimizer before its update: the same stop and exit code.
+  Inf checks of each micro batch's loss and of the reduced gradients read on the host too: they are off for
+  every run (container.py), and the `nonfinite_grad_norm` entry (compat/grad_norm_check.py) stops the run on the
+  step's gradient norm instead, read on the host by the optimizer before its update.
 - Random numbers drawn inside the recording advance each replay: Megatron-Bridge switches Megatron-Core's RNG
   tracker to graph-safe generators for any `cuda_graph_impl`; torch registers its default generator itself.
   Megatron-Bridge also refuses to build a graphed model unless TE's RNG tracker is asked for

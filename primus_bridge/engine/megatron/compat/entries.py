@@ -128,8 +128,8 @@ ADAPTATIONS: tuple[Adaptation, ...] = (
     Adaptation(
         name="nonfinite_grad_norm",
         replaces="ChainedOptimizer.get_grad_norm (its result validated by the rerun state machine)",
-        why="a step recorded as one CUDA graph cannot run Megatron-Core's in-pass NaN / Inf checks; the gradient "
-            "norm is read on the host before the update anyway",
+        why="Megatron-Core's in-pass NaN / Inf checks read on the host each micro batch, which a step recorded as "
+            "one CUDA graph cannot do; the gradient norm is read on the host before the update anyway",
         phase="process", install="grad_norm_check.use_grad_norm_check",
         targets=(Target(f"{_OPTIMIZER}:ChainedOptimizer.get_grad_norm", "a5551f40d985365c"),
                  Target(f"{_OPTIMIZER}:ChainedOptimizer.step", "1fc44060ce5832cf"),

@@ -1,15 +1,16 @@
 """A NaN / Inf gradient norm stops the step before the optimizer's update, through Megatron-Core's own check.
 
 Why this module exists: Megatron-Core's non-finite checks (the rerun state machine's check of each micro batch's
-loss, DDP's check of the reduced gradients) read a device value on the host inside the forward-backward pass.
-A run whose forward-backward is one recorded CUDA graph (`model.cuda_graph`, engine/megatron/cuda_graph.py)
-cannot read there, so those checks are off for it. The gradient norm is read on the host anyway, by the
+loss, DDP's check of the reduced gradients) read a device value on the host inside the forward-backward pass:
+a stall per micro batch that keeps the host from running ahead of the GPU, and a read that a forward-backward
+recorded as one CUDA graph (`model.cuda_graph`, engine/megatron/cuda_graph.py) cannot make. They are off for
+every run (container.py). The gradient norm is read on the host anyway, by the
 optimizer's step before its update (`ChainedOptimizer.step` calls `get_grad_norm`, then clips and updates):
 `use_grad_norm_check()` wraps `ChainedOptimizer.get_grad_norm` so that a NaN or Inf norm goes through
 `validate_result` of the rerun state machine, as Megatron-Core's own checks do. With reruns disabled (the
 product's setting, container.py) that raises at once, before the update and before any save, with the message
 engine.py turns into the non-finite exit code. A non-finite loss makes the gradients, and so their norm,
-non-finite too. For runs that keep the in-pass checks it is one more check of a number already on the host.
+non-finite too.
 
 Registry entry `nonfinite_grad_norm`; Megatron-Core 0.19.2 builds a ChainedOptimizer for every run (one inner
 optimizer or several), whose `step` reads the norm before any update.
