@@ -5,7 +5,7 @@
 # and how the failed ones failed; SIGKILL 30 s later). An argument is a path, optionally with pytest options in the
 # same word ("tests/x_gpu.py -k lora"). $OUT gets two files, however many tests ran (a device call returns only a few
 # files): gpu-tests.log (each argument's exit code and summary) and gpu-tests.tgz (each argument's full pytest log and
-# JUnit XML). Typical times on one H100, first compilation included: test_fp8_frozen_base_gpu.py 60 s,
+# JUnit XML, and under reports/ the JSON the tests write to $PRIMUS_REPORT_DIR, which defaults to it here). Typical times on one H100, first compilation included: test_fp8_frozen_base_gpu.py 60 s,
 # test_packed_rope_gpu.py 125 s, test_chunked_head_loss_gpu.py 26 s, test_convert_cli.py 72 s, test_chat_gpu.py 90 s,
 # test_megatron_guards.py 350 s, test_finetune_gpu.py well over 300 s (SFT 160 s, the resume 100 s, then LoRA and the
 # exports), test_source_loss_gpu.py over 130 s.
@@ -20,6 +20,7 @@ mkdir -p "$out"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     || { echo "installing the wheels from .whl/ failed" >&2; exit 1; }
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+export PRIMUS_REPORT_DIR=${PRIMUS_REPORT_DIR:-$logs/reports}
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,power.limit --format=csv > "$out/gpu-tests.log" 2>&1
 status=0
 for spec in "$@"; do

@@ -93,15 +93,17 @@ def test_several_baselines_compare_against_the_strongest(sample_results):
 
 
 def _with_fp8_runs(results, fp8_step_s: float):
-    """megatron and megatron-fp8 on the h100 suite's 8B LoRA case, megatron at 2.0 s a step."""
+    """The targets' subjects, megatron-graph and megatron-fp8-graph, on the h100 suite's 8B LoRA case (megatron-graph
+    at 2.0 s a step), an eager megatron run slower than both, and hf-liger."""
     from primus_bridge.bench.suites import SYSTEMS, get_suite
     from tests.bench.conftest import make_case, make_run
 
     results.systems = {name: SYSTEMS[name].description for name in get_suite("h100").systems}
     case = make_case("llama3-8b-lora-s4096")
     results.cases.append(case)
-    results.put_run(make_run(case, "megatron", 2.0, 40.0, results))
-    results.put_run(make_run(case, "megatron-fp8", fp8_step_s, 30.0, results))
+    results.put_run(make_run(case, "megatron", 2.4, 39.0, results))
+    results.put_run(make_run(case, "megatron-graph", 2.0, 40.0, results))
+    results.put_run(make_run(case, "megatron-fp8-graph", fp8_step_s, 30.0, results))
     results.put_run(make_run(case, "hf-liger", 2.5, 45.0, results))
     return results
 
@@ -117,29 +119,31 @@ def test_fp8_target_divides_fp8_tokens_per_s_by_bf16s(sample_results, fp8_step_s
     results = _with_fp8_runs(sample_results, fp8_step_s)
     result = evaluate(_gpu_target("8B LoRA FP8 base tokens/s vs bf16"), results)
     assert result.value == pytest.approx(ratio) and result.met is met
-    assert result.description == ("tokens_per_s_per_gpu of megatron-fp8 on llama3-8b-lora-s4096 / same of megatron on "
-                                  "llama3-8b-lora-s4096 >= 1.35")
+    assert result.description == ("tokens_per_s_per_gpu of megatron-fp8-graph on llama3-8b-lora-s4096 / same of "
+                                  "megatron-graph on llama3-8b-lora-s4096 >= 1.35")
 
 
-def test_fp8_is_neither_a_baseline_nor_the_subject_of_the_hf_comparison(sample_results):
-    """The HF target and the report's baseline table keep megatron against the HF systems; megatron-fp8 is
-    compared with megatron on its own."""
+def test_the_targets_take_the_graphed_engine_and_the_tables_keep_eager_megatron_against_hf(sample_results):
+    """The HF target's subject is megatron-graph (the FP8 runs, faster still, are neither its subject nor a
+    baseline); the report's baseline table keeps the eager megatron against the HF systems, and each variant is
+    compared with the system it varies."""
     from primus_bridge.bench.report.rows import comparisons, variant_comparisons
 
     results = _with_fp8_runs(sample_results, 1.0)  # faster than every other system: must not become a baseline
     hf = evaluate(_gpu_target("8B LoRA tokens/s vs the strongest HF + PEFT"), results)
-    assert hf.value == pytest.approx(2.5 / 2.0) and "same of hf-liger" in hf.description
+    assert hf.value == pytest.approx(2.5 / 2.0) and "megatron-graph on" in hf.description
+    assert "same of hf-liger" in hf.description
     pairs = {(c.case, c.subject, c.baseline) for c in comparisons(results)}
     assert ("llama3-8b-lora-s4096", "megatron", "hf-liger") in pairs
-    assert not {p for p in pairs if "megatron-fp8" in p}
-    (variant,) = variant_comparisons(results)
-    assert (variant.case, variant.subject, variant.baseline) == ("llama3-8b-lora-s4096", "megatron-fp8", "megatron")
-    assert variant.speed_ratio == pytest.approx(2.0) and variant.memory_ratio == pytest.approx(30 / 40)
+    assert not {p for p in pairs if "megatron-fp8-graph" in p or "megatron-graph" in p}
+    (variant,) = variant_comparisons(results)  # megatron-fp8-graph's own base, megatron-fp8, did not run
+    assert (variant.case, variant.subject, variant.baseline) == ("llama3-8b-lora-s4096", "megatron-graph", "megatron")
+    assert variant.speed_ratio == pytest.approx(2.4 / 2.0) and variant.memory_ratio == pytest.approx(40 / 39)
 
 
 def test_fp8_target_is_not_measured_when_the_fp8_run_was_skipped(sample_results):
     results = _with_fp8_runs(sample_results, 1.4)
-    results.put_run(SystemRun(case="llama3-8b-lora-s4096", system="megatron-fp8", status="skipped",
+    results.put_run(SystemRun(case="llama3-8b-lora-s4096", system="megatron-fp8-graph", status="skipped",
                               reason="needs FP8 matmuls: no FP8 tensor cores"))
     result = evaluate(_gpu_target("8B LoRA FP8 base tokens/s vs bf16"), results)
     assert result.value is None and result.met is None

@@ -192,10 +192,11 @@ def test_fp8_system_runs_the_lora_cases_with_megatrons_times_and_has_its_target(
         assert expected.get("megatron-fp8", expected["megatron"]) == expected["megatron"]
     fp8 = {t.title: t for t in suite.targets}["8B LoRA FP8 base tokens/s vs bf16"]
     assert (fp8.metric, fp8.subject, fp8.op, fp8.threshold, fp8.reference) == (
-        "tokens_per_s_per_gpu", ("llama3-8b-lora-s4096", "megatron-fp8"), ">=", 1.35,
-        ("llama3-8b-lora-s4096", "megatron"))
+        "tokens_per_s_per_gpu", ("llama3-8b-lora-s4096", "megatron-fp8-graph"), ">=", 1.35,
+        ("llama3-8b-lora-s4096", "megatron-graph"))
     hf = {t.title: t for t in suite.targets}["8B LoRA tokens/s vs the strongest HF + PEFT"]
-    assert hf.subject[1] == "megatron" and hf.reference[1:] == ("hf", "hf-flex", "hf-liger")
+    assert hf.subject[1] == "megatron-graph" and hf.reference[1:] == ("hf", "hf-flex", "hf-liger")
+    assert {t.subject[1] for t in suite.targets} <= set(suite.systems), "every target's subject runs in the suite"
     assert "megatron-fp8" not in get_suite("cpu-smoke").systems
 
 
