@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from tiny_lora_model import ALL_LINEAR, loss_and_grads, packed_stream, tiny_lora_model  # this folder is on sys.path
 
 from primus_bridge.engine.megatron.compat.lora_fast_path import ENTRY
@@ -73,12 +74,13 @@ def test_other_configurations_keep_megatron_bridge_path(transformer_config):
 def test_installed_once_and_used_by_a_lora_model(megatron_cpu, tokenizer_dir, tmp_path):
     """A whole LoRA model: the same loss and adapter gradients with the fast path as without it."""
     from megatron.bridge.peft.canonical_lora import LoRALinearSplitFC1UpGate, LoRALinearSplitQKV
+    from megatron.bridge.peft.lora_layers import LoRALinear
     from megatron.bridge.peft.utils import ParallelLinearAdapter
 
     from primus_bridge.engine.megatron.compat.lora_fast_path import use_lora_fast_path
 
     use_lora_fast_path()
-    classes = (ParallelLinearAdapter, LoRALinearSplitQKV, LoRALinearSplitFC1UpGate)
+    classes = (ParallelLinearAdapter, LoRALinearSplitQKV, LoRALinearSplitFC1UpGate, LoRALinear)
     installed = [cls.forward for cls in classes]
     use_lora_fast_path()
     assert [cls.forward for cls in classes] == installed and all(installed_by(f) == ENTRY for f in installed)
@@ -86,6 +88,8 @@ def test_installed_once_and_used_by_a_lora_model(megatron_cpu, tokenizer_dir, tm
     # Dropout 0: the library's adapters draw their masks one by one, the grouped path all at once.
     model = tiny_lora_model(tokenizer_dir, tmp_path / "tiny", lora_dropout=0.0)[0]
     stream = packed_stream()
+    in_place = _count_in_place_updates(model, stream)
+    assert in_place == 2 * model.config.num_layers, in_place  # linear_qkv and linear_fc1: the column-parallel ones
     fast_loss, fast_grads, _ = loss_and_grads(model, stream)
     for cls, forward in zip(classes, installed):
         cls.forward = library_original(forward)
@@ -100,6 +104,46 @@ def test_installed_once_and_used_by_a_lora_model(megatron_cpu, tokenizer_dir, tm
         assert grad.abs().max() > 0, name
         # fp32 sums in another order (x @ [A_q; A_k; A_v]^T, one B for the group): agreement to ~1e-6 of the scale
         torch.testing.assert_close(fast_grads[name], grad, rtol=1e-5, atol=1e-5 * grad.abs().max().item())
+
+
+def _count_in_place_updates(model, stream) -> int:
+    """How many adapter updates of one forward-backward were added in place (AddLowRank)."""
+    from primus_bridge.engine.megatron.compat import lora_fast_path
+
+    calls = []
+    original = lora_fast_path.AddLowRank.apply
+    lora_fast_path.AddLowRank.apply = lambda *args: calls.append(1) or original(*args)
+    try:
+        loss_and_grads(model, stream)
+    finally:
+        lora_fast_path.AddLowRank.apply = original
+    return len(calls)
+
+
+def test_the_in_place_update_equals_the_sum_with_its_gradients():
+    """AddLowRank writes base + low_rank @ b^T * scale into base; gradients by autograd's numerical check."""
+    from primus_bridge.engine.megatron.compat.lora_fast_path import AddLowRank, add_low_rank
+
+    torch.manual_seed(0)
+    base_input = torch.randn(3, 2, 5, dtype=torch.float64, requires_grad=True)
+    low_rank = torch.randn(3, 2, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(7, 4, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(7, 5, dtype=torch.float64)
+
+    def update(x, low, b_):
+        return AddLowRank.apply(F.linear(x, weight), low, b_, 0.5)
+
+    expected = F.linear(base_input, weight) + F.linear(low_rank, b) * 0.5
+    torch.testing.assert_close(update(base_input, low_rank, b), expected, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(update, (base_input, low_rank, b))
+    base = F.linear(base_input, weight)
+    assert add_low_rank(base, low_rank, b, 0.5) is base, "written into the base output"
+    view = F.linear(base_input, weight)[:, :1]
+    summed = add_low_rank(view, low_rank[:, :1], b, 0.5)
+    assert summed is not view and summed.shape == view.shape, "a view is left alone"
+    torch.testing.assert_close(summed, expected[:, :1], rtol=1e-12, atol=1e-12)
+    summed.sum().backward()
+    assert b.grad is not None and low_rank.grad is not None
 
 
 HIDDEN, HEADS, GROUPS, HEAD_DIM, FFN = 32, 4, 2, 8, 48

@@ -137,14 +137,17 @@ ADAPTATIONS: tuple[Adaptation, ...] = (
                         "b026ef4d5e93208e"))),
     Adaptation(
         name="lora_fast_path",
-        replaces="ParallelLinearAdapter.forward, LoRALinearSplitQKV.forward, LoRALinearSplitFC1UpGate.forward",
-        why="on one tensor-parallel rank the adapters' parallel-linear machinery costs host time and does nothing",
+        replaces="ParallelLinearAdapter.forward, LoRALinearSplitQKV.forward, LoRALinearSplitFC1UpGate.forward, "
+                 "LoRALinear.forward",
+        why="on one tensor-parallel rank the adapters' parallel-linear machinery costs host time and does nothing, "
+            "and the adapters' update can be added inside its matmul",
         phase="process", install="lora_fast_path.use_lora_fast_path",
         targets=(Target("megatron.bridge.peft.utils:ParallelLinearAdapter.forward", "96239dec75aa1b87"),
                  Target("megatron.bridge.peft.utils:ParallelLinearAdapter.__init__", "35dffb074850bdd3"),
                  Target("megatron.bridge.peft.canonical_lora:LoRALinearSplitQKV.forward", "ace98f0d6112c6fc"),
                  Target("megatron.bridge.peft.canonical_lora:LoRALinearSplitFC1UpGate.forward", "e2ff98a11353553e"),
-                 Target("megatron.bridge.peft.canonical_lora:LoRALinearSplitQKV._interleave_qkv", "05a46213cffaf761"))),
+                 Target("megatron.bridge.peft.canonical_lora:LoRALinearSplitQKV._interleave_qkv", "05a46213cffaf761"),
+                 Target("megatron.bridge.peft.lora_layers:LoRALinear.forward", "8172664868ac1652"))),
     Adaptation(
         name="optimizer_resume",
         replaces="DistributedOptimizer.state_dict (torch-Adam path)",

@@ -25,6 +25,11 @@ runs Megatron-Bridge's forward and its output is placed in the fused layout (per
 heads, key, value; for gate/up: gate then up) on this rank's share, also when only part of a group is
 listed (the wrappers' own forward needs every projection of the group).
 
+On the simple path the adapters' update is added into the base layer's output by the low-rank output matmul
+itself (`add_low_rank`: an in-place `addmm_`, whose epilogue reads and writes the output once), instead of a
+[tokens, out] product written, scaled and added in three more passes over it: what PEFT and Megatron-Bridge
+compute, with the scale applied inside the matmul.
+
 Registry entry `lora_fast_path`, installed by `use_lora_fast_path()`.
 """
 
@@ -72,6 +77,53 @@ def adapter_forward(adapter, x: torch.Tensor) -> torch.Tensor:
     if adapter.dropout_position == "post":
         x = adapter.dropout(x)
     return x * (adapter.alpha / adapter.dim)
+
+
+class AddLowRank(torch.autograd.Function):
+    """base += low_rank @ b^T * scale, in place; returns base. The backward passes the gradient through to base
+    and gives low_rank and b theirs from the matmul's (the scale applied to the small products)."""
+
+    @staticmethod
+    def forward(ctx, base: torch.Tensor, low_rank: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor:
+        flat_low_rank = low_rank.reshape(-1, low_rank.shape[-1])
+        base.view(-1, base.shape[-1]).addmm_(flat_low_rank, b.t(), alpha=scale)
+        ctx.mark_dirty(base)
+        ctx.save_for_backward(flat_low_rank, b)
+        ctx.scale, ctx.low_rank_shape = scale, low_rank.shape
+        return base
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        flat_low_rank, b = ctx.saved_tensors
+        flat_grad = grad.reshape(-1, grad.shape[-1])
+        grad_low_rank = grad_b = None
+        if ctx.needs_input_grad[1]:
+            grad_low_rank = _scaled(flat_grad @ b, ctx.scale).view(ctx.low_rank_shape)
+        if ctx.needs_input_grad[2]:
+            grad_b = _scaled(flat_grad.t() @ flat_low_rank, ctx.scale)
+        return (grad if ctx.needs_input_grad[0] else None), grad_low_rank, grad_b, None
+
+
+def _scaled(product: torch.Tensor, scale: float) -> torch.Tensor:
+    return product if scale == 1.0 else product.mul_(scale)
+
+
+def add_low_rank(base: torch.Tensor, low_rank: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor:
+    """base + low_rank @ b^T * scale, the addition and the scale inside the matmul.
+
+    Into base's own storage where autograd allows writing it: base is no view and no leaf that trains. The
+    column-parallel layers' outputs qualify; a row-parallel layer's does not (at one tensor-parallel rank
+    Megatron-Core's reduction, a custom autograd Function, returns its input, which autograd then treats as a
+    view), nor does the FP8 base layer's (a view of its matmul's output). Those get a new tensor from `addmm`,
+    which on CUDA first copies base into it: one pass more than in place, two fewer than a separate product,
+    scale and sum."""
+    if not base.dtype == low_rank.dtype == b.dtype:
+        return base + F.linear(low_rank, b) * scale
+    if base._is_view() or (base.is_leaf and base.requires_grad) or not base.is_contiguous():
+        flat = torch.addmm(base.reshape(-1, base.shape[-1]), low_rank.reshape(-1, low_rank.shape[-1]), b.t(),
+                           alpha=scale)
+        return flat.view(base.shape)
+    return AddLowRank.apply(base, low_rank, b, scale)
 
 
 def qkv_rows(config, fused_size: int) -> dict[str, torch.Tensor]:
@@ -184,15 +236,13 @@ def block_b(adapters: list, where: Placement, fused_size: int) -> torch.Tensor:
     return place(stacked, where, fused_size, 0)
 
 
-def grouped_forward(adapters: list, where: Placement, x: torch.Tensor, fused_size: int) -> torch.Tensor:
-    """The adapters' outputs summed into the fused layout, in one low-rank matmul and one output matmul."""
+def grouped_low_rank(adapters: list, x: torch.Tensor) -> torch.Tensor:
+    """Every adapter's low-rank activations [.., n*r], in one matmul (each with its own dropout mask)."""
     p = active_dropout(adapters[0])
     if p > 0:
-        low_rank = DroppedLowRank.apply(x, torch.stack([a.linear_in.weight for a in adapters]), p)
-    else:
-        a = adapters[0].linear_in.weight if len(adapters) == 1 else torch.cat([a.linear_in.weight for a in adapters])
-        low_rank = F.linear(x, a)
-    return F.linear(low_rank, block_b(adapters, where, fused_size))
+        return DroppedLowRank.apply(x, torch.stack([a.linear_in.weight for a in adapters]), p)
+    a = adapters[0].linear_in.weight if len(adapters) == 1 else torch.cat([a.linear_in.weight for a in adapters])
+    return F.linear(x, a)
 
 
 def placed_forward(wrapper, present: list, where: Placement, x: torch.Tensor, fused_size: int,
@@ -212,9 +262,24 @@ def group_forward(wrapper, x: torch.Tensor, *args, **kwargs):
     where = placement(wrapper, tuple(key for key, _ in present), fused_size, linear_output.device)
     adapters = [adapter for _, adapter in present]
     if groupable(adapters):
-        update = grouped_forward(adapters, where, layernorm_output, fused_size)
-    else:
-        update = placed_forward(wrapper, present, where, layernorm_output, fused_size, *args, **kwargs)
+        low_rank = grouped_low_rank(adapters, layernorm_output)
+        return add_low_rank(linear_output, low_rank, block_b(adapters, where, fused_size), 1.0), bias
+    update = placed_forward(wrapper, present, where, layernorm_output, fused_size, *args, **kwargs)
+    return linear_output + update.reshape(linear_output.shape), bias
+
+
+def lora_linear_forward(wrapper, x: torch.Tensor, *args, **kwargs):
+    """A one-adapter layer's output plus its adapter's (LoRALinear forward: linear_proj, linear_fc2)."""
+    linear_output, bias, layernorm_output = wrapper.base_linear_forward(x, *args, **kwargs)
+    if not wrapper._adapter_enabled:
+        return linear_output, bias
+    adapter = wrapper.adapter
+    if groupable([adapter]):
+        # adapter_forward's order; nn.Dropout keeps the dropped copy, so a recomputed input (linear_fc2's SwiGLU
+        # output, compat/swiglu_recompute.py) is still freed
+        low_rank = F.linear(adapter.dropout(layernorm_output), adapter.linear_in.weight)
+        return add_low_rank(linear_output, low_rank, adapter.linear_out.weight, adapter.alpha / adapter.dim), bias
+    update = wrapper.adapter_forward(adapter, layernorm_output.contiguous(), *args, **kwargs)
     return linear_output + update.reshape(linear_output.shape), bias
 
 
@@ -222,6 +287,7 @@ def use_lora_fast_path() -> None:
     """Route eligible adapters through `adapter_forward`, and the fused layers' adapter groups through
     `group_forward` (idempotent; after Megatron-Bridge's import)."""
     from megatron.bridge.peft.canonical_lora import LoRALinearSplitFC1UpGate, LoRALinearSplitQKV
+    from megatron.bridge.peft.lora_layers import LoRALinear
     from megatron.bridge.peft.utils import ParallelLinearAdapter
 
     def make(library_forward):
@@ -233,13 +299,17 @@ def use_lora_fast_path() -> None:
         forward.__doc__ = adapter_forward.__doc__
         return forward
 
-    def make_group(library_forward):
-        def forward(self, x, *args, **kwargs):
-            return group_forward(self, x, *args, **kwargs)
+    def make_wrapper(wrapper_forward):
+        def make_forward(library_forward):
+            def forward(self, x, *args, **kwargs):
+                return wrapper_forward(self, x, *args, **kwargs)
 
-        forward.__doc__ = group_forward.__doc__
-        return forward
+            forward.__doc__ = wrapper_forward.__doc__
+            return forward
+
+        return make_forward
 
     replace_once(ENTRY, ParallelLinearAdapter, "forward", make)
-    replace_once(ENTRY, LoRALinearSplitQKV, "forward", make_group)
-    replace_once(ENTRY, LoRALinearSplitFC1UpGate, "forward", make_group)
+    replace_once(ENTRY, LoRALinearSplitQKV, "forward", make_wrapper(group_forward))
+    replace_once(ENTRY, LoRALinearSplitFC1UpGate, "forward", make_wrapper(group_forward))
+    replace_once(ENTRY, LoRALinear, "forward", make_wrapper(lora_linear_forward))
