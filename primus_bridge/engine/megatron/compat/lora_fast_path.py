@@ -26,9 +26,9 @@ heads, key, value; for gate/up: gate then up) on this rank's share, also when on
 listed (the wrappers' own forward needs every projection of the group).
 
 On the simple path the adapters' update is added into the base layer's output by the low-rank output matmul
-itself (`add_low_rank`: an in-place `addmm_`, whose epilogue reads and writes the output once), instead of a
-[tokens, out] product written, scaled and added in three more passes over it: what PEFT and Megatron-Bridge
-compute, with the scale applied inside the matmul.
+itself, scale included (`add_low_rank`: an in-place `addmm_`, whose epilogue reads and writes the output once):
+what PEFT and Megatron-Bridge compute, in two passes over the [tokens, out] output fewer than writing the
+product, scaling it and adding it.
 
 Registry entry `lora_fast_path`, installed by `use_lora_fast_path()`.
 """
