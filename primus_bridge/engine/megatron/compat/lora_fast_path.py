@@ -284,8 +284,8 @@ def lora_linear_forward(wrapper, x: torch.Tensor, *args, **kwargs):
 
 
 def use_lora_fast_path() -> None:
-    """Route eligible adapters through `adapter_forward`, and the fused layers' adapter groups through
-    `group_forward` (idempotent; after Megatron-Bridge's import)."""
+    """Route eligible adapters through `adapter_forward`, the fused layers' adapter groups through `group_forward`
+    and the one-adapter layers through `lora_linear_forward` (idempotent; after Megatron-Bridge's import)."""
     from megatron.bridge.peft.canonical_lora import LoRALinearSplitFC1UpGate, LoRALinearSplitQKV
     from megatron.bridge.peft.lora_layers import LoRALinear
     from megatron.bridge.peft.utils import ParallelLinearAdapter
