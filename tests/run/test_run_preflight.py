@@ -31,6 +31,7 @@ def cfg(**values) -> PrimusConfig:
     ("megatron", {"attn_implementation": "flex_attention"}, "hf"),
     ("hf", {"transformer_impl": "local"}, "megatron"),
     ("hf", {"head_loss": "chunked"}, "megatron"),
+    ("hf", {"cuda_graph": "full_iteration"}, "megatron"),  # also where engine: auto resolves to hf
 ])
 def test_an_option_of_the_other_engine_is_refused_not_dropped(engine, model, other):
     (key, value), = model.items()

@@ -108,9 +108,6 @@ def frozen_base_dtype(cfg: PrimusConfig, device: torch.device) -> torch.dtype:
 
 def build_model(cfg: PrimusConfig, env: DistEnv, resume_weights: Path | None = None) -> LoadedModel:
     """Base model (or the checkpoint's full weights), LoRA when asked, gradient checkpointing when asked."""
-    if cfg.model.cuda_graph != "none":
-        raise ConfigError(f"model.cuda_graph: {cfg.model.cuda_graph} is a megatron engine option and this run uses "
-                          "the hf engine; use engine: megatron on a GPU, or set model.cuda_graph: none")
     attn = attention_implementation(cfg, env.device)
     is_lora = cfg.lora.use_lora
     source = str(resume_weights) if resume_weights is not None and not is_lora else model_source(cfg)

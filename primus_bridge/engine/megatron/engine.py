@@ -20,9 +20,9 @@ from ...run.signals import forwarded_to_sigterm
 from ...run.result import TrainResult
 from .callbacks import CheckpointMarkers, ProfileSteps, RefuseNonfiniteWeights, StepRecorder
 from .container import StartingPoint, build_config_container
+from .cuda_graph import FreeCachedMemoryBeforeCapture, StaticStreamForwardStep, check_cuda_graph, graph_enabled
 from .dataset import mixture_source_names
 from .export import training_template
-from .cuda_graph import FreeCachedMemoryBeforeCapture, StaticStreamForwardStep, check_cuda_graph, graph_enabled
 from .fp8_frozen_base import check_fp8_frozen_base, restore_callback
 from .layer_spec import resolve_transformer_impl
 from .model import ModelPlan, megatron_iteration, preflight_errors, provider_from_checkpoint, provider_from_hf

@@ -2,13 +2,12 @@
 run does (the same losses, step after step), for full SFT and for LoRA on a bf16 and on an FP8 base; each pair
 side by side on the one GPU. Results (losses, step times) go to $PRIMUS_REPORT_DIR/cuda-graph.json."""
 
-import json
 import os
 import time
 from pathlib import Path
 
 import pytest
-from test_finetune_gpu import _base_values, _report_dir, finish, launch, llama, work  # noqa: F401 - fixtures
+from test_finetune_gpu import _base_values, finish, launch, llama, record, work  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.gpu
 
@@ -37,15 +36,6 @@ def _values(llama: Path, work: Path, name: str, mode: str, cuda_graph: str) -> d
     return values
 
 
-def _record(repo: Path, mode: str, data: dict) -> None:
-    from primus_bridge.utils.atomic import atomic_write_text
-
-    path = _report_dir(repo) / REPORT_NAME
-    report = json.loads(path.read_text()) if path.is_file() else {}
-    report[mode] = data
-    atomic_write_text(path, json.dumps(report, indent=2, default=str) + "\n")
-
-
 def _launch_pair(llama: Path, work: Path, repo: Path, mode: str) -> dict:  # noqa: F811
     """The eager run, then (once its import of the HF model is there for both to read) the graphed one."""
     from primus_bridge.config import PrimusConfig
@@ -66,9 +56,9 @@ def test_a_recorded_step_trains_as_the_eager_step(llama, work, repo, mode):  # n
     deadline = time.perf_counter() + int(os.environ.get("PRIMUS_GPU_RUN_TIMEOUT", "300"))
     results = {graph: finish(run, repo, deadline - time.perf_counter()) for graph, run in runs.items()}
     eager, graphed = results["none"]["losses"], results["full_iteration"]["losses"]
-    _record(repo, mode, {graph: {key: result[key] for key in ("losses", "step_times", "peak_memory_allocated",
+    record(repo, mode, {graph: {key: result[key] for key in ("losses", "step_times", "peak_memory_allocated",
                                                               "wall_seconds")}
-                         for graph, result in results.items()} | {"side_by_side": True})
+                         for graph, result in results.items()} | {"side_by_side": True}, REPORT_NAME)
     assert len(eager) == len(graphed) == STEPS
     gaps = [abs(g - e) / abs(e) for e, g in zip(eager, graphed)]
     assert max(gaps) <= TOLERANCE, list(zip(eager, graphed))

@@ -40,10 +40,11 @@ def _report_dir(repo: Path) -> Path:
     return Path(os.environ.get("PRIMUS_REPORT_DIR", repo / "benchmarks/reports/megatron-engine"))
 
 
-def record(repo: Path, section: str, data: dict) -> None:
+def record(repo: Path, section: str, data: dict, report_name: str = REPORT_NAME) -> None:
+    """Set `section` of the JSON report `report_name` in $PRIMUS_REPORT_DIR (written atomically)."""
     from primus_bridge.utils.atomic import atomic_write_text
 
-    path = _report_dir(repo) / REPORT_NAME
+    path = _report_dir(repo) / report_name
     report = json.loads(path.read_text()) if path.is_file() else {}
     report[section] = data
     atomic_write_text(path, json.dumps(report, indent=2, default=str) + "\n")
