@@ -49,16 +49,17 @@ def keep_nothing_problem(cfg: PrimusConfig, engine: str) -> str | None:
 
 def engine_option_problems(cfg: PrimusConfig, engine: str) -> list[str]:
     """Options of the other engine set away from their defaults: that engine alone reads them, so this run would
-    drop them without a word (precision.fp8_frozen_base the hf engine refuses itself)."""
+    drop them without a word."""
     m = cfg.model
     if engine == "megatron":
         other, fix = "hf", "the megatron engine's attention and kernels follow model.transformer_impl"
         set_away = [("model.liger_kernel", m.liger_kernel, False), ("model.attn_implementation", m.attn_implementation,
                                                                      "auto")]
     else:
-        other, fix = "megatron", "the hf engine runs Transformers' own layers and loss"
+        other, fix = "megatron", "the hf engine runs Transformers' own layers and loss, in bf16 or fp32"
         set_away = [("model.transformer_impl", m.transformer_impl, "auto"), ("model.head_loss", m.head_loss, "auto"),
-                    ("model.cuda_graph", m.cuda_graph, "none")]
+                    ("model.cuda_graph", m.cuda_graph, "none"),
+                    ("precision.fp8_frozen_base", cfg.precision.fp8_frozen_base, False)]
     return [f"{key}: {value!r} is an option of the {other} engine and this run uses the {engine} engine ({fix}); "
             f"remove it or set engine: {other}" for key, value, default in set_away if value != default]
 

@@ -23,23 +23,27 @@ DATA = str(REPO / "examples/data/alpaca_sample.jsonl")
 
 
 def cfg(**values) -> PrimusConfig:
-    return PrimusConfig.model_validate({"engine": "hf", "data": {"data_path": DATA}, **values})
+    return PrimusConfig.model_validate({"engine": "hf", "data": {"data_path": DATA}} | values)
 
 
-@pytest.mark.parametrize("engine,model,other", [
-    ("megatron", {"liger_kernel": True}, "hf"),
-    ("megatron", {"attn_implementation": "flex_attention"}, "hf"),
-    ("hf", {"transformer_impl": "local"}, "megatron"),
-    ("hf", {"head_loss": "chunked"}, "megatron"),
-    ("hf", {"cuda_graph": "full_iteration"}, "megatron"),  # also where engine: auto resolves to hf
+@pytest.mark.parametrize("engine,section,values,other", [
+    ("megatron", "model", {"liger_kernel": True}, "hf"),
+    ("megatron", "model", {"attn_implementation": "flex_attention"}, "hf"),
+    ("hf", "model", {"transformer_impl": "local"}, "megatron"),
+    ("hf", "model", {"head_loss": "chunked"}, "megatron"),
+    ("hf", "model", {"cuda_graph": "full_iteration"}, "megatron"),
+    ("hf", "precision", {"fp8_frozen_base": True}, "megatron"),
 ])
-def test_an_option_of_the_other_engine_is_refused_not_dropped(engine, model, other):
-    (key, value), = model.items()
-    problems = engine_option_problems(cfg(model=model), engine)
-    assert len(problems) == 1 and problems[0].startswith(f"model.{key}: {value!r} is an option of the {other} engine")
+def test_an_option_of_the_other_engine_is_refused_not_dropped(engine, section, values, other):
+    """engine: auto, as a config that names neither engine resolves at run time."""
+    (key, value), = values.items()
+    config = cfg(engine="auto", lora={"use_lora": True}, **{section: values})
+    problems = engine_option_problems(config, engine)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{section}.{key}: {value!r} is an option of the {other} engine")
     assert problems[0].endswith(f"remove it or set engine: {other}")
-    assert engine_option_problems(cfg(model=model), other) == []
-    assert engine_option_problems(cfg(), engine) == []
+    assert engine_option_problems(config, other) == []
+    assert engine_option_problems(cfg(engine="auto", lora={"use_lora": True}), engine) == []
 
 
 def test_a_run_that_keeps_nothing_is_refused_unless_asked_for():

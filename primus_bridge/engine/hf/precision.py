@@ -21,9 +21,6 @@ class Precision:
 
 def choose_precision(cfg: PrimusConfig, device: torch.device) -> Precision:
     """fp32 master weights always; bf16 autocast on a GPU that has bf16, fp32 compute otherwise."""
-    if cfg.precision.fp8_frozen_base:
-        raise ConfigError("precision.fp8_frozen_base: this run uses the hf engine, which has no FP8 path; "
-                          "use engine: megatron on a GPU, or set precision.fp8_frozen_base: false")
     if cfg.precision.fp16:
         raise ConfigError("precision.fp16: the hf engine trains in bf16 or fp32; set precision.bf16: true "
                           "(fp32 is used where bf16 is not supported)")

@@ -36,6 +36,8 @@ class StepRecorder(Callback):
     def __init__(self):
         self.step_times: list[float] = []
         self.losses: list[float] = []
+        self.eval_losses: dict[str, float] = {}
+        """Validation loss by the step it followed (as the hf engine's TrainResult.extra has it)."""
         self.skipped_steps: list[int] = []
         self.first_step: int | None = None
         self.last_step: int | None = None
@@ -71,6 +73,11 @@ class StepRecorder(Callback):
             self.losses.append(float(loss))
         if context.skipped_iter:
             self.skipped_steps.append(self.last_step)
+
+    def on_eval_end(self, context: CallbackContext) -> None:
+        loss = (context.total_loss_dict or {}).get(LOSS_KEY)
+        if loss is not None:
+            self.eval_losses[str(context.state.train_state.step)] = float(loss)
 
 
 class RefuseNonfiniteWeights(Callback):

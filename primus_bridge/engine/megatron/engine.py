@@ -308,6 +308,6 @@ def _result(cfg: PrimusConfig, recorder: StepRecorder, plan: RunPlan, preempted:
         extra={"transformer_impl": plan.transformer_impl, "head_loss": cfg.model.head_loss,
                "recompute_mlp_activation": cfg.activation_checkpointing.recompute_mlp_activation,
                "first_step": recorder.first_step, "skipped_steps": recorder.skipped_steps,
-               "hf_source": str(plan.model.hf_source)},
+               "eval_losses": recorder.eval_losses, "hf_source": str(plan.model.hf_source)},
     )
 

@@ -1,13 +1,15 @@
 """model.cuda_graph: full_iteration on the GPU: a run whose steps replay one recorded CUDA graph trains as the eager
 run does (the same losses, step after step), for full SFT and for LoRA on a bf16 and on an FP8 base; each pair
-side by side on the one GPU. Results (losses, step times) go to $PRIMUS_REPORT_DIR/cuda-graph.json."""
+side by side on the one GPU. With a validation split, the evaluations (Megatron-Core records them as a second
+graph) give the eager run's validation losses, and a graphed run resumed from a checkpoint repeats the
+uninterrupted graphed run. Results (losses, step times) go to $PRIMUS_REPORT_DIR/cuda-graph.json."""
 
 import os
 import time
 from pathlib import Path
 
 import pytest
-from test_finetune_gpu import _base_values, finish, launch, llama, record, work  # noqa: F401 - fixtures
+from test_finetune_gpu import _base_values, finish, launch, llama, record, resume_copy, work  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.gpu
 
@@ -17,6 +19,8 @@ REPORT_NAME = "cuda-graph.json"
 TOLERANCE = 0.01
 """Relative loss difference allowed per step: the replay runs the eager step's kernels on the same data, so the two
 agree to the run-to-run variation of those kernels (flex attention's and the matmuls' reductions)."""
+EVAL_EVERY = SAVE_AT = 4
+"""The evaluation runs evaluate (and the resume test's runs save) after steps 4 and 8."""
 
 
 def _values(llama: Path, work: Path, name: str, mode: str, cuda_graph: str) -> dict:  # noqa: F811
@@ -36,30 +40,75 @@ def _values(llama: Path, work: Path, name: str, mode: str, cuda_graph: str) -> d
     return values
 
 
-def _launch_pair(llama: Path, work: Path, repo: Path, mode: str) -> dict:  # noqa: F811
-    """The eager run, then (once its import of the HF model is there for both to read) the graphed one."""
+def _launch_pair(llama: Path, work: Path, repo: Path, name: str, values: dict) -> dict:  # noqa: F811
+    """The eager run of `values` ({cuda_graph: config}), then (once its import of the HF model is there for both to
+    read) the graphed one."""
     from primus_bridge.config import PrimusConfig
     from primus_bridge.engine.megatron.sources import cached_import, import_cache_dir, resolve_hf_model
 
-    values = {graph: _values(llama, work, f"graph-{mode}-{graph}", mode, graph) for graph in ("none", "full_iteration")}
-    eager = launch(work, repo, f"graph-{mode}-none", values["none"])
+    eager = launch(work, repo, f"{name}-none", values["none"])
     source = resolve_hf_model(str(llama))
     imported = import_cache_dir(PrimusConfig.model_validate(values["none"]), source)
     while not cached_import(imported, source) and eager.process.poll() is None:
         time.sleep(2)
-    return {"none": eager, "full_iteration": launch(work, repo, f"graph-{mode}-graph", values["full_iteration"])}
+    return {"none": eager, "full_iteration": launch(work, repo, f"{name}-graph", values["full_iteration"])}
+
+
+def _finish_all(runs: dict, repo: Path) -> dict:  # noqa: F811
+    deadline = time.perf_counter() + int(os.environ.get("PRIMUS_GPU_RUN_TIMEOUT", "300"))
+    return {key: finish(run, repo, deadline - time.perf_counter()) for key, run in runs.items()}
+
+
+def _gaps(expected: list[float], got: list[float]) -> list[float]:
+    return [abs(g - e) / abs(e) for e, g in zip(expected, got)]
 
 
 @pytest.mark.parametrize("mode", ["sft", "lora", "lora-fp8"])
 def test_a_recorded_step_trains_as_the_eager_step(llama, work, repo, mode):  # noqa: F811 - fixtures
-    runs = _launch_pair(llama, work, repo, mode)
-    deadline = time.perf_counter() + int(os.environ.get("PRIMUS_GPU_RUN_TIMEOUT", "300"))
-    results = {graph: finish(run, repo, deadline - time.perf_counter()) for graph, run in runs.items()}
+    values = {graph: _values(llama, work, f"graph-{mode}-{graph}", mode, graph) for graph in ("none", "full_iteration")}
+    results = _finish_all(_launch_pair(llama, work, repo, f"graph-{mode}", values), repo)
     eager, graphed = results["none"]["losses"], results["full_iteration"]["losses"]
     record(repo, mode, {graph: {key: result[key] for key in ("losses", "step_times", "peak_memory_allocated",
                                                               "wall_seconds")}
                          for graph, result in results.items()} | {"side_by_side": True}, REPORT_NAME)
     assert len(eager) == len(graphed) == STEPS
-    gaps = [abs(g - e) / abs(e) for e, g in zip(eager, graphed)]
-    assert max(gaps) <= TOLERANCE, list(zip(eager, graphed))
+    assert max(_gaps(eager, graphed)) <= TOLERANCE, list(zip(eager, graphed))
     assert graphed[-1] < graphed[0], "the replayed steps learn"
+
+
+def _evaluating_values(llama: Path, work: Path, graph: str) -> dict:  # noqa: F811
+    """LoRA with a validation split, evaluated and saved every 4 steps."""
+    name = f"graph-eval-{graph}"
+    values = _values(llama, work, name, "lora", graph)
+    values["data"] |= {"split": "90,10,0"}
+    values["training"] |= {"eval_interval": EVAL_EVERY, "eval_iters": 2}
+    values["checkpointing"] = {"save": str(work / name), "save_interval": SAVE_AT}
+    return values
+
+
+def test_evaluation_and_a_resume_under_the_graph(llama, work, repo):  # noqa: F811 - fixtures
+    """What `model.cuda_graph` needs before it can be a default: evaluations inside a graphed run (recorded as a
+    graph of their own) and a graphed run's resume (a new process records again after one eager step)."""
+    values = {graph: _evaluating_values(llama, work, graph) for graph in ("none", "full_iteration")}
+    results = _finish_all(_launch_pair(llama, work, repo, "graph-eval", values), repo)
+    eager, graphed = results["none"], results["full_iteration"]
+
+    resume_copy(work, SAVE_AT, "graph-eval-full_iteration")
+    again = values["full_iteration"] | {"checkpointing": {"save": str(work / "graph-eval-full_iteration-resume"),
+                                                          "save_interval": SAVE_AT}}
+    resumed = finish(launch(work, repo, "graph-eval-resume", again), repo,
+                     int(os.environ.get("PRIMUS_GPU_RUN_TIMEOUT", "300")))
+    record(repo, "evaluation-and-resume", {
+        name: {key: result[key] for key in ("losses", "step_times", "wall_seconds")} | {
+            "eval_losses": result["extra"]["eval_losses"], "first_step": result["extra"]["first_step"]}
+        for name, result in (("none", eager), ("full_iteration", graphed), ("full_iteration-resumed", resumed))
+    }, REPORT_NAME)
+
+    evals = eager["extra"]["eval_losses"], graphed["extra"]["eval_losses"]
+    assert str(EVAL_EVERY) in evals[0] and sorted(evals[0]) == sorted(evals[1]), evals
+    assert max(_gaps([evals[0][k] for k in evals[0]], [evals[1][k] for k in evals[0]])) <= TOLERANCE, evals
+    assert max(_gaps(eager["losses"], graphed["losses"])) <= TOLERANCE, (eager["losses"], graphed["losses"])
+    assert resumed["extra"]["first_step"] == SAVE_AT and len(resumed["losses"]) == STEPS - SAVE_AT
+    assert max(_gaps(graphed["losses"][SAVE_AT:], resumed["losses"])) <= TOLERANCE, resumed["losses"]
+    last = str(STEPS)
+    assert abs(resumed["extra"]["eval_losses"][last] - evals[1][last]) <= TOLERANCE * evals[1][last]

@@ -283,9 +283,9 @@ def test_sft_finetune_and_export(llama, work, repo, side_by_side):
     assert generation["eos_token_id"] == json.loads((llama / "config.json").read_text())["eos_token_id"]
 
 
-def _resume_copy(work: Path, step: int) -> Path:
-    """The SFT run's save folder as it stood after `step` (hard links: no extra disk)."""
-    source, target = work / "sft", work / "sft-resume"
+def resume_copy(work: Path, step: int, run: str = "sft") -> Path:
+    """The save folder of `run` as it stood after `step`, as `<run>-resume` (hard links: no extra disk)."""
+    source, target = work / run, work / f"{run}-resume"
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir()
     shutil.copytree(source / f"iter_{step:07d}", target / f"iter_{step:07d}", copy_function=os.link)
@@ -305,7 +305,7 @@ failed by 0.8e-6). A resume that lost the optimizer state, the schedule or the w
 def test_resumed_run_repeats_the_uninterrupted_losses(llama, work, repo):
     if "sft" not in RUNS or SAVE_EVERY >= STEPS:
         pytest.skip("needs the SFT run with its step-40 checkpoint")
-    _resume_copy(work, SAVE_EVERY)
+    resume_copy(work, SAVE_EVERY)
     values = _sft_values(llama, work) | {"convert_to_hf": False}
     values["checkpointing"] = {**values["checkpointing"], "save": str(work / "sft-resume")}
     result = train(work, repo, "sft-resume", values, RUN_TIMEOUT)

@@ -73,20 +73,21 @@ def streams(megatron_cpu, tiny_hf, tmp_path_factory):
     return cfg, train, valid
 
 
-def _evaluate(cfg: PrimusConfig, hf_folder: Path, batches, tmp_path: Path) -> dict[str, float]:
-    """Megatron-Bridge's evaluation as finetune() runs it, with the engine's forward step and callback; what it wrote
-    to TensorBoard, by tag."""
+def _evaluate(cfg: PrimusConfig, hf_folder: Path, batches, tmp_path: Path) -> tuple[dict[str, float], dict]:
+    """Megatron-Bridge's evaluation as finetune() runs it, with the engine's forward step and callbacks: what it wrote
+    to TensorBoard, by tag, and the validation losses the engine's step recorder kept for the run's result."""
     from megatron.bridge.training.callbacks import CallbackManager
     from megatron.bridge.training.eval import evaluate_and_print_results
     from megatron.bridge.training.state import GlobalState
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from primus_bridge.engine.megatron.callbacks import StepRecorder
     from primus_bridge.engine.megatron.dataset import mixture_source_names
     from primus_bridge.engine.megatron.source_loss import DropEmptySources, SourceLossForwardStep
 
     names = mixture_source_names(cfg)
-    callbacks = CallbackManager()
-    callbacks.add(DropEmptySources(names))
+    callbacks, recorder = CallbackManager(), StepRecorder()
+    callbacks.add([DropEmptySources(names), recorder])
     with CudaTensorsOnCpu(), _microbatch_calculator(STREAMS_PER_EVAL):
         _, container, model, *_ = _megatron_model(cfg, hf_folder, tmp_path, per_token_loss=True)
         container.logger.tensorboard_dir = str(tmp_path / "tensorboard")
@@ -97,7 +98,8 @@ def _evaluate(cfg: PrimusConfig, hf_folder: Path, batches, tmp_path: Path) -> di
         state.tensorboard_logger.close()
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
-    return {tag: events.Scalars(tag)[0].value for tag in events.Tags()["scalars"] if tag.endswith(" validation")}
+    logged = {tag: events.Scalars(tag)[0].value for tag in events.Tags()["scalars"] if tag.endswith(" validation")}
+    return logged, recorder.eval_losses
 
 
 def _hf_losses(cfg: PrimusConfig, hf_folder: Path, split, rows: list[int]) -> tuple[float, list[float | None]]:
@@ -142,7 +144,8 @@ def test_each_sources_validation_loss_is_the_hf_engines(streams, tiny_hf, cpu_ev
     mixed = [len(set(valid.split.row_sources(rows[i:i + ROWS_PER_STREAM]).tolist())) > 1
              for i in range(0, len(rows), ROWS_PER_STREAM)]
     assert any(mixed), "a stream holds rows of both sources"
-    logged = _evaluate(cfg, tiny_hf, [_collated(valid, index) for index in range(evaluated)], tmp_path)
+    logged, recorded = _evaluate(cfg, tiny_hf, [_collated(valid, index) for index in range(evaluated)], tmp_path)
+    assert recorded == {"0": pytest.approx(logged["lm loss validation"], rel=1e-6)}, "the run's result has it too"
     assert sorted(logged) == ["lm loss validation"] + [f"lm loss/{name} validation" for name in SOURCES]
     hf_total, hf_by_source = _hf_losses(cfg, tiny_hf, valid.split, rows)
     assert logged["lm loss validation"] == pytest.approx(hf_total, rel=1e-5)
@@ -193,6 +196,6 @@ def test_a_source_without_evaluated_tokens_is_not_logged(streams, tiny_hf, cpu_e
         stream = pack_rows([split[row] for row in chosen[first:first + ROWS_PER_STREAM]])
         stream[SOURCE_IDS] = torch.zeros_like(stream["tokens"], dtype=torch.int32)
         batches.append(type(valid).collate_fn([stream]))
-    logged = _evaluate(cfg, tiny_hf, batches, tmp_path)
+    logged, _ = _evaluate(cfg, tiny_hf, batches, tmp_path)
     assert sorted(logged) == ["lm loss validation", "lm loss/arith validation"]
     assert logged["lm loss/arith validation"] == pytest.approx(logged["lm loss validation"], rel=1e-6)
