@@ -186,3 +186,59 @@ def test_llama3_8b_linear_shapes_fp8_against_bf16_speed(repo):
     folder = Path(os.environ.get("PRIMUS_REPORT_DIR", repo / "benchmarks/reports/megatron-engine"))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "fp8-linear-parts.json").write_text(json.dumps(record, indent=1) + "\n")
+
+
+COMPILE_VARIANTS = {
+    "dynamic": {"dynamic": True},  # what compiled_fp8_linear does today: one graph for every shape
+    "static": {"dynamic": False},  # one graph per shape: Inductor knows each row's length
+    "static_tuned": {"dynamic": False, "options": {"coordinate_descent_tuning": True}},
+}
+"""torch.compile settings timed against each other for the FP8 linear's quantizations and re-layout."""
+
+
+def _variant_parts(formats, variant: str, tokens: int, inp: int, out: int) -> dict[str, float]:
+    """Device ms of the FP8 linear's memory-bound parts (and the whole forward + input gradient) compiled with one
+    of COMPILE_VARIANTS, beside one-pass lower bounds: an eager cast of the same tensor to FP8 (reads it once,
+    writes one byte an element) and a copy of the FP8 weight (what a re-layout moves)."""
+    from primus_bridge.engine.megatron.fp8_frozen_base import _apply_frozen_fp8_linear
+
+    torch._dynamo.reset()
+    settings = COMPILE_VARIANTS[variant]
+    quantize, relayout = (torch.compile(function, fullgraph=True, **settings)
+                          for function in (quantize_rows, backward_operand))
+    whole = torch.compile(_apply_frozen_fp8_linear, fullgraph=True, **settings)
+    weight = torch.randn(out, inp, device="cuda", dtype=torch.bfloat16) * 0.02
+    codes, scale = quantize_rows(weight, formats.values)
+    scale = scale.view(-1)
+    x = torch.randn(tokens, inp, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    grad = torch.randn(tokens, out, device="cuda", dtype=torch.bfloat16)
+    steps = {
+        "quantize_x": lambda: quantize(x.detach(), formats.values),
+        "quantize_grad": lambda: quantize(grad, formats.gradients, column_scale=scale),
+        "relayout": lambda: relayout(codes),
+        "fp8_linear": lambda: whole(x, codes, scale, formats).backward(grad),
+        "bound_cast_x": lambda: x.detach().to(formats.values),
+        "bound_cast_grad": lambda: grad.to(formats.gradients),
+        "bound_copy_weight": lambda: codes.clone(),
+    }
+    return {name: round(device_and_host_ms(step, repeats=20)[0], 4) for name, step in steps.items()}
+
+
+def test_fp8_compile_variants_speed(repo):
+    """Records (asserts nothing about speed): the FP8 linear's quantizations and re-layout ran at a third to a half
+    of the memory bandwidth in 2026-12-06's parts timing (fp8-linear-parts.json); this times them, and the whole
+    linear, under each of COMPILE_VARIANTS at the 8B shapes (4,096 tokens), beside one-pass lower bounds. JSON
+    fp8-compile-variants.json in $PRIMUS_REPORT_DIR (default benchmarks/reports/megatron-engine)."""
+    from primus_bridge.engine.megatron.fp8_frozen_base import formats_for
+
+    formats = formats_for(torch.device("cuda"))
+    record = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "unit": "device ms per call",
+              "tokens": 4096, "shapes": {}}
+    for name, (inp, out) in LLAMA3_8B_LINEARS.items():
+        for variant in COMPILE_VARIANTS:
+            parts = _variant_parts(formats, variant, 4096, inp, out)
+            record["shapes"].setdefault(f"{name} {inp}->{out}", {})[variant] = parts
+            print(f"{name:12s} {variant:13s} " + " ".join(f"{key} {value:.3f}" for key, value in parts.items()))
+    folder = Path(os.environ.get("PRIMUS_REPORT_DIR", repo / "benchmarks/reports/megatron-engine"))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "fp8-compile-variants.json").write_text(json.dumps(record, indent=1) + "\n")
