@@ -37,7 +37,8 @@ class StepRecorder(Callback):
         self.step_times: list[float] = []
         self.losses: list[float] = []
         self.eval_losses: dict[str, float] = {}
-        """Validation loss by the step it followed (as the hf engine's TrainResult.extra has it)."""
+        """Validation loss by the step it followed (as the hf engine's TrainResult.extra has it); Megatron-Bridge's
+        evaluation after the last step, on the next validation batches, replaces the loop's at that step."""
         self.skipped_steps: list[int] = []
         self.first_step: int | None = None
         self.last_step: int | None = None
