@@ -197,6 +197,10 @@ def _apply_frozen_fp8_linear(x: torch.Tensor, codes: torch.Tensor, scale: torch.
     return FrozenFp8Linear.apply(x, codes, scale, formats)
 
 
+COMPILE_OPTIONS = {"dynamic": True, "fullgraph": True}
+"""torch.compile's settings for `compiled_fp8_linear`."""
+
+
 @functools.cache
 def compiled_fp8_linear():
     """`FrozenFp8Linear` compiled whole by torch.compile: one graph forward (quantization kernel + matmul) and one
@@ -209,7 +213,7 @@ def compiled_fp8_linear():
     FP8 layers is still bound by the host at one 4,096-token row per micro batch. The re-layout is a plain
     transposed copy inside the backward graph, where Inductor emits it as a tiled kernel (PyTorch's eager copy of a
     transposed one-byte tensor ran at about a quarter of the memory bandwidth)."""
-    return torch.compile(_apply_frozen_fp8_linear, dynamic=True, fullgraph=True)
+    return torch.compile(_apply_frozen_fp8_linear, **COMPILE_OPTIONS)
 
 
 def fp8_linear(x: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor, formats: Fp8Formats) -> torch.Tensor:

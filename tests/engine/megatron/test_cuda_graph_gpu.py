@@ -54,7 +54,7 @@ def _launch_pair(llama: Path, work: Path, repo: Path, name: str, values: dict) -
     return {"none": eager, "full_iteration": launch(work, repo, f"{name}-graph", values["full_iteration"])}
 
 
-def _finish_all(runs: dict, repo: Path) -> dict:  # noqa: F811
+def _finish_all(runs: dict, repo: Path) -> dict:
     deadline = time.perf_counter() + int(os.environ.get("PRIMUS_GPU_RUN_TIMEOUT", "300"))
     return {key: finish(run, repo, deadline - time.perf_counter()) for key, run in runs.items()}
 

@@ -11,6 +11,7 @@ from gpu_timing import device_and_host_ms  # same folder
 from test_fp8_frozen_base import _bytes, _loss_and_adapter_grads, _relative, _weight, rounding_bound  # same folder
 
 from primus_bridge.engine.megatron.fp8_frozen_base import (
+    COMPILE_OPTIONS,
     FrozenFp8Linear,
     backward_operand,
     dequantize_rows,
@@ -117,7 +118,17 @@ LLAMA3_8B_LINEARS = {"linear_qkv": (4096, 6144), "linear_proj": (4096, 4096), "l
 
 
 def _compiled(function):
-    return torch.compile(function, dynamic=True, fullgraph=True)
+    return torch.compile(function, **COMPILE_OPTIONS)
+
+
+def _linear_tensors(formats, tokens: int, inp: int, out: int) -> tuple[torch.Tensor, ...]:
+    """A base linear [out, in] in bf16 and as FP8 codes with their scales [out], an input x [tokens, in] that takes a
+    gradient and an output gradient [tokens, out]."""
+    weight = torch.randn(out, inp, device="cuda", dtype=torch.bfloat16) * 0.02
+    codes, scale = quantize_rows(weight, formats.values)
+    x = torch.randn(tokens, inp, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    grad = torch.randn(tokens, out, device="cuda", dtype=torch.bfloat16)
+    return weight, codes, scale.view(-1), x, grad
 
 
 def _fp8_parts(formats, tokens: int, inp: int, out: int) -> dict[str, float]:
@@ -126,11 +137,7 @@ def _fp8_parts(formats, tokens: int, inp: int, out: int) -> dict[str, float]:
     gradients as used, e4m3 for comparison), the two quantizations and the weight re-layout (compiled alone here,
     as Inductor emits them inside the graphs; the re-layout also as PyTorch's eager copy). Host ms for the three
     whole calls: where host >= device, a training step of such layers is bound by Python, not the GPU."""
-    weight = torch.randn(out, inp, device="cuda", dtype=torch.bfloat16) * 0.02
-    codes, scale = quantize_rows(weight, formats.values)
-    scale = scale.view(-1)
-    x = torch.randn(tokens, inp, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    grad = torch.randn(tokens, out, device="cuda", dtype=torch.bfloat16)
+    weight, codes, scale, x, grad = _linear_tensors(formats, tokens, inp, out)
     quantize, relayout = _compiled(quantize_rows), _compiled(backward_operand)
     x_codes, x_scale = quantize(x.detach(), formats.values)
     g5, g5_scale = quantize(grad, formats.gradients, column_scale=scale)
@@ -189,9 +196,9 @@ def test_llama3_8b_linear_shapes_fp8_against_bf16_speed(repo):
 
 
 COMPILE_VARIANTS = {
-    "dynamic": {"dynamic": True},  # what compiled_fp8_linear does today: one graph for every shape
-    "static": {"dynamic": False},  # one graph per shape: Inductor knows each row's length
-    "static_tuned": {"dynamic": False, "options": {"coordinate_descent_tuning": True}},
+    "engine": COMPILE_OPTIONS,  # what compiled_fp8_linear does today: one graph for every shape
+    "static": COMPILE_OPTIONS | {"dynamic": False},  # one graph per shape: Inductor knows each row's length
+    "static_tuned": COMPILE_OPTIONS | {"dynamic": False, "options": {"coordinate_descent_tuning": True}},
 }
 """torch.compile settings timed against each other for the FP8 linear's quantizations and re-layout."""
 
@@ -204,14 +211,9 @@ def _variant_parts(formats, variant: str, tokens: int, inp: int, out: int) -> di
 
     torch._dynamo.reset()
     settings = COMPILE_VARIANTS[variant]
-    quantize, relayout = (torch.compile(function, fullgraph=True, **settings)
-                          for function in (quantize_rows, backward_operand))
-    whole = torch.compile(_apply_frozen_fp8_linear, fullgraph=True, **settings)
-    weight = torch.randn(out, inp, device="cuda", dtype=torch.bfloat16) * 0.02
-    codes, scale = quantize_rows(weight, formats.values)
-    scale = scale.view(-1)
-    x = torch.randn(tokens, inp, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    grad = torch.randn(tokens, out, device="cuda", dtype=torch.bfloat16)
+    quantize, relayout = (torch.compile(function, **settings) for function in (quantize_rows, backward_operand))
+    whole = torch.compile(_apply_frozen_fp8_linear, **settings)
+    _, codes, scale, x, grad = _linear_tensors(formats, tokens, inp, out)
     steps = {
         "quantize_x": lambda: quantize(x.detach(), formats.values),
         "quantize_grad": lambda: quantize(grad, formats.gradients, column_scale=scale),
