@@ -86,29 +86,42 @@ def _evaluating_values(llama: Path, work: Path, graph: str) -> dict:  # noqa: F8
     return values
 
 
+def _resumed(work: Path, repo: Path, values: dict) -> dict:  # noqa: F811 - fixtures
+    """Each run of `values` ({cuda_graph: config}) started again from its step-SAVE_AT checkpoint, side by side."""
+    runs = {}
+    for graph, config in values.items():
+        name = f"graph-eval-{graph}"
+        resume_copy(work, SAVE_AT, name)
+        again = config | {"checkpointing": {"save": str(work / f"{name}-resume"), "save_interval": SAVE_AT}}
+        runs[graph] = launch(work, repo, f"{name}-resumed", again)
+    return _finish_all(runs, repo)
+
+
 def test_evaluation_and_a_resume_under_the_graph(llama, work, repo):  # noqa: F811 - fixtures
     """What `model.cuda_graph` needs before it can be a default: evaluations inside a graphed run (recorded as a
-    graph of their own) and a graphed run's resume (a new process records again after one eager step)."""
+    graph of their own) and a graphed run's resume (a new process records again after one eager step). The eager
+    run is resumed too: a resumed run must repeat its own uninterrupted run, eager first. On the H100 of 2026-12-06
+    the graphed resume's steps 6-8 differed from the uninterrupted graphed run's by up to 3.5%, at the same step-5
+    loss and gradient norm: the resume had set Adam's step count back to 0, eager or graphed
+    (compat/optimizer_resume.py, fixed since)."""
     values = {graph: _evaluating_values(llama, work, graph) for graph in ("none", "full_iteration")}
-    results = _finish_all(_launch_pair(llama, work, repo, "graph-eval", values), repo)
-    eager, graphed = results["none"], results["full_iteration"]
-
-    resume_copy(work, SAVE_AT, "graph-eval-full_iteration")
-    again = values["full_iteration"] | {"checkpointing": {"save": str(work / "graph-eval-full_iteration-resume"),
-                                                          "save_interval": SAVE_AT}}
-    resumed = finish(launch(work, repo, "graph-eval-resume", again), repo,
-                     int(os.environ.get("PRIMUS_GPU_RUN_TIMEOUT", "300")))
+    uninterrupted = _finish_all(_launch_pair(llama, work, repo, "graph-eval", values), repo)
+    resumed = _resumed(work, repo, values)
+    runs = [(graph, uninterrupted[graph]) for graph in values] + [(f"{graph}-resumed", resumed[graph])
+                                                                  for graph in values]
     record(repo, "evaluation-and-resume", {
         name: {key: result[key] for key in ("losses", "step_times", "wall_seconds")} | {
             "eval_losses": result["extra"]["eval_losses"], "first_step": result["extra"]["first_step"]}
-        for name, result in (("none", eager), ("full_iteration", graphed), ("full_iteration-resumed", resumed))
-    }, REPORT_NAME)
+        for name, result in runs}, REPORT_NAME)
 
-    evals = eager["extra"]["eval_losses"], graphed["extra"]["eval_losses"]
+    evals = uninterrupted["none"]["extra"]["eval_losses"], uninterrupted["full_iteration"]["extra"]["eval_losses"]
     assert str(EVAL_EVERY) in evals[0] and sorted(evals[0]) == sorted(evals[1]), evals
     assert max(_gaps([evals[0][k] for k in evals[0]], [evals[1][k] for k in evals[0]])) <= TOLERANCE, evals
-    assert max(_gaps(eager["losses"], graphed["losses"])) <= TOLERANCE, (eager["losses"], graphed["losses"])
-    assert resumed["extra"]["first_step"] == SAVE_AT and len(resumed["losses"]) == STEPS - SAVE_AT
-    assert max(_gaps(graphed["losses"][SAVE_AT:], resumed["losses"])) <= TOLERANCE, resumed["losses"]
+    assert max(_gaps(uninterrupted["none"]["losses"], uninterrupted["full_iteration"]["losses"])) <= TOLERANCE
     last = str(STEPS)
-    assert abs(resumed["extra"]["eval_losses"][last] - evals[1][last]) <= TOLERANCE * evals[1][last]
+    for graph in values:  # "none" first: a resume that fails eagerly is not the graph's
+        again, whole = resumed[graph], uninterrupted[graph]
+        assert again["extra"]["first_step"] == SAVE_AT and len(again["losses"]) == STEPS - SAVE_AT
+        assert max(_gaps(whole["losses"][SAVE_AT:], again["losses"])) <= TOLERANCE, (graph, again["losses"])
+        wanted = whole["extra"]["eval_losses"][last]
+        assert abs(again["extra"]["eval_losses"][last] - wanted) <= TOLERANCE * wanted, graph

@@ -294,12 +294,13 @@ def resume_copy(work: Path, step: int, run: str = "sft") -> Path:
     return target
 
 
-RESUME_LOSS_RTOL, RESUME_LOSS_ATOL = 0.05, 1e-5
-"""How close each resumed step's loss must be to the uninterrupted run's. The GPU kernels are not deterministic
-(flex attention's backward, split-K matmuls), and by step 40 this run has learnt the sample to a loss of about 4e-4:
-on an H100 the two runs' losses differed by up to 6.1e-6 there (1.6%; the earlier bound, 1% of the largest loss,
-failed by 0.8e-6). A resume that lost the optimizer state, the schedule or the weights moves the loss by far more
-(a restart from step 0: 7.8 against 4e-4)."""
+RESUME_LOSS_RTOL, RESUME_LOSS_ATOL = 0.005, 1e-7
+"""How close each resumed step's loss must be to the uninterrupted run's. By step 40 this run has learnt the sample to
+a loss of about 4e-4. On an H100 (2026-12-06) the resumed run's first step gave the uninterrupted loss bit for bit
+and the later ones differed by up to 1.6%, which this bound (then 5%) let pass: the resume set Adam's step count
+back to 0 (compat/optimizer_resume.py, fixed since), a larger first update. Eager and graphed runs of the same
+steps give equal losses bit for bit on that GPU, so a right resume should too; the bound leaves room for
+reductions whose order may vary."""
 
 
 def test_resumed_run_repeats_the_uninterrupted_losses(llama, work, repo):

@@ -46,3 +46,45 @@ def test_only_the_torch_adam_path_is_wrapped_and_only_once():
     assert distrib_optimizer.DistributedOptimizer.state_dict is wrapped
     assert installed_by(library_original(wrapped)) is None
     assert not distrib_optimizer.HAVE_APEX_OR_TE
+
+
+def _stepped_adam(count: int) -> tuple[torch.optim.AdamW, torch.nn.Parameter]:
+    main = torch.nn.Parameter(torch.ones(3, 2))
+    adam = torch.optim.AdamW([main], lr=1e-3)
+    for _ in range(count):
+        main.grad = torch.randn_like(main)
+        adam.step()
+    return adam, main
+
+
+def _distributed_optimizer(adam: torch.optim.AdamW, model_param: torch.nn.Parameter):
+    """Megatron-Core's DistributedOptimizer holding `adam`, with what `_set_main_param_and_optimizer_states` reads:
+    its constructor needs CUDA, the method only the inner optimizer, its config and the parameter's place."""
+    from megatron.core.optimizer import OptimizerConfig
+
+    optimizer = object.__new__(distrib_optimizer.DistributedOptimizer)
+    optimizer.optimizer, optimizer.config = adam, OptimizerConfig(optimizer="adam", lr=1e-3, bf16=True)
+    optimizer.model_param_group_index_map = {model_param: (0, 0)}
+    return optimizer
+
+
+def test_copying_the_parameter_state_back_keeps_the_step_count_of_the_checkpoint():
+    """A 'dp_reshardable' load hands `_set_main_param_and_optimizer_states` each parameter's state with 'step' the
+    placeholder 0 of the optimizer being loaded, after the param groups set the checkpoint's count (4 here): the
+    count stays 4, in a tensor of the parameter's own, and the main parameter and the moments become the checkpoint's.
+    Megatron-Core's own method sets it to 0, which restarted Adam's bias correction on every resume."""
+    model_param = torch.nn.Parameter(torch.ones(3, 2, dtype=torch.bfloat16))
+    saved = {"param": torch.full((3, 2), 2.0), "step": torch.tensor(0.0), "exp_avg": torch.full((3, 2), 0.1),
+             "exp_avg_sq": torch.full((3, 2), 0.01)}
+    for set_states, count in ((distrib_optimizer.DistributedOptimizer._set_main_param_and_optimizer_states, 4),
+                              (library_original(
+                                  distrib_optimizer.DistributedOptimizer._set_main_param_and_optimizer_states), 0)):
+        adam, main = _stepped_adam(4)
+        shared = adam.state[main]["step"]  # on the foreach path one tensor is every parameter's count
+        with torch.no_grad():  # as Megatron-Bridge loads
+            set_states(_distributed_optimizer(adam, model_param), model_param, dict(saved))
+        state = adam.state[main]
+        assert state["step"].item() == count and (state["step"] is shared) == (count == 0)
+        assert torch.equal(main.detach(), saved["param"]) and torch.equal(state["exp_avg"], saved["exp_avg"])
+        assert torch.equal(state["exp_avg_sq"], saved["exp_avg_sq"])
+    assert installed_by(distrib_optimizer.DistributedOptimizer._set_main_param_and_optimizer_states) == ENTRY

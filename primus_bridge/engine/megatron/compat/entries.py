@@ -150,12 +150,16 @@ ADAPTATIONS: tuple[Adaptation, ...] = (
                  Target("megatron.bridge.peft.lora_layers:LoRALinear.forward", "8172664868ac1652"))),
     Adaptation(
         name="optimizer_resume",
-        replaces="DistributedOptimizer.state_dict (torch-Adam path)",
-        why="without Apex or TE it fails before the first step, so a distributed-optimizer checkpoint cannot resume",
+        replaces="DistributedOptimizer.state_dict and ._set_main_param_and_optimizer_states (torch-Adam path)",
+        why="without Apex or TE the first fails before the first step, so a distributed-optimizer checkpoint cannot "
+            "resume, and the second sets Adam's step count back to 0 when a 'dp_reshardable' checkpoint resumes",
         phase="process", install="optimizer_resume.resume_before_first_step",
         not_applicable="optimizer_resume.not_applicable",
         targets=(Target(f"{_DISTRIB_OPTIMIZER}.state_dict", "51e6fd58c14ece65"),
-                 Target(f"{_DISTRIB_OPTIMIZER}.load_state_dict", "cf2185bee2b74e75"))),
+                 Target(f"{_DISTRIB_OPTIMIZER}.load_state_dict", "cf2185bee2b74e75"),
+                 Target(f"{_DISTRIB_OPTIMIZER}._set_main_param_and_optimizer_states", "3cc712951380de5b"),
+                 Target(f"{_DISTRIB_OPTIMIZER}._get_main_param_and_optimizer_states", "bbc6f04e30c065ed"),
+                 Target(f"{_DISTRIB_OPTIMIZER}.sharded_param_state_dp_reshardable", "f149b12d8583a538"))),
     Adaptation(
         name="listed_projection_merge",
         replaces="MegatronPeftBridge._merge_lora_adapter_weights",
