@@ -10,10 +10,14 @@ import torch
 from option_checks import config_with, problems_naming  # same folder
 
 from primus_bridge.engine.megatron.fp8_frozen_base import (
+    COMPILE_OPTIONS,
     FNUZ_FORMATS,
+    GRAPHS_PER_FUNCTION,
     OCP_FORMATS,
     SCALE_BUFFER,
     FrozenFp8Linear,
+    _apply_frozen_fp8_linear,
+    allow_a_graph_per_shape,
     backward_operand,
     compiled_fp8_linear,
     dequantize_rows,
@@ -140,10 +144,10 @@ needs_compiler = pytest.mark.skipif(shutil.which("g++") is None and shutil.which
 
 
 @needs_compiler
-def test_compiled_linear_equals_the_eager_one_with_one_graph_for_every_shape():
+def test_compiled_linear_equals_the_eager_one_with_a_graph_for_each_shape():
     """`compiled_fp8_linear` (what runs on the GPU), compiled here by Inductor for the CPU: forward and input gradient
-    equal to the eager `FrozenFp8Linear`'s for three projection shapes and token counts, which share one forward and
-    one backward graph (dynamic shapes: nothing compiles again after the first shape)."""
+    equal to the eager `FrozenFp8Linear`'s for two projection shapes; a graph for each (static shapes), and none
+    compiled again when a shape comes back."""
     from torch._dynamo.utils import counters
 
     def both(tokens: int, out_features: int, in_features: int, seed: int):
@@ -160,11 +164,37 @@ def test_compiled_linear_equals_the_eager_one_with_one_graph_for_every_shape():
 
     counters.clear()
     both(40, 96, 64, seed=0)
-    graphs = counters["stats"]["unique_graphs"]
+    both(18, 64, 96, seed=1)
+    assert counters["stats"]["unique_graphs"] == 2
     with torch._dynamo.config.patch(error_on_recompile=True):
-        for tokens, out_features, in_features, seed in ((18, 64, 96, 1), (64, 160, 32, 2)):
-            both(tokens, out_features, in_features, seed)
-    assert counters["stats"]["unique_graphs"] == graphs == 1
+        both(40, 96, 64, seed=2)
+    assert counters["stats"]["unique_graphs"] == 2
+
+
+LLAMA_LAYER_LINEARS = ((64, 96), (64, 64), (64, 224), (112, 64))
+"""(in, out) of a Llama layer's four base linears in small: fused QKV, output, gate+up, down."""
+
+
+def test_every_shape_and_grad_mode_of_a_llama_model_gets_its_graph():
+    """Dynamo with the engine's settings (Dynamo alone here, no Inductor: the count is Dynamo's) compiles the FP8
+    linear for every shape of a Llama layer in each way a LoRA run calls it: training, training with an input that
+    needs no gradient (the first layer's) and evaluation. That is 12 graphs, past torch's default limit of 8, where
+    a `fullgraph` compile fails; `allow_a_graph_per_shape` raises it."""
+    from torch._dynamo.utils import counters
+
+    settings = {key: value for key, value in COMPILE_OPTIONS.items() if key != "options"}  # Inductor's only
+    assert COMPILE_OPTIONS["dynamic"] is False
+    allow_a_graph_per_shape()
+    torch._dynamo.reset()
+    linear = torch.compile(_apply_frozen_fp8_linear, backend="eager", **settings)
+    counters.clear()
+    for in_features, out_features in LLAMA_LAYER_LINEARS:
+        _, x, codes, scale = _linear_case(40, in_features, out_features)
+        for needs_grad, grad_mode in ((True, True), (False, True), (False, False)):
+            with torch.set_grad_enabled(grad_mode):
+                out = linear(x.clone().requires_grad_(needs_grad), codes, scale, OCP_FORMATS)
+            assert out.requires_grad == needs_grad
+    assert counters["stats"]["unique_graphs"] == 3 * len(LLAMA_LAYER_LINEARS) <= GRAPHS_PER_FUNCTION
 
 
 # -- the option's checks -----------------------------------------------------------------------------------------
