@@ -111,7 +111,7 @@ def test_profiling_takes_the_last_warm_up_step_and_passes_the_config_checks(tmp_
         values["profiling"] = profile_values(suite, tmp_path / "run")
         cfg = build_config(values, case, suite.gpus)
         assert cfg.profiling.start_step == cfg.profiling.end_step == suite.warmup_steps
-        assert not cfg.profiling.trace
+        assert not cfg.profiling.trace and cfg.profiling.record_shapes
         assert suite.warmup_steps >= 2, "step 1 compiles and allocates: profile a later warm-up step"
 
 

@@ -24,8 +24,24 @@ def tensorboard_scalars(folder) -> dict[str, dict[int, float]]:
     return {tag: {e.step: e.value for e in events.Scalars(tag)} for tag in events.Tags()["scalars"]}
 
 
+WANDB_FLUSH_SECONDS = 20
+"""How long to wait for W&B's service to write the run's history to its file: `run.finish()` returned and printed
+the history, yet under a loaded test machine (2026-12-06, both CPUs busy) the file read back held none of it."""
+
+
 def wandb_records(folder) -> tuple[dict, dict[str, dict[int, float]]]:
-    """(run config, scalars) read back from the offline run's own record file."""
+    """(run config, scalars) read back from the offline run's own record file, once it holds the history."""
+    import time
+
+    deadline = time.monotonic() + WANDB_FLUSH_SECONDS
+    config, scalars = _wandb_file_records(folder)
+    while not scalars and time.monotonic() < deadline:
+        time.sleep(0.5)
+        config, scalars = _wandb_file_records(folder)
+    return config, scalars
+
+
+def _wandb_file_records(folder) -> tuple[dict, dict[str, dict[int, float]]]:
     import json
 
     from wandb.proto import wandb_internal_pb2

@@ -149,3 +149,44 @@ def test_fused_rotation_reading_tables_is_faster_than_angles_and_eager(model, to
     for kind, ours, theirs, megatrons in zip(("queries", "keys"), fused, angles, eager):
         assert ours < theirs, f"{kind}: tables {ours:.3f} ms, cos/sin in the kernel {theirs:.3f} ms"
         assert ours < megatrons, f"{kind}: tables {ours:.3f} ms, eager {megatrons:.3f} ms"
+
+
+ROPE_COMPILE_VARIANTS = {
+    "engine": {"dynamic": True, "fullgraph": True},  # what _compiled_rotation does: one graph for every shape
+    "static": {"dynamic": False, "fullgraph": True},
+    "static_tuned": {"dynamic": False, "fullgraph": True, "options": {"coordinate_descent_tuning": True}},
+}
+"""torch.compile settings timed against each other for the rotation (the FP8 linear's quantizations ran 1.2-2x
+faster compiled for static shapes: fp8_frozen_base.COMPILE_OPTIONS)."""
+
+
+def test_rotation_compile_variants_speed(repo):
+    """Records (asserts nothing about speed): the rotation took 81 us a call on average in 2026-12-06's 8B FP8
+    profile (queries and keys, forward and backward), where reading and writing the tensors once would take about
+    16 us. This times it for the Llama-3-8B queries and keys at 4,096 tokens under each of ROPE_COMPILE_VARIANTS,
+    beside a clone of the same tensor forward and backward (one read and one write each way: the bound). JSON
+    rope-compile-variants.json in $PRIMUS_REPORT_DIR (default benchmarks/reports/megatron-engine)."""
+    import json
+    import os
+    from pathlib import Path
+
+    from primus_bridge.engine.megatron.compat.packed_rope import _halves
+
+    tokens = 4096
+    tables = rotation_tables(_freqs(tokens, DIM)[torch.arange(tokens) % 1500].cuda())
+    inputs = dict(zip(("queries", "keys"), _attention_inputs(tokens, 32, 8)))
+    grads = {kind: torch.randn_like(t) for kind, t in inputs.items()}
+    record = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "tokens": tokens,
+              "unit": "device ms per call, forward and backward", "variants": {}}
+    for variant, settings in ROPE_COMPILE_VARIANTS.items():
+        torch._dynamo.reset()
+        rotate = torch.compile(_halves, **settings)
+        record["variants"][variant] = {kind: round(_milliseconds_per_call(rotate, t, tables, grads[kind]), 4)
+                                       for kind, t in inputs.items()}
+    record["variants"]["bound_clone"] = {
+        kind: round(_milliseconds_per_call(lambda t, _: t.clone(), t, tables, grads[kind]), 4)
+        for kind, t in inputs.items()}
+    print("\n" + json.dumps(record, indent=1))
+    folder = Path(os.environ.get("PRIMUS_REPORT_DIR", repo / "benchmarks/reports/megatron-engine"))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "rope-compile-variants.json").write_text(json.dumps(record, indent=1) + "\n")
