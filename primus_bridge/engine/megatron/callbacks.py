@@ -1,6 +1,7 @@
 """Megatron-Bridge training callbacks: what TrainResult reports, and our checkpoint markers.
 
 - StepRecorder: wall time, loss and peak memory of every optimizer step run in this process.
+- CheckResumedAdam: a resumed run's Adam step counts came back from the checkpoint.
 - ProfileSteps: the `profiling:` window (run/profiler.py) around Megatron-Bridge's steps.
 - CheckpointMarkers: after each save, our marker `primus_bridge.json` (checkpoint/marker.py) in the iteration
   folder and the `latest_checkpointed_iteration.txt` pointer (Megatron-Bridge itself tracks `latest_train_state.pt`),
@@ -95,6 +96,37 @@ class RefuseNonfiniteWeights(Callback):
                 raise ConfigError(f"{self.source}: tensor {name} (Megatron's name) holds NaN or Inf values; these "
                                   "weights would train and export NaN. Use an undamaged copy of the model "
                                   "(re-download it, or re-export it from a good checkpoint)")
+
+
+def adam_step_counts(optimizers: list) -> set[float]:
+    """The distinct per-parameter step counts of torch Adam optimizers (empty where Adam keeps none: Apex / TE)."""
+    return {float(state["step"]) for optimizer in optimizers if optimizer is not None
+            for state in optimizer.state.values() if isinstance(state.get("step"), torch.Tensor)}
+
+
+def resumed_adam_problem(resumed_at: int, counts: set[float]) -> str | None:
+    """What is wrong with Adam's step counts on a run resumed after step `resumed_at` (None: nothing): every
+    parameter's count is one number, above 0."""
+    if resumed_at <= 0 or not counts or (len(counts) == 1 and min(counts) > 0):
+        return None
+    return (f"resumed after step {resumed_at}, but Adam's per-parameter step counts are {sorted(counts)} where one "
+            "count above 0 was saved: the optimizer state did not load as it was saved, and the run would restart "
+            "Adam's bias correction (compat/optimizer_resume.py adapts this load for Megatron-Core 0.19.2; a changed "
+            "Megatron-Core needs that entry checked again). Resume with the versions the checkpoint was written "
+            "with, or start over (--no_resume --overwrite, or a fresh checkpointing.save)")
+
+
+class CheckResumedAdam(Callback):
+    """Before a resumed run's first step: torch Adam's step counts came back from the checkpoint (Megatron-Core
+    0.19.2 reset them to 0 on the torch-Adam path, silently: compat/optimizer_resume.py)."""
+
+    def on_train_start(self, context: CallbackContext) -> None:
+        from .compat.fused_adam import inner_optimizers
+
+        problem = resumed_adam_problem(context.state.train_state.step,
+                                       adam_step_counts(inner_optimizers(context.optimizer)))
+        if problem:
+            raise RuntimeError(problem)
 
 
 class ProfileSteps(Callback):

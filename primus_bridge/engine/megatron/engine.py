@@ -18,7 +18,7 @@ from ...run.profiler import StepProfiler
 from ...run.resume_config import changes_record, check_resume_config, config_dump, describe_honoured
 from ...run.signals import forwarded_to_sigterm
 from ...run.result import TrainResult
-from .callbacks import CheckpointMarkers, ProfileSteps, RefuseNonfiniteWeights, StepRecorder
+from .callbacks import CheckpointMarkers, CheckResumedAdam, ProfileSteps, RefuseNonfiniteWeights, StepRecorder
 from .container import StartingPoint, build_config_container
 from .cuda_graph import FreeCachedMemoryBeforeCapture, StaticStreamForwardStep, check_cuda_graph, graph_enabled
 from .dataset import mixture_source_names
@@ -187,7 +187,8 @@ class MegatronBridgeRunner:
         recorder = StepRecorder()
         markers = CheckpointMarkers(plan.start.save, _marker(cfg, plan, resume.config_changes if resume else []),
                                     config_dump(cfg))
-        callbacks = [recorder, markers, AttachRunConfig(cfg), RefuseNonfiniteWeights(_weights_source(cfg, resume))]
+        callbacks = [recorder, markers, AttachRunConfig(cfg), RefuseNonfiniteWeights(_weights_source(cfg, resume)),
+                     CheckResumedAdam()]
         if cfg.profiling.enabled:
             callbacks.append(ProfileSteps(StepProfiler.for_run(cfg)))
         if cfg.convert_to_hf and cfg.precision.fp8_frozen_base:
