@@ -14,11 +14,20 @@
 #   bash benchmarks/run_suite.sh h100 benchmarks/reports/DATE-h100-suite 470 --cases llama3-8b-lora-s4096 \
 #       --systems hf-liger,megatron-fp8
 #   bash benchmarks/run_suite.sh fp8-loss benchmarks/reports/DATE-h100-fp8-loss 540   # ~9 min: run it twice
+#   bash benchmarks/run_suite.sh card benchmarks/reports/DATE-CARD-suite 520   # h100 or h200, by the card that came
 set -uo pipefail
 suite=${1:?usage: bash benchmarks/run_suite.sh SUITE REPORT_DIR [BUDGET_SECONDS] [flags]}
 report=${2:?usage: bash benchmarks/run_suite.sh SUITE REPORT_DIR [BUDGET_SECONDS] [flags]}
 budget=${3:-430}
 shift $(( $# >= 3 ? 3 : 2 ))
+if [ "$suite" = card ]; then  # the one-GPU suite of the card this machine has; CARD in REPORT_DIR names it
+    case "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)" in
+        *H200*) suite=h200 ;;
+        *H100*) suite=h100 ;;
+        *) echo "SUITE card: the GPU is neither an H100 nor an H200; name the suite" >&2; exit 2 ;;
+    esac
+    report=${report//CARD/$suite}
+fi
 out=${OUT:-/tmp/primus-bench-out}
 work=/tmp/primus-bench
 mkdir -p "$out" "$work"
