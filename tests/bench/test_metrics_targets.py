@@ -123,19 +123,24 @@ def test_fp8_target_divides_fp8_tokens_per_s_by_bf16s(sample_results, fp8_step_s
                                   "megatron-graph on llama3-8b-lora-s4096 >= 1.35")
 
 
-def test_the_targets_take_the_graphed_engine_and_the_tables_keep_eager_megatron_against_hf(sample_results):
+def test_the_targets_and_the_baseline_tables_take_the_graphed_engine_where_it_ran(sample_results):
     """The HF target's subject is megatron-graph (the FP8 runs, faster still, are neither its subject nor a
-    baseline); the report's baseline table keeps the eager megatron against the HF systems, and each variant is
-    compared with the system it varies."""
+    baseline); the report's baseline table takes it too where it ran, the eager megatron elsewhere, and each
+    variant is compared with the system it varies."""
+    from primus_bridge.bench.report.markdown import markdown_text
     from primus_bridge.bench.report.rows import comparisons, variant_comparisons
 
     results = _with_fp8_runs(sample_results, 1.0)  # faster than every other system: must not become a baseline
     hf = evaluate(_gpu_target("8B LoRA tokens/s vs the strongest HF + PEFT"), results)
     assert hf.value == pytest.approx(2.5 / 2.0) and "megatron-graph on" in hf.description
     assert "same of hf-liger" in hf.description
-    pairs = {(c.case, c.subject, c.baseline) for c in comparisons(results)}
-    assert ("llama3-8b-lora-s4096", "megatron", "hf-liger") in pairs
-    assert not {p for p in pairs if "megatron-fp8-graph" in p or "megatron-graph" in p}
+    pairs = {(c.case, c.subject, c.baseline): c for c in comparisons(results)}
+    assert pairs[("llama3-8b-lora-s4096", "megatron-graph", "hf-liger")].speed_ratio == pytest.approx(2.5 / 2.0)
+    assert {subject for case, subject, _ in pairs if case != "llama3-8b-lora-s4096"} == {"megatron"}
+    assert not {p for p in pairs if "megatron-fp8-graph" in p}
+    text = markdown_text(results)
+    assert "## megatron / megatron-graph vs each baseline (same batches)" in text
+    assert "| llama3-8b-lora-s4096 | megatron-graph | hf-liger | 1.25x | 0.89x |" in text
     (variant,) = variant_comparisons(results)  # megatron-fp8-graph's own base, megatron-fp8, did not run
     assert (variant.case, variant.subject, variant.baseline) == ("llama3-8b-lora-s4096", "megatron-graph", "megatron")
     assert variant.speed_ratio == pytest.approx(2.4 / 2.0) and variant.memory_ratio == pytest.approx(40 / 39)

@@ -14,9 +14,10 @@ INTRO = """# Benchmark reports
 One folder per run, `<date>-<device>-<suite>/`, written by `primus-bridge bench --suite NAME`: `results.json`
 (every number), `results.csv`, `report.md` (tables, comparison, targets) and PNG plots. This index is
 rebuilt from the folders' `results.json` after every run. Ratios are primus-bridge's megatron engine over
-each HF Transformers + PEFT baseline on identical batches; options of the engine (megatron-fp8, megatron-graph)
-are compared with it in each report. The one-GPU targets are evaluated on the engine with its CUDA graph
-(megatron-graph, megatron-fp8-graph) since 2026-12-06's suite-4; the folders before it were rendered with the
+each HF Transformers + PEFT baseline on identical batches: on each case the engine as the one-GPU targets take it,
+with its CUDA graph (megatron-graph), where it ran, else the eager engine; options of the engine (megatron-fp8,
+megatron-graph) are compared with it in each report. The one-GPU targets are evaluated on the engine with its CUDA
+graph (megatron-graph, megatron-fp8-graph) since 2026-12-06's suite-4; the folders before it were rendered with the
 eager engine as the targets' subject.
 """
 

@@ -137,22 +137,26 @@ def device_busy_section(results: BenchResults) -> list[str]:
             + table(["case", "system", "step window ms", "GPU busy ms", "GPU busy", "host syncs"], rows))
 
 
-def _comparison_table(found: list[Comparison]) -> list[str]:
-    rows = [[c.case, c.baseline, fmt(c.speed_ratio, ".2f", "x"), fmt(c.memory_ratio, ".2f", "x"),
-             f"{fmt(c.loss_first[0], '.4f')} / {fmt(c.loss_first[1], '.4f')}"] for c in found]
-    return table(["case", "vs", "speed ratio", "memory ratio", "first-step loss (this / other)"], rows)
+def _comparison_table(found: list[Comparison], with_subject: bool = False) -> list[str]:
+    rows = [[c.case, *([c.subject] if with_subject else []), c.baseline, fmt(c.speed_ratio, ".2f", "x"),
+             fmt(c.memory_ratio, ".2f", "x"), f"{fmt(c.loss_first[0], '.4f')} / {fmt(c.loss_first[1], '.4f')}"]
+            for c in found]
+    header = ["case", *(["system"] if with_subject else []), "vs", "speed ratio", "memory ratio",
+              "first-step loss (this / other)"]
+    return table(header, rows)
 
 
 def comparison_section(results: BenchResults) -> list[str]:
     found = comparisons(results)
     if not found:
         return []
-    ours = found[0].subject
-    return (["", f"## {ours} vs each baseline (same batches)", "",
-             f"Speed ratio: {ours} tokens/s over the baseline's; memory ratio: peak memory over the baseline's. "
-             "Both start from the same weights on the same first batch, so their first-step losses should agree.",
-             ""]
-            + _comparison_table(found))
+    subjects = list(dict.fromkeys(c.subject for c in found))
+    return (["", f"## {' / '.join(subjects)} vs each baseline (same batches)", "",
+             f"Speed ratio: {' or '.join(subjects)} tokens/s over the baseline's (on each case the engine as the "
+             "targets take it where it ran, `model.cuda_graph` on one GPU); memory ratio: peak memory over the "
+             "baseline's. Both start from the same weights on the same first batch, so their first-step losses "
+             "should agree.", ""]
+            + _comparison_table(found, with_subject=len(subjects) > 1))
 
 
 def variant_section(results: BenchResults) -> list[str]:

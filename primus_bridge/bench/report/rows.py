@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from ..results import BenchResults, CaseInfo, SystemRun
-from ..suites import SYSTEMS
+from ..suites import SYSTEMS, TARGET_SUBJECT
 
 GIB = 1024**3
 
@@ -78,13 +78,26 @@ def _pairs(results: BenchResults, pairs: list[tuple[str, str]]) -> list[Comparis
             if _attempted(results, case.name, subject) and _attempted(results, case.name, baseline)]
 
 
+def comparison_subject(results: BenchResults, case: str) -> str | None:
+    """Who faces the HF baselines on a case: the one-GPU targets' subject (TARGET_SUBJECT, the engine as it runs
+    fastest on one GPU) where it was attempted there, else the suite's own engine (its first system that is neither
+    an HF baseline nor a variant of another system)."""
+    if TARGET_SUBJECT in results.systems and _attempted(results, case, TARGET_SUBJECT):
+        return TARGET_SUBJECT
+    return next((system for system in results.systems if _role(system) == "ours"), None)
+
+
 def comparisons(results: BenchResults) -> list[Comparison]:
-    """The suite's own engine (its first system that is neither an HF baseline nor a variant of another system)
-    against each HF + PEFT baseline, case by case; a baseline that never ran on a case (not even a failed attempt)
-    has no row there."""
-    ours = [system for system in results.systems if _role(system) == "ours"]
+    """`comparison_subject` against each HF + PEFT baseline, case by case; a baseline that never ran on a case (not
+    even a failed attempt) has no row there."""
     baselines = [system for system in results.systems if _role(system) == "baseline"]
-    return _pairs(results, [(ours[0], baseline) for baseline in baselines]) if ours else []
+    found = []
+    for case in results.cases:
+        subject = comparison_subject(results, case.name)
+        if subject is not None and _attempted(results, case.name, subject):
+            found += [compare(results, case.name, subject, baseline) for baseline in baselines
+                      if _attempted(results, case.name, baseline)]
+    return found
 
 
 def variant_comparisons(results: BenchResults) -> list[Comparison]:
