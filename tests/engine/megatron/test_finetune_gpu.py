@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import gpu_reports  # same folder
 from gpu_timing import device_ms  # same folder
 
 pytestmark = pytest.mark.gpu
@@ -36,18 +37,9 @@ HERE = Path(__file__).resolve().parent
 RUNS: dict[str, dict] = {}
 
 
-def _report_dir(repo: Path) -> Path:
-    return Path(os.environ.get("PRIMUS_REPORT_DIR", repo / "benchmarks/reports/megatron-engine"))
-
-
 def record(repo: Path, section: str, data: dict, report_name: str = REPORT_NAME) -> None:
-    """Set `section` of the JSON report `report_name` in $PRIMUS_REPORT_DIR (written atomically)."""
-    from primus_bridge.utils.atomic import atomic_write_text
-
-    path = _report_dir(repo) / report_name
-    report = json.loads(path.read_text()) if path.is_file() else {}
-    report[section] = data
-    atomic_write_text(path, json.dumps(report, indent=2, default=str) + "\n")
+    """Set `section` of the JSON report `report_name` (default this file's) in $PRIMUS_REPORT_DIR."""
+    gpu_reports.record(repo, section, data, report_name)
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +131,7 @@ def train(work: Path, repo: Path, name: str, values: dict, timeout: int = 420) -
 
 
 def _append_log(repo: Path, name: str, log: Path) -> None:
-    combined = _report_dir(repo) / "finetune-logs.txt"
+    combined = gpu_reports.report_dir(repo) / "finetune-logs.txt"
     with open(combined, "a") as handle:
         handle.write(f"\n===== {name} =====\n{log.read_text()[-200_000:]}")
 

@@ -1,12 +1,11 @@
 """precision.fp8_frozen_base on a GPU: `_scaled_mm` on the FP8 units against references, a Llama-shaped LoRA model's
 loss and base weight bytes against bf16, and (recorded, not asserted) the Llama-3-8B linear shapes' speed."""
 
-import json
-import os
 from pathlib import Path
 
 import pytest
 import torch
+from gpu_reports import write_report  # same folder
 from gpu_timing import device_and_host_ms  # same folder
 from test_fp8_frozen_base import _bytes, _loss_and_adapter_grads, _relative, _weight, rounding_bound  # same folder
 
@@ -192,9 +191,7 @@ def test_llama3_8b_linear_shapes_fp8_against_bf16_speed(repo):
                   f"{parts['fp8_backward_mm_e4m3']:.3f} | quantize {parts['quantize_x']:.3f} / "
                   f"{parts['quantize_grad']:.3f} | re-layout {parts['relayout_compiled']:.3f} (eager "
                   f"{parts['relayout_eager']:.3f})")
-    folder = Path(os.environ.get("PRIMUS_REPORT_DIR", repo / "benchmarks/reports/megatron-engine"))
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "fp8-linear-parts.json").write_text(json.dumps(record, indent=1) + "\n")
+    write_report(repo, "fp8-linear-parts.json", record)
 
 
 COMPILE_VARIANTS = {
@@ -244,6 +241,4 @@ def test_fp8_compile_variants_speed(repo):
             parts = _variant_parts(formats, variant, 4096, inp, out)
             record["shapes"].setdefault(f"{name} {inp}->{out}", {})[variant] = parts
             print(f"{name:12s} {variant:13s} " + " ".join(f"{key} {value:.3f}" for key, value in parts.items()))
-    folder = Path(os.environ.get("PRIMUS_REPORT_DIR", repo / "benchmarks/reports/megatron-engine"))
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "fp8-compile-variants.json").write_text(json.dumps(record, indent=1) + "\n")
+    write_report(repo, "fp8-compile-variants.json", record)

@@ -6,6 +6,7 @@ computed in the kernel, and the tables read (printed; reading the tables must be
 import pytest
 import torch
 import torch.distributed as dist
+from gpu_reports import write_report  # same folder
 from gpu_timing import device_ms  # same folder
 from test_packed_rope import EAGER_BF16, VARIANTS, _bshd, _cu, _errors, _freqs, _output_grad, _rotated  # same folder
 
@@ -166,10 +167,6 @@ def test_rotation_compile_variants_speed(repo):
     16 us. This times it for the Llama-3-8B queries and keys at 4,096 tokens under each of ROPE_COMPILE_VARIANTS,
     beside a clone of the same tensor forward and backward (one read and one write each way: the bound). JSON
     rope-compile-variants.json in $PRIMUS_REPORT_DIR (default benchmarks/reports/megatron-engine)."""
-    import json
-    import os
-    from pathlib import Path
-
     from primus_bridge.engine.megatron.compat.packed_rope import _halves
 
     tokens = 4096
@@ -186,7 +183,5 @@ def test_rotation_compile_variants_speed(repo):
     record["variants"]["bound_clone"] = {
         kind: round(_milliseconds_per_call(lambda t, _: t.clone(), t, tables, grads[kind]), 4)
         for kind, t in inputs.items()}
-    print("\n" + json.dumps(record, indent=1))
-    folder = Path(os.environ.get("PRIMUS_REPORT_DIR", repo / "benchmarks/reports/megatron-engine"))
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "rope-compile-variants.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(f"\n{record}")
+    write_report(repo, "rope-compile-variants.json", record)
