@@ -15,8 +15,10 @@ not free (measurements in engine/megatron/chunked_head_loss.py)."""
 
 
 def chunked_head_needs(cfg: PrimusConfig) -> list[str]:
-    """The settings the chunked head loss needs that this config lacks (empty: it applies)."""
-    return [what for what, ok in (("engine: megatron", cfg.engine == "megatron"),
+    """The settings the chunked head loss needs that this config lacks (empty: it applies). `engine: auto` counts
+    as the megatron engine: that is the engine it picks wherever the chunked loss can run (GPUs, Megatron-Bridge),
+    and where it picks hf instead, preflight refuses a `head_loss` set away from auto."""
+    return [what for what, ok in (("engine: megatron or auto", cfg.engine != "hf"),
                                   ("lora.use_lora: true (a frozen LM head)", cfg.lora.use_lora),
                                   ("parallelism.tensor_model_parallel_size: 1",
                                    cfg.parallelism.tensor_model_parallel_size == 1)) if not ok]

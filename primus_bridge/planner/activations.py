@@ -160,13 +160,18 @@ probabilities in place (4), log-sum-exp's fp32 temporary (4), and the bf16 logit
 probabilities' bf16 copy for the gradient matmul (2). The 8B s4096 H200 run's peak was planned 2.0% low."""
 
 
+def chunked_head(shape: ModelShape, layout: Layout) -> bool:
+    """Whether the run computes its loss with the chunked frozen-head loss (model.head_loss)."""
+    return layout.head_loss == "chunked" and shape.vocab_size >= layout.head_loss_min_vocab
+
+
 def logits_bytes(shape: ModelShape, layout: Layout) -> float:
     """Last stage, one micro batch: the loss's vocab-wide tensors (LOGIT_BYTES each, vocab / TP wide)
     and the final RMSNorm input and output (2 x 2h). Chunked (frozen head, TP 1): vocab-wide tensors for
     one chunk only, plus the hidden-state gradient computed in the forward (2h per token)."""
     tokens = tokens_per_micro_batch(layout)
     norm = 4 * shape.hidden_size / _replicated_divisor(layout) * tokens
-    if layout.head_loss == "chunked" and shape.vocab_size >= layout.head_loss_min_vocab:
+    if chunked_head(shape, layout):
         return norm + 2 * shape.hidden_size * tokens + \
             CHUNKED_LOGIT_BYTES * shape.vocab_size * min(tokens, CHUNK_TOKENS)
     return norm + LOGIT_BYTES * shape.vocab_size / layout.tp * tokens

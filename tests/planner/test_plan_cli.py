@@ -89,3 +89,18 @@ def test_mode_lora_plans_adapters(capsys):
 def test_errors_exit_2_and_name_the_fix(capsys, argv, expected):
     code, _, err = plan(capsys, *argv)
     assert code == 2 and expected in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("engine, logits_note", [("auto", "chunked head loss"), ("megatron", "chunked head loss"),
+                                                 ("hf", "bf16 logits + fp32 softmax")])
+def test_a_lora_plan_counts_the_head_loss_the_engine_will_run(capsys, engine, logits_note):
+    """Under head_loss auto a LoRA run at TP 1 on the megatron engine (engine: auto's choice on GPUs) keeps the logits
+    of one 1,024-token chunk: the plan says so and counts that, not the whole micro batch's."""
+    argv = ["--recipe", "llama3_8b", "--mode", "lora", "--gpu", "h100", "--nodes", "1", "--gpus_per_node", "1",
+            "--seq_length", "4096", "--micro_batch_size", "1", "--engine", engine]
+    _, text, _ = plan(capsys, *argv)
+    _, out, _ = plan(capsys, *argv, "--json")
+    logits_line = next(line for line in text.splitlines() if line.strip().startswith("logits"))
+    assert logits_note in logits_line
+    chunked = logits_note.startswith("chunked")
+    assert (json.loads(out)["breakdown_gib"]["logits"] < 2) == chunked  # 128,256 x 4,096 x 10 B is 4.9 GiB

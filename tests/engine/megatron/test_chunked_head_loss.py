@@ -106,6 +106,7 @@ def test_config_names_what_chunked_needs():
     ({"engine": "megatron", "lora": {"use_lora": True}, "model": {"head_loss": "full"}}, "full"),
     ({"engine": "megatron", "lora": {"use_lora": True}, "parallelism": {"tensor_model_parallel_size": 2}}, "full"),
     ({"engine": "hf", "lora": {"use_lora": True}}, "full"),
+    ({"engine": "auto", "lora": {"use_lora": True}}, "chunked"),  # the default: the megatron engine on GPUs
 ])
 def test_auto_picks_the_chunked_head_where_it_applies(values, expected):
     from primus_bridge.config.head_loss import head_loss_mode
