@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from ..planner.memory import MemoryBreakdown
 from ..utils.atomic import atomic_write_text
 from .environment import Environment
 from .peak import MatmulPeak
@@ -88,6 +89,8 @@ class SystemRun(Record):
     peak_memory_allocated: int | None = None
     peak_memory_reserved: int | None = None
     peak_rss: int | None = None
+    planned_memory: dict[str, float] = {}
+    """The planner's per-GPU bytes by part for this run (planner/memory.MemoryBreakdown; megatron engine on a GPU)."""
     engine_details: dict = {}
     metrics: RunMetrics | None = None
     device_busy: DeviceBusy | None = None
@@ -95,6 +98,13 @@ class SystemRun(Record):
     call: int | None = None
     """Which of BenchResults.calls ran it (its MFU is against that call's peak; folders written before calls were
     recorded get 0 when read)."""
+
+    def planned(self) -> MemoryBreakdown | None:
+        """planned_memory as the planner's breakdown (parts it did not record, e.g. from an older planner, as 0)."""
+        if not self.planned_memory:
+            return None
+        return MemoryBreakdown(**{f.name: self.planned_memory.get(f.name, 0.0)
+                                  for f in dataclasses.fields(MemoryBreakdown)})
 
 
 class TargetResult(Record):

@@ -136,7 +136,7 @@ def run_from_record(case: BenchCase, system: str, suite: Suite, record: dict, wa
         tokens_per_step=train.get("tokens_per_step"), trainable_params=train.get("trainable_params"),
         total_params=train.get("total_params"), peak_memory_allocated=train.get("peak_memory_allocated"),
         peak_memory_reserved=train.get("peak_memory_reserved"), peak_rss=record.get("peak_rss"),
-        engine_details=train.get("extra") or {},
+        planned_memory=record.get("planned_memory") or {}, engine_details=train.get("extra") or {},
     )
 
 

@@ -1,5 +1,6 @@
 """Check a suite's targets against its runs: met, not met, or not measured (a run missing or failed)."""
 
+from ..hardware import GIB
 from .metrics import loss_curve_gap
 from .results import BenchResults, SystemRun, TargetResult
 from .suites import LOSS_CURVE_METRICS, Target
@@ -76,6 +77,22 @@ def _met(target: Target, value: float | None) -> bool | None:
     return value >= target.threshold if target.op == ">=" else value <= target.threshold
 
 
+def memory_budget(target: Target, results: BenchResults, baseline: str | None) -> str | None:
+    """For a peak-memory ratio target whose subject ran with a plan: what the memory the target allows leaves for
+    activations and logits once the weights and trainable state (which no setting of the run shrinks) are in, beside
+    what the run's activations and logits are planned at."""
+    if target.metric != "peak_memory_allocated" or baseline is None:
+        return None
+    run, reference = results.run(*target.subject), _metric(results, target.reference[0], baseline, target.metric)
+    plan = run.planned() if run is not None else None
+    if plan is None or reference is None:
+        return None
+    allowed, fixed = target.threshold * reference, plan.weights + plan.trainable_state
+    return (f"{target.threshold:g}x {baseline}'s peak allows {allowed / GIB:.1f} GiB; the planned weights and "
+            f"trainable state take {fixed / GIB:.1f}, leaving {(allowed - fixed) / GIB:.1f} GiB for activations and "
+            f"logits, which this run plans at {(plan.activations + plan.logits) / GIB:.1f} GiB")
+
+
 def evaluate(target: Target, results: BenchResults) -> TargetResult:
     if target.metric in LOSS_CURVE_METRICS:
         return evaluate_loss_curve(target, results)
@@ -83,4 +100,5 @@ def evaluate(target: Target, results: BenchResults) -> TargetResult:
     if target.reference is not None:
         baseline, value = strongest_baseline(target, results, value)
     return TargetResult(title=target.title, description=describe(target, baseline), threshold=target.threshold,
-                        op=target.op, value=value, met=_met(target, value))
+                        op=target.op, value=value, met=_met(target, value),
+                        detail=memory_budget(target, results, baseline))

@@ -15,6 +15,7 @@ from ..config.layers import Layer
 from ..config.resolve import resolve
 from ..engine import get_engine
 from ..logs import setup_logging
+from ..planner.gate import plan_before_training
 from ..run.report import result_to_json
 from ..utils.atomic import atomic_write_text
 
@@ -22,6 +23,18 @@ from ..utils.atomic import atomic_write_text
 def peak_rss_bytes() -> int:
     """This process's peak resident memory (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def planned_memory(cfg) -> dict[str, float]:
+    """The planner's per-GPU memory for this run, bytes by part (empty where it plans none: the hf engine, a CPU,
+    an unknown model or GPU), so the report can set it beside the measured peak."""
+    if cfg.engine != "megatron":
+        return {}
+    try:
+        plan = plan_before_training(cfg)
+    except ValueError:
+        return {}
+    return plan.memory.as_dict() if plan is not None else {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     log.info("bench worker: engine %s, %s", cfg.engine, args.config)
     result = get_engine(cfg.engine).train(cfg)
     if os.environ.get("RANK", "0") == "0":
-        record = {"train_result": result_to_json(result), "peak_rss": peak_rss_bytes()}
+        record = {"train_result": result_to_json(result), "peak_rss": peak_rss_bytes(),
+                  "planned_memory": planned_memory(cfg)}
         atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
     return 0
 

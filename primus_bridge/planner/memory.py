@@ -56,6 +56,12 @@ class MemoryBreakdown:
                 + self.optimizer_step_excess)
 
     @property
+    def trainable_state(self) -> float:
+        """What training the trainable parameters adds: gradients, optimizer states, the LoRA adapters with theirs,
+        and the optimizer step's excess."""
+        return self.gradients + self.optimizer_states + self.lora + self.optimizer_step_excess
+
+    @property
     def total(self) -> float:
         return self.tensors + self.framework_overhead + self.allocator_fragmentation
 

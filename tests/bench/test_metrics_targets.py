@@ -4,6 +4,8 @@ from primus_bridge.bench.metrics import compute_metrics
 from primus_bridge.bench.results import SystemRun
 from primus_bridge.bench.targets import evaluate
 
+from tests.bench.conftest import GIB, TARGETS
+
 
 def test_metrics_from_known_step_times(sample_results):
     run = sample_results.run("lora-4k", "megatron")
@@ -245,3 +247,25 @@ def test_loss_curve_target_not_measured_without_both_curves(sample_results):
     results.put_run(SystemRun(case=target.subject[0], system="megatron-fp8", status="timeout", reason="stopped"))
     result = evaluate(target, results)
     assert result.met is None and result.detail is None
+
+
+def _with_plan(results, activations_gib: float):
+    """The megatron run of lora-4k as if its worker had recorded the planner's breakdown."""
+    run = results.run("lora-4k", "megatron")
+    plan = {"weights": 15.0 * GIB, "lora": 0.7 * GIB, "activations": activations_gib * GIB, "logits": 1.3 * GIB,
+            "framework_overhead": 4.0 * GIB}
+    results.put_run(run.model_copy(update={"planned_memory": plan}))
+    return results
+
+
+def test_a_memory_target_says_what_its_allowance_leaves_for_activations(sample_results):
+    """hf peaks at 60 GiB, so <= 0.8x allows 48; weights 15 and adapters 0.7 leave 32.3 for activations and logits."""
+    target = next(t for t in TARGETS if t.title == "memory")
+    detail = evaluate(target, _with_plan(sample_results, 20.0)).detail
+    assert detail == ("0.8x hf's peak allows 48.0 GiB; the planned weights and trainable state take 15.7, leaving "
+                      "32.3 GiB for activations and logits, which this run plans at 21.3 GiB")
+    speed = next(t for t in TARGETS if t.title == "speed")
+    assert evaluate(speed, sample_results).detail is None  # only memory targets...
+    without_plan = sample_results.run("lora-4k", "megatron").model_copy(update={"planned_memory": {}})
+    sample_results.put_run(without_plan)
+    assert evaluate(target, sample_results).detail is None  # ...and only where the run recorded a plan

@@ -8,6 +8,7 @@ from primus_bridge.bench.report import write_reports
 from primus_bridge.bench.report.index import write_index
 from primus_bridge.bench.report.markdown import markdown_text
 from primus_bridge.bench.results import load_results
+from tests.bench.conftest import GIB
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -208,3 +209,14 @@ def test_resuming_refuses_a_folder_trained_on_another_data_source(sample_results
     with pytest.raises(ValueError, match="holds runs on the sample data; suite fp8-loss now trains on the "
                                          "text-process data: give this run its own --out folder"):
         resumed_results(options)
+
+
+def test_runs_with_a_plan_get_the_memory_by_part_table(sample_results):
+    assert "Memory by part" not in markdown_text(sample_results)  # no run recorded a plan
+    run = sample_results.run("lora-4k", "megatron")
+    plan = {"weights": 15.0 * GIB, "lora": 0.5 * GIB, "activations": 16.0 * GIB, "logits": 1.5 * GIB,
+            "framework_overhead": 4.0 * GIB}  # planned tensors 33 GiB (no overhead); measured 40
+    sample_results.put_run(run.model_copy(update={"planned_memory": plan}))
+    text = markdown_text(sample_results)
+    assert "## Memory by part (GiB)" in text
+    assert "| lora-4k | megatron | 15.0 | 0.5 | 16.0 | 1.5 | 33.0 | 40.0 | 1.21x |" in text

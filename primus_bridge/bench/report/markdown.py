@@ -137,6 +137,29 @@ def device_busy_section(results: BenchResults) -> list[str]:
             + table(["case", "system", "step window ms", "GPU busy ms", "GPU busy", "host syncs"], rows))
 
 
+def _planned_row(run: SystemRun) -> list[str]:
+    plan, measured = run.planned(), run.peak_memory_allocated
+    values = (plan.weights, plan.trainable_state, plan.activations, plan.logits, plan.tensors)
+    parts = [fmt(gib(int(value)), ".1f") for value in values]
+    return [run.case, run.system, *parts, fmt(gib(measured), ".1f"),
+            fmt(measured / plan.tensors if measured and plan.tensors else None, ".2f", "x")]
+
+
+def planned_memory_section(results: BenchResults) -> list[str]:
+    """Where the megatron engine's memory goes: the planner's parts (primus-bridge plan) beside the measured peak."""
+    planned = [run for run in results.runs if run.status == "ok" and run.planned() is not None]
+    if not planned:
+        return []
+    header = ["case", "system", "weights", "trainable state", "activations", "logits", "planned tensors",
+              "measured alloc", "measured / planned"]
+    return (["", "## Memory by part (GiB): the planner's parts beside the measured peak", "",
+             "What `primus-bridge plan` counts for each megatron run's own config on this card: the frozen or "
+             "trained weights, the trainable state (gradients, optimizer states, LoRA adapters with theirs, "
+             "Adam's step excess), the activations kept for the backward and the loss's logits. Planned tensors are "
+             "their sum, the figure comparable with PyTorch's peak allocated memory.", ""]
+            + table(header, [_planned_row(run) for run in planned]))
+
+
 def _comparison_table(found: list[Comparison], with_subject: bool = False) -> list[str]:
     rows = [[c.case, *([c.subject] if with_subject else []), c.baseline, fmt(c.speed_ratio, ".2f", "x"),
              fmt(c.memory_ratio, ".2f", "x"), f"{fmt(c.loss_first[0], '.4f')} / {fmt(c.loss_first[1], '.4f')}"]
@@ -207,7 +230,7 @@ def markdown_text(results: BenchResults, notes: str | None = None) -> str:
     title = f"# Benchmark `{results.suite}` on {device.name} ({results.started[:10]})"
     lines = [title, "", results.description + ".", "", f"Updated {results.updated}.", ""]
     lines += environment_section(results) + [""] + systems_section(results) + [""] + method_section(results)
-    lines += [""] + results_section(results) + device_busy_section(results)
+    lines += [""] + results_section(results) + device_busy_section(results) + planned_memory_section(results)
     lines += comparison_section(results) + variant_section(results) + targets_section(results)
     lines += ["", "## Plots", "", f"![throughput]({THROUGHPUT_PNG})", "", f"![memory]({MEMORY_PNG})", "",
               f"![loss]({LOSS_PNG})"]
