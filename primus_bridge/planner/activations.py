@@ -154,10 +154,11 @@ LOGIT_BYTES = 10
 backward builds before the cast back to bf16 (4)."""
 
 
-CHUNKED_LOGIT_BYTES = 10
-"""Per token of a chunk and vocabulary entry under model.head_loss: chunked: the fp32 logits, later the
-probabilities in place (4), log-sum-exp's fp32 temporary (4), and the bf16 logits being converted or the
-probabilities' bf16 copy for the gradient matmul (2). The 8B s4096 H200 run's peak was planned 2.0% low."""
+CHUNKED_LOGIT_BYTES = 4
+"""Per token of a chunk and vocabulary entry under model.head_loss: chunked, on a GPU: the bf16 logits (2) and the
+bf16 logit gradient the compiled chunk kernels write from them (2; chunked_head_loss.logit_loss_and_gradient keeps
+its fp32 work in registers). Eager (before the chunk kernels were compiled) it was 10, and the 8B s4096 H200 run's
+peak was then planned 2.0% low."""
 
 
 def chunked_head(shape: ModelShape, layout: Layout) -> bool:

@@ -104,7 +104,7 @@ def test_chunked_head_keeps_one_chunk_of_logits_where_the_engine_uses_it():
     """Chunked: vocab-wide tensors for 1,024 tokens, not 4,096; under auto only for 16,384+ entries, as the engine."""
     lora = replace(ONE_NODE, lora=LoraSpec(rank=16, targets=frozenset({"q_proj"}), dropout=0.0))
     full, chunked = logits_bytes(LLAMA8B, lora), logits_bytes(LLAMA8B, replace(lora, head_loss="chunked"))
-    assert full - chunked == pytest.approx(10 * 128256 * (4096 - 1024) - 2 * 4096 * 4096)
+    assert full - chunked == pytest.approx(10 * 128256 * 4096 - 4 * 128256 * 1024 - 2 * 4096 * 4096)
     auto = replace(lora, head_loss="chunked", head_loss_min_vocab=16384)
     assert logits_bytes(LLAMA8B, auto) == chunked
     small = replace(LLAMA8B, vocab_size=1685)

@@ -19,11 +19,15 @@ no target in the gradient).
 """
 
 import functools
+import os
 
 import torch
 import torch.nn.functional as F
 
 from ...config.head_loss import CHUNK_TOKENS
+
+EAGER_HEAD_LOSS_SWITCH = "PRIMUS_BRIDGE_EAGER_HEAD_LOSS"
+"""Set to 1: the chunk's loss and gradient eager on the GPU too (A/B measurements of the compiled kernels)."""
 
 
 class FrozenHeadCrossEntropy(torch.autograd.Function):
@@ -52,19 +56,42 @@ class FrozenHeadCrossEntropy(torch.autograd.Function):
         return (grad.float() * per_token).to(grad.dtype).view(ctx.shape), None, None, None
 
 
-def _chunk(hidden, weight, target, with_grad: bool):
-    """(loss [c] fp32, d loss / d hidden [c, h] or None) for one chunk of tokens."""
-    logits = F.linear(hidden, weight).float()
-    in_vocab = (target >= 0) & (target < logits.size(1))
+def logit_loss_and_gradient(logits: torch.Tensor, target: torch.Tensor, with_grad: bool):
+    """(loss [c] fp32, d loss / d logits [c, V] in the logits' dtype or None) from one chunk's logits [c, V]: the
+    log-sum-exp minus the target's logit, and the softmax minus the one-hot target, in fp32, rounded once.
+
+    Written as reductions and element-wise expressions only (no in-place update, no scatter), so that on the GPU
+    torch.compile (`loss_and_gradient_kernels`) makes it a reduction that reads the logits and an element-wise
+    kernel that reads them again and writes the gradient: 6 bytes per logit. Eager, the fp32 copy, log-sum-exp,
+    in-place softmax and the cast back move about 44."""
+    x = logits.float()
+    in_vocab = (target >= 0) & (target < x.size(1))
     safe = torch.where(in_vocab, target, torch.zeros_like(target))
+    row_max = x.amax(dim=-1)
+    log_sum_exp = row_max + torch.exp(x - row_max[:, None]).sum(dim=-1).log()
     # out of vocabulary: Megatron-Core's cross-entropy reads the max-shifted target logit as 0, i.e. the max
-    target_logit = torch.where(in_vocab, logits.gather(1, safe[:, None]).squeeze(1), logits.amax(dim=-1))
-    log_sum_exp = torch.logsumexp(logits, dim=-1)
+    target_logit = torch.where(in_vocab, x.gather(1, safe[:, None]).squeeze(1), row_max)
     if not with_grad:
         return log_sum_exp - target_logit, None
-    probs = logits.sub_(log_sum_exp[:, None]).exp_()
-    probs[torch.arange(probs.size(0), device=probs.device), safe] -= in_vocab.to(probs.dtype)
-    return log_sum_exp - target_logit, probs.to(hidden.dtype) @ weight
+    columns = torch.arange(x.size(1), device=x.device)
+    one_hot = ((columns[None, :] == safe[:, None]) & in_vocab[:, None]).to(x.dtype)
+    return log_sum_exp - target_logit, (torch.exp(x - log_sum_exp[:, None]) - one_hot).to(logits.dtype)
+
+
+@functools.cache
+def loss_and_gradient_kernels():
+    """`logit_loss_and_gradient` compiled (automatic dynamic shapes: the full chunks and the last, shorter one)."""
+    return torch.compile(logit_loss_and_gradient, fullgraph=True)
+
+
+def _chunk(hidden, weight, target, with_grad: bool):
+    """(loss [c] fp32, d loss / d hidden [c, h] or None) for one chunk of tokens; compiled on the GPU unless
+    PRIMUS_BRIDGE_EAGER_HEAD_LOSS=1 (A/B runs), eager elsewhere (the CPU runs it in tests only)."""
+    logits = F.linear(hidden, weight)
+    compiled = logits.is_cuda and os.environ.get(EAGER_HEAD_LOSS_SWITCH) != "1"
+    loss, logit_grad = (loss_and_gradient_kernels() if compiled else logit_loss_and_gradient)(logits, target,
+                                                                                              with_grad)
+    return loss, (logit_grad @ weight if with_grad else None)
 
 
 def chunked_head_output(*, hidden_states, output_layer, output_weight, labels, **_):

@@ -46,6 +46,30 @@ def test_loss_and_gradient_equal_megatron_core(megatron_cpu, chunk):
     torch.testing.assert_close(got_grad.double(), exact_grad, rtol=1e-5, atol=1e-6)
 
 
+def test_the_chunk_kernels_compile_whole_into_one_pass_and_agree_with_eager():
+    """The chunk's loss and logit gradient compile without a graph break (fullgraph) into Inductor's fused kernels:
+    on the CPU one kernel (the GPU's may split the reduction from the element-wise pass); an in-place update or a
+    scatter would add passes over the [chunk, vocabulary] logits. Compiled and eager agree to rounding."""
+    import re
+
+    from torch._inductor.utils import run_and_get_code
+
+    from primus_bridge.engine.megatron.chunked_head_loss import logit_loss_and_gradient
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(48, 1000, generator=generator).bfloat16()
+    target = torch.randint(0, 1000, (48,), generator=generator)
+    target[3], target[7] = 1000 + 5, -100  # out of vocabulary: no one-hot term, the max as the target logit
+    compiled = torch.compile(logit_loss_and_gradient, fullgraph=True)
+    (loss, grad), (code, *_) = run_and_get_code(compiled, logits, target, True)
+    assert len(re.findall(r"cpp_fused_\w+ = async_compile", code)) == 1, code
+    expected_loss, expected_grad = logit_loss_and_gradient(logits, target, True)
+    torch.testing.assert_close(loss, expected_loss, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(grad.float(), expected_grad.float(), rtol=0, atol=2**-10)
+    sums = grad.float().sum(dim=1)  # softmax minus one-hot: 0 a row; out of vocabulary the softmax alone: 1
+    assert grad.dtype == torch.bfloat16 and sums[3] == pytest.approx(1, abs=1e-2) and sums[0].abs() < 1e-2
+
+
 def test_a_lora_model_trains_the_same_with_the_chunked_head(megatron_cpu, tokenizer_dir, tmp_path):
     """Whole tiny LoRA model: same loss and adapter gradients with the chunked head as with Megatron's."""
     from primus_bridge.engine.megatron import chunked_head_loss
