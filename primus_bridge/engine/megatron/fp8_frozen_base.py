@@ -50,6 +50,7 @@ from torch import nn
 
 from ...config import ConfigError, PrimusConfig
 from .compat.marker import mark
+from .compile_settings import STATIC_TUNED, allow_a_graph_per_shape
 
 log = logging.getLogger("primus_bridge")
 
@@ -197,33 +198,10 @@ def _apply_frozen_fp8_linear(x: torch.Tensor, codes: torch.Tensor, scale: torch.
     return FrozenFp8Linear.apply(x, codes, scale, formats)
 
 
-COMPILE_OPTIONS = {"dynamic": False, "fullgraph": True, "options": {"coordinate_descent_tuning": True}}
-"""torch.compile's settings for `compiled_fp8_linear`: a graph per linear shape, its kernels tuned when compiled.
-
-Why static shapes: Inductor then writes and tunes each kernel for the one row length it meets, not for any. On an
-H100 (2026-12-06, `test_fp8_compile_variants_speed`, in
-benchmarks/reports/megatron-engine/2026-12-06-h100-gpu-tests-session7) an 8B layer's four base linears (4,096
-tokens, forward + input gradient) took 4.06 ms with dynamic shapes, 3.66 ms static and 3.51 ms static with
-coordinate-descent tuning; the quantizations then ran at the speed of a plain cast of the same tensor and the
-re-layout at that of a copy."""
-GRAPHS_PER_FUNCTION = 32
-"""Dynamo's recompile limit (per function) while the FP8 linear runs. A graph is compiled for each shape (4 in a
-Llama layer), grad mode (training, evaluation) and whether the input needs a gradient (under LoRA the first
-layer's input may not: its embedding and norm are frozen): up to 12 for a Llama model, past torch's default of 8,
-beyond which a `fullgraph` compile fails (torch 2.14 raises FailOnRecompileLimitHit)."""
-
-
-def allow_a_graph_per_shape() -> None:
-    """Raise Dynamo's recompile limit to GRAPHS_PER_FUNCTION (never lower it); it applies to each compiled function
-    alone, so other functions only keep their compiled graphs longer."""
-    config = torch._dynamo.config
-    config.recompile_limit = max(config.recompile_limit, GRAPHS_PER_FUNCTION)
-
-
 @functools.cache
 def compiled_fp8_linear():
     """`FrozenFp8Linear` compiled whole by torch.compile: one graph forward (quantization kernel + matmul) and one
-    backward (quantization, re-layout, matmul) per linear shape (COMPILE_OPTIONS).
+    backward (quantization, re-layout, matmul) per linear shape (compile_settings.STATIC_TUNED).
 
     Why whole: compiling only the quantization left six host-side calls per layer and direction (compiled
     quantization, compiled re-layout, the matmuls, the autograd function); on an H100 one base linear's forward +
@@ -233,7 +211,7 @@ def compiled_fp8_linear():
     that). The re-layout is a plain transposed copy inside the backward graph, where Inductor emits it as a tiled
     kernel (PyTorch's eager copy of a transposed one-byte tensor ran at about a quarter of the memory bandwidth)."""
     allow_a_graph_per_shape()
-    return torch.compile(_apply_frozen_fp8_linear, **COMPILE_OPTIONS)
+    return torch.compile(_apply_frozen_fp8_linear, **STATIC_TUNED)
 
 
 def fp8_linear(x: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor, formats: Fp8Formats) -> torch.Tensor:

@@ -9,15 +9,13 @@ import pytest
 import torch
 from option_checks import config_with, problems_naming  # same folder
 
+from primus_bridge.engine.megatron.compile_settings import GRAPHS_PER_FUNCTION, STATIC_TUNED, allow_a_graph_per_shape
 from primus_bridge.engine.megatron.fp8_frozen_base import (
-    COMPILE_OPTIONS,
     FNUZ_FORMATS,
-    GRAPHS_PER_FUNCTION,
     OCP_FORMATS,
     SCALE_BUFFER,
     FrozenFp8Linear,
     _apply_frozen_fp8_linear,
-    allow_a_graph_per_shape,
     backward_operand,
     compiled_fp8_linear,
     dequantize_rows,
@@ -182,8 +180,8 @@ def test_every_shape_and_grad_mode_of_a_llama_model_gets_its_graph():
     a `fullgraph` compile fails; `allow_a_graph_per_shape` raises it."""
     from torch._dynamo.utils import counters
 
-    settings = {key: value for key, value in COMPILE_OPTIONS.items() if key != "options"}  # Inductor's only
-    assert COMPILE_OPTIONS["dynamic"] is False
+    settings = {key: value for key, value in STATIC_TUNED.items() if key != "options"}  # Inductor's only
+    assert STATIC_TUNED["dynamic"] is False
     allow_a_graph_per_shape()
     torch._dynamo.reset()
     linear = torch.compile(_apply_frozen_fp8_linear, backend="eager", **settings)

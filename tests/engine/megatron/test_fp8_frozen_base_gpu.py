@@ -9,10 +9,9 @@ from gpu_reports import write_report  # same folder
 from gpu_timing import device_and_host_ms  # same folder
 from test_fp8_frozen_base import _bytes, _loss_and_adapter_grads, _relative, _weight, rounding_bound  # same folder
 
+from primus_bridge.engine.megatron.compile_settings import STATIC_TUNED, allow_a_graph_per_shape
 from primus_bridge.engine.megatron.fp8_frozen_base import (
-    COMPILE_OPTIONS,
     FrozenFp8Linear,
-    allow_a_graph_per_shape,
     backward_operand,
     dequantize_rows,
     fp8_linear,
@@ -119,7 +118,7 @@ LLAMA3_8B_LINEARS = {"linear_qkv": (4096, 6144), "linear_proj": (4096, 4096), "l
 
 def _compiled(function):
     allow_a_graph_per_shape()  # a graph for each of the 8 shapes timed, as the engine allows its linear
-    return torch.compile(function, **COMPILE_OPTIONS)
+    return torch.compile(function, **STATIC_TUNED)
 
 
 def _linear_tensors(formats, tokens: int, inp: int, out: int) -> tuple[torch.Tensor, ...]:
@@ -195,12 +194,12 @@ def test_llama3_8b_linear_shapes_fp8_against_bf16_speed(repo):
 
 
 COMPILE_VARIANTS = {
-    "engine": COMPILE_OPTIONS,  # what compiled_fp8_linear does: a graph per shape, its kernels tuned
+    "engine": STATIC_TUNED,  # what compiled_fp8_linear does: a graph per shape, its kernels tuned
     "static_untuned": {"dynamic": False, "fullgraph": True},
     "dynamic": {"dynamic": True, "fullgraph": True},  # the engine's setting until 2026-12-06: one graph for all shapes
 }
 """torch.compile settings timed against each other for the FP8 linear's quantizations and re-layout (on the H100 of
-2026-12-06 the engine's was fastest, then static_untuned; `COMPILE_OPTIONS` says by how much)."""
+2026-12-06 the engine's was fastest, then static_untuned; `compile_settings` says by how much)."""
 
 
 def _variant_parts(formats, variant: str, tokens: int, inp: int, out: int) -> dict[str, float]:

@@ -10,6 +10,7 @@ from gpu_reports import write_report  # same folder
 from gpu_timing import device_ms  # same folder
 from test_packed_rope import EAGER_BF16, VARIANTS, _bshd, _cu, _errors, _freqs, _output_grad, _rotated  # same folder
 
+from primus_bridge.engine.megatron.compile_settings import STATIC_TUNED
 from primus_bridge.engine.megatron.compat import packed_rope
 from primus_bridge.engine.megatron.compat.packed_rope import (
     EAGER_ROPE_SWITCH,
@@ -125,7 +126,7 @@ def test_fused_rotation_reading_tables_is_faster_than_angles_and_eager(model, to
     """Queries and keys in bf16 at the model's shapes, forward and backward: Megatron-Core's eager ops, the kernel
     computing cos and sin of every element (`_angles_in_kernel`) and `fused_rotation` reading the micro batch's
     tables; the last must be the fastest for queries and for keys. Queries and keys compile a graph each (their
-    layouts), another length none."""
+    layouts; compile_settings.STATIC_TUNED: a graph per shape), a second call nothing, another length its own."""
     from torch._dynamo.utils import counters
 
     freqs = _freqs(tokens, DIM)[torch.arange(tokens) % 1500].cuda()  # positions restarting in every document
@@ -141,9 +142,12 @@ def test_fused_rotation_reading_tables_is_faster_than_angles_and_eager(model, to
     graphs = counters["stats"]["unique_graphs"]
     with torch._dynamo.config.patch(error_on_recompile=True):
         for t, grad in zip(inputs, grads):
-            shorter = t.detach()[:tokens // 2].requires_grad_(True)
-            _milliseconds_per_call(fused_rotation, shorter, tables[:tokens // 2], grad[:tokens // 2], repeats=1)
+            _milliseconds_per_call(fused_rotation, t, tables, grad, repeats=1)
     assert counters["stats"]["unique_graphs"] == graphs and 1 <= graphs <= 2
+    for t, grad in zip(inputs, grads):
+        shorter = t.detach()[:tokens // 2].requires_grad_(True)
+        _milliseconds_per_call(fused_rotation, shorter, tables[:tokens // 2], grad[:tokens // 2], repeats=1)
+    assert graphs < counters["stats"]["unique_graphs"] <= 2 * graphs
     print(f"\n{model} RoPE per call, forward and backward ({torch.cuda.get_device_name()}), queries | keys: "
           f"eager {eager[0]:.3f} | {eager[1]:.3f} ms, cos/sin in the kernel {angles[0]:.3f} | {angles[1]:.3f} ms, "
           f"tables {fused[0]:.3f} | {fused[1]:.3f} ms")
@@ -153,18 +157,18 @@ def test_fused_rotation_reading_tables_is_faster_than_angles_and_eager(model, to
 
 
 ROPE_COMPILE_VARIANTS = {
-    "engine": {"dynamic": True, "fullgraph": True},  # what _compiled_rotation does: one graph for every shape
-    "static": {"dynamic": False, "fullgraph": True},
-    "static_tuned": {"dynamic": False, "fullgraph": True, "options": {"coordinate_descent_tuning": True}},
+    "engine": STATIC_TUNED,  # what _compiled_rotation does: a graph per shape, tuned
+    "static_untuned": {"dynamic": False, "fullgraph": True},
+    "dynamic": {"dynamic": True, "fullgraph": True},  # the rotation's setting until 2026-12-06: one graph for all
 }
-"""torch.compile settings timed against each other for the rotation (the FP8 linear's quantizations ran 1.2-2x
-faster compiled for static shapes: fp8_frozen_base.COMPILE_OPTIONS)."""
+"""torch.compile settings timed against each other for the rotation (compile_settings gives the H100's numbers)."""
 
 
 def test_rotation_compile_variants_speed(repo):
     """Records (asserts nothing about speed): the rotation took 81 us a call on average in 2026-12-06's 8B FP8
-    profile (queries and keys, forward and backward), where reading and writing the tensors once would take about
-    16 us. This times it for the Llama-3-8B queries and keys at 4,096 tokens under each of ROPE_COMPILE_VARIANTS,
+    profile (queries and keys, forward and backward) compiled for dynamic shapes, where reading and writing the
+    tensors once would take about 16 us; its first run here (session 8) made the engine compile it static and tuned.
+    This times it for the Llama-3-8B queries and keys at 4,096 tokens under each of ROPE_COMPILE_VARIANTS,
     beside a clone of the same tensor forward and backward (one read and one write each way: the bound). JSON
     rope-compile-variants.json in $PRIMUS_REPORT_DIR (default benchmarks/reports/megatron-engine)."""
     from primus_bridge.engine.megatron.compat.packed_rope import _halves
