@@ -80,7 +80,8 @@ def logit_loss_and_gradient(logits: torch.Tensor, target: torch.Tensor, with_gra
 
 @functools.cache
 def loss_and_gradient_kernels():
-    """`logit_loss_and_gradient` compiled (automatic dynamic shapes: the full chunks and the last, shorter one)."""
+    """`logit_loss_and_gradient` compiled with torch.compile's default shapes (static, then dynamic if a second
+    shape comes: the full chunks and a last, shorter one), as timed on the H100 (compile_settings.py)."""
     return torch.compile(logit_loss_and_gradient, fullgraph=True)
 
 
@@ -89,8 +90,8 @@ def _chunk(hidden, weight, target, with_grad: bool):
     PRIMUS_BRIDGE_EAGER_HEAD_LOSS=1 (A/B runs), eager elsewhere (the CPU runs it in tests only)."""
     logits = F.linear(hidden, weight)
     compiled = logits.is_cuda and os.environ.get(EAGER_HEAD_LOSS_SWITCH) != "1"
-    loss, logit_grad = (loss_and_gradient_kernels() if compiled else logit_loss_and_gradient)(logits, target,
-                                                                                              with_grad)
+    loss_and_gradient = loss_and_gradient_kernels() if compiled else logit_loss_and_gradient
+    loss, logit_grad = loss_and_gradient(logits, target, with_grad)
     return loss, (logit_grad @ weight if with_grad else None)
 
 

@@ -56,8 +56,8 @@ import os
 import torch
 from megatron.core.models.common.embeddings import rope_utils
 
-from ..micro_batch_cache import MicroBatchCache
 from ..compile_settings import STATIC_TUNED, allow_a_graph_per_shape
+from ..micro_batch_cache import MicroBatchCache
 from .marker import library_original, replace_once
 
 ENTRY = "packed_rope"
