@@ -267,3 +267,33 @@ def test_a_case_whose_systems_all_cannot_run_records_them_and_prepares_nothing(s
     assert "megatron-fp8" not in pending_systems(sample_results, sft, options)  # resume leaves it recorded
     report = (tmp_path / "report" / "report.md").read_text()
     assert "- llama3.2-1b-sft-s4096 / megatron-fp8: not applicable (megatron-fp8 applies to lora cases only" in report
+
+
+def test_the_worker_records_the_planners_parts_for_a_megatron_run_on_a_gpu(tmp_path, monkeypatch):
+    """On an H100 (the probes of the GPU answered as one would), the 8B LoRA s4096 case's megatron-graph config gets
+    the planner's breakdown, with the chunked head's one chunk of logits; an hf run, or a machine without a GPU,
+    gets none."""
+    from primus_bridge.bench.worker import planned_memory
+    from primus_bridge.planner import gate
+    from primus_bridge.planner.memory import MemoryBreakdown
+
+    suite = get_suite("h100")
+    case = next(c for c in suite.cases if c.name == "llama3-8b-lora-s4096")
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    SHAPES[case.shape].hf_config().to_json_file(model_dir / "config.json")
+
+    def config(system: str):
+        values = case_values(case, suite, system, model_dir, tmp_path / "data.jsonl", Workspace(tmp_path))
+        return build_config(values, case, suite.gpus)
+
+    assert planned_memory(config("megatron-graph")) == {}  # this machine has no GPU
+    monkeypatch.setattr(gate, "visible_gpu_count", lambda: 1)
+    monkeypatch.setattr(gate, "detect_gpu_type", lambda: "h100")
+    parts = planned_memory(config("megatron-graph"))
+    plan = MemoryBreakdown(**parts)
+    assert plan.weights == pytest.approx(8.03e9 * 2, rel=0.01)  # the frozen bf16 base
+    assert plan.gradients == plan.optimizer_states == 0 and 0 < plan.lora < 2**30
+    assert plan.logits < 2**30  # one 1,024-token chunk: 0.5 GiB, not 4,096 tokens' 4.9
+    assert 12 * 2**30 < plan.activations < 16 * 2**30
+    assert planned_memory(config("hf-liger")) == {}
