@@ -15,10 +15,10 @@ class ModelConfig(Section):
     transformer_impl: Literal["auto", "transformer_engine", "local"] = "auto"
     """Megatron layer spec: TransformerEngine when it imports (auto), or the local spec with SDPA attention."""
     head_loss: Literal["auto", "full", "chunked"] = "auto"
-    """Megatron engine, LoRA at TP 1: "chunked" runs the LM head and cross-entropy 1,024 tokens at a time,
-    so the vocab-wide logits never exist for the whole micro batch (about 10 bytes per token and vocab
-    entry saved; engine/megatron/chunked_head_loss.py). auto: chunked there for vocabularies of 16,384+
-    entries, else full."""
+    """Megatron engine (also under engine: auto), LoRA at TP 1: "chunked" runs the LM head and cross-entropy 1,024
+    tokens at a time, so the vocab-wide logits never exist for the whole micro batch (about 10 bytes per token and
+    vocab entry saved, and faster on a GPU; engine/megatron/chunked_head_loss.py). auto: chunked there for
+    vocabularies of 16,384+ entries, else full."""
     cuda_graph: Literal["none", "full_iteration"] = "none"
     """Megatron engine on a GPU: "full_iteration" records each training step's forward and backward passes (every
     micro batch) as one CUDA graph at the third step and replays it from then on, so the host no longer launches
