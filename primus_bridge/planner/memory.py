@@ -52,8 +52,7 @@ class MemoryBreakdown:
     @property
     def tensors(self) -> float:
         """What PyTorch's allocator holds at the peak (compare with torch.cuda.max_memory_allocated)."""
-        return (self.weights + self.gradients + self.optimizer_states + self.activations + self.lora + self.logits
-                + self.optimizer_step_excess)
+        return self.weights + self.trainable_state + self.activations + self.logits
 
     @property
     def trainable_state(self) -> float:

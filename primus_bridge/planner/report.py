@@ -2,8 +2,8 @@
 
 from dataclasses import fields
 
-from ..hardware import GIB
 from ..config.head_loss import CHUNK_TOKENS
+from ..hardware import GIB
 from .activations import chunked_head
 from .advice import Suggestion
 from .layout import Layout
@@ -137,7 +137,8 @@ def _parts(plan: Plan) -> list[str]:
         if plan.layout.lora and field.name in ("gradients", "optimizer_states"):
             note = "none: LoRA freezes the base model"
         if field.name == "logits" and chunked_head(plan.shape, plan.layout):
-            note = f"chunked head loss: fp32 logits of {CHUNK_TOKENS:,} tokens at a time + the hidden-state gradient"
+            note = (f"chunked head loss: bf16 logits and their gradient for {CHUNK_TOKENS:,} tokens at a time + the "
+                    "hidden-state gradient")
         if field.name in alt:
             note += "; " + ", ".join(f"{k.replace('_', ' ')}: {v:.1f} GiB" for k, v in alt[field.name].items())
         lines.append(f"  {field.name.replace('_', ' '):<24}{value / GIB:8.1f} GiB   {note}")
