@@ -189,7 +189,7 @@ def test_fp8_system_runs_the_lora_cases_with_megatrons_times_and_has_its_target(
     for case in suite.cases:
         expected = dict(case.expected_s)
         assert ("megatron-fp8" in expected) == (case.mode == "lora")
-        assert expected.get("megatron-fp8", expected["megatron"]) == expected["megatron"]
+        assert expected.get("megatron-fp8", 0) <= expected["megatron"]  # after megatron in the order: import paid
     fp8 = {t.title: t for t in suite.targets}["8B LoRA FP8 base tokens/s vs bf16"]
     assert (fp8.metric, fp8.subject, fp8.op, fp8.threshold, fp8.reference) == (
         "tokens_per_s_per_gpu", ("llama3-8b-lora-s4096", "megatron-fp8-graph"), ">=", 1.35,
