@@ -10,6 +10,9 @@
 # (default 430) are spent, and leaves in $OUT: bench.log (the harness's own log) and bench.tgz
 # (REPORT_DIR plus every process's log). Call it again with the returned REPORT_DIR in place to
 # continue; `primus-bridge bench --suite SUITE --out REPORT_DIR --render` rewrites the report anywhere.
+# While it runs, bench.tgz is rewritten every SNAPSHOT_S seconds (default 30; renamed into place, never half
+# written) with what has finished so far: a device call cut short (its time limit, the machine taken back) still
+# returns every finished run.
 # Examples:
 #   bash benchmarks/run_suite.sh h100 benchmarks/reports/DATE-h100-suite 470 --cases llama3-8b-lora-s4096 \
 #       --systems hf-liger,megatron-fp8
@@ -36,10 +39,19 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
     || { echo "installing the wheels from .whl/ failed" >&2; exit 1; }
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 
+snapshot() {  # the report and the logs as they are now, into $out/bench.tgz (through $out/bench.tgz.$1)
+    mkdir -p "$report" "$work/logs"
+    tar czf "$out/bench.tgz.$1" "$report" -C "$work" logs && mv "$out/bench.tgz.$1" "$out/bench.tgz"
+}
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,power.limit --format=csv > "$out/bench.log" 2>&1
+( while sleep "${SNAPSHOT_S:-30}" && kill -0 $$ 2>/dev/null; do snapshot part 2>/dev/null; done ) &
+snapshots=$!
 python3 -m primus_bridge.cli.main bench --suite "$suite" --out "$report" --workdir "$work" --resume \
     --time-budget "$budget" "$@" >> "$out/bench.log" 2>&1
 code=$?
-tar czf "$out/bench.tgz" "$report" -C "$work" logs
+kill "$snapshots" 2>/dev/null
+wait "$snapshots" 2>/dev/null
+snapshot last
+rm -f "$out/bench.tgz.part"
 tail -n 25 "$out/bench.log"
 exit $code
