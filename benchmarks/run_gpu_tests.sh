@@ -5,7 +5,8 @@
 # and how the failed ones failed; SIGKILL 30 s later). An argument is a path, optionally with pytest options in the
 # same word ("tests/x_gpu.py -k lora"). $OUT gets two files, however many tests ran (a device call returns only a few
 # files): gpu-tests.log (each argument's exit code and summary) and gpu-tests.tgz (each argument's full pytest log and
-# JUnit XML, and under reports/ the JSON the tests write to $PRIMUS_REPORT_DIR, which defaults to it here). Typical times on one H100, first compilation included: test_fp8_frozen_base_gpu.py 60 s,
+# JUnit XML, and under reports/ the JSON the tests write to $PRIMUS_REPORT_DIR, which defaults to it here), rewritten
+# after each argument. Typical times on one H100, first compilation included: test_fp8_frozen_base_gpu.py 60 s,
 # test_packed_rope_gpu.py 125 s, test_chunked_head_loss_gpu.py 26 s, test_convert_cli.py 72 s, test_chat_gpu.py 90 s,
 # test_megatron_guards.py 350 s, test_finetune_gpu.py well over 300 s (SFT 160 s, the resume 100 s, then LoRA and the
 # exports), test_source_loss_gpu.py over 130 s.
@@ -34,7 +35,8 @@ for spec in "$@"; do
     echo "exit $code: $spec" >> "$out/gpu-tests.log"
     grep -v DEBUG "$logs/$name.log" | tail -n 15 >> "$out/gpu-tests.log"
     [ "$code" -eq 0 ] || status=1
+    # after each argument, so that a call cut short still returns the arguments that finished
+    tar czf "$out/gpu-tests.tgz.part" -C "$logs" . && mv "$out/gpu-tests.tgz.part" "$out/gpu-tests.tgz"
 done
-tar czf "$out/gpu-tests.tgz" -C "$logs" .
 tail -n 60 "$out/gpu-tests.log"
 exit $status
