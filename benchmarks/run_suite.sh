@@ -8,8 +8,10 @@
 #
 # It resumes REPORT_DIR (whatever results.json it already holds), runs cases until BUDGET_SECONDS
 # (default 430) are spent, and leaves in $OUT: bench.log (the harness's own log) and bench.tgz
-# (REPORT_DIR plus every process's log). Call it again with the returned REPORT_DIR in place to
-# continue; `primus-bridge bench --suite SUITE --out REPORT_DIR --render` rewrites the report anywhere.
+# (REPORT_DIR plus every process's log; the workdir is $BENCH_WORKDIR, default /tmp/primus-bench). Without
+# wheels in .whl/ ($WHEELS_DIR) it runs on the packages python3 already has. Call it again with the returned
+# REPORT_DIR in place to continue; `primus-bridge bench --suite SUITE --out REPORT_DIR --render` rewrites the
+# report anywhere.
 # While it runs, bench.tgz is rewritten every SNAPSHOT_S seconds (default 30; renamed into place, never half
 # written) with what has finished so far: a device call cut short (its time limit, the machine taken back) still
 # returns every finished run.
@@ -32,12 +34,19 @@ if [ "$suite" = card ]; then  # the one-GPU suite of the card this machine has; 
     report=${report//CARD/$suite}
 fi
 out=${OUT:-/tmp/primus-bench-out}
-work=/tmp/primus-bench
+work=${BENCH_WORKDIR:-/tmp/primus-bench}
 mkdir -p "$out" "$work"
 
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || { echo "installing the wheels from .whl/ failed" >&2; exit 1; }
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+wheels=${WHEELS_DIR:-.whl}
+if compgen -G "$wheels/*.whl" > /dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        "$wheels"/*.whl || { echo "installing the wheels from $wheels/ failed" >&2; exit 1; }
+    export PYTHONPATH=/tmp/site:$PWD
+else
+    echo "no wheels in $wheels/: the suite runs on the packages python3 has (a full image)" >&2
+    export PYTHONPATH=$PWD
+fi
+export PYTHONUNBUFFERED=1
 
 snapshot() {  # the report and the logs as they are now, into $out/bench.tgz (through $out/bench.tgz.$1)
     mkdir -p "$report" "$work/logs"
