@@ -18,9 +18,7 @@ shift
 out=${OUT:-/tmp/primus-gpu-tests-out}
 logs=$(mktemp -d /tmp/primus-gpu-tests-logs.XXXXXX)
 mkdir -p "$out"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || { echo "installing the wheels from .whl/ failed" >&2; exit 1; }
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+source benchmarks/wheels_env.sh
 export PRIMUS_REPORT_DIR=${PRIMUS_REPORT_DIR:-$logs/reports}
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,power.limit --format=csv > "$out/gpu-tests.log" 2>&1
 status=0

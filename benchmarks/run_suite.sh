@@ -37,16 +37,7 @@ out=${OUT:-/tmp/primus-bench-out}
 work=${BENCH_WORKDIR:-/tmp/primus-bench}
 mkdir -p "$out" "$work"
 
-wheels=${WHEELS_DIR:-.whl}
-if compgen -G "$wheels/*.whl" > /dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-        "$wheels"/*.whl || { echo "installing the wheels from $wheels/ failed" >&2; exit 1; }
-    export PYTHONPATH=/tmp/site:$PWD
-else
-    echo "no wheels in $wheels/: the suite runs on the packages python3 has (a full image)" >&2
-    export PYTHONPATH=$PWD
-fi
-export PYTHONUNBUFFERED=1
+source benchmarks/wheels_env.sh
 
 snapshot() {  # the report and the logs as they are now, into $out/bench.tgz (through $out/bench.tgz.$1)
     mkdir -p "$report" "$work/logs"
