@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by run_suite.sh and run_gpu_tests.sh, from the repository root: installs the wheels in $WHEELS_DIR
 # (default .whl/: Megatron-Bridge, Megatron-Core, liger-kernel and what they import, for a plain PyTorch image) into
 # /tmp/site and puts it and the repository on PYTHONPATH; without wheels (a full image) only the repository.
