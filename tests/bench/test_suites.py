@@ -183,7 +183,7 @@ def test_expected_times_are_keyed_by_system_and_none_where_a_system_does_not_app
 
 
 @pytest.mark.parametrize("card", ["h100", "h200"])
-def test_fp8_system_runs_the_lora_cases_with_megatrons_times_and_has_its_target(card):
+def test_fp8_system_runs_the_lora_cases_within_megatrons_times_and_has_its_target(card):
     suite = get_suite(card)
     assert suite.systems[:2] == ("megatron", "megatron-fp8")
     for case in suite.cases:
